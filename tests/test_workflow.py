@@ -57,8 +57,8 @@ def _bad(mutate):
 
 
 BAD_CONFIGS = {
-    "negative rho": (lambda c: c["dr"]["reward"]["grids"]["unfiltered"].__setitem__("tv", [-0.1]),
-                     "dr.reward.grids.unfiltered.tv[0]"),
+    "negative rho": (lambda c: c["dr"]["reward"]["grids"]["no-hh-rlhf"].__setitem__("tv", [-0.1]),
+                     "dr.reward.grids.no-hh-rlhf.tv[0]"),
     "unknown divergence": (lambda c: c["dr"]["ppo"].__setitem__("divergence", "wasserstein"), "dr.ppo.divergence"),
     "unknown method": (lambda c: c["distill"].__setitem__("methods", ["dpo", "kto"]), "distill.methods[1]"),
     "missing model path": (lambda c: c["models"].__setitem__("policy", {"source": "local", "path": "/no/such/model"}),
@@ -163,7 +163,7 @@ def test_table_numbers_equal_the_metrics_files(smoke):
     work, _ = smoke
     res = work / "results"
     m = res / "metrics" / "dr"
-    rm_btl, rm_tv = m / "rm/unfiltered/none/rho0/seed0", m / "rm/unfiltered/tv/rho0.5/seed0"
+    rm_btl, rm_tv = m / "rm/no-hh-rlhf/none/rho0/seed0", m / "rm/no-hh-rlhf/tv/rho0.5/seed0"
     t1 = pd.read_csv(res / "tables" / "table1.csv")
     for label, folder in (("BTL RM", rm_btl), ("DR RM ρ = 0.5", rm_tv)):
         row = _row(t1, label)
@@ -178,12 +178,12 @@ def test_table_numbers_equal_the_metrics_files(smoke):
     assert _row(t2, "BTL RM")["math-prm"] == pytest.approx(
         100 * metric(rm_btl / "rewardbench.json", "metrics", "scores", "subsets", "math-prm"))
     t3 = pd.read_csv(res / "tables" / "table3.csv")
-    ppo = m / "ppo/unfiltered/vA/tv/rho0.5/seed0"
+    ppo = m / "ppo/no-hh-rlhf/vA/tv/rho0.5/seed0"
     assert _row(t3, "DR PPO (vA) ρ = 0.5")["In-distribution (synthetic)"] == pytest.approx(
         100 * metric(ppo / "id.json", "metrics", "likelihood", "accuracy"))
     t6 = pd.read_csv(res / "tables" / "table6.csv")
     assert _row(t6, "Std. DPO")["HHH (synthetic, OOD)"] == pytest.approx(
-        100 * metric(m / "dpo/unfiltered/none/rho0/seed0/hhh.json", "metrics", "implicit", "scores", "overall"))
+        100 * metric(m / "dpo/no-hh-rlhf/none/rho0/seed0/hhh.json", "metrics", "implicit", "scores", "overall"))
     t8 = pd.read_csv(res / "tables" / "table8.csv")
     chi = t8[(t8["group"] == "no-hh-rlhf; χ² dist.") & (t8["Reward Model"] == "DR RM ρ = 0.5")].iloc[0]
     assert chi["In-distribution (synthetic)"] == pytest.approx(

@@ -3,8 +3,9 @@
 Every figure except B.1 plots a table spec (:mod:`core.report.tables`) so a figure and its data
 table show the same numbers:
 
-* ``bias_lines`` (Figure 2, B.5): one line per row over the columns' ``x`` (length bias rho),
-  error bars = the cells' 95% intervals (bootstrap with one seed, Student-t over seeds otherwise).
+* ``bias_lines`` (Figure 2, B.5): one line per row over the columns' ``x`` (length bias rho,
+  each series shifted slightly sideways), error bars = the cells' 95% intervals (bootstrap with
+  one seed, Student-t over seeds otherwise).
 * ``stacked_bars`` (Figure B.3): per row (a length bias) the columns' shares stacked to 100%.
 * ``sweep`` (Figure B.4): one panel per row group (a method), x = the row's ``x`` (beta or tau,
   log scale), one line per column (a length bias).
@@ -59,13 +60,17 @@ def _bias_lines(spec: Mapping[str, Any], ax: Any) -> None:
     header = table.get("row_header", "model")
     cols = table["columns"]
     xs = [float(c["x"]) for c in cols]
-    for _, rec in frame.iterrows():
+    span = (max(xs) - min(xs)) or 1.0
+    k = len(frame)
+    for i, (_, rec) in enumerate(frame.iterrows()):
+        # a small horizontal offset per series keeps overlapping error bars apart
+        shifted = [x + (i - (k - 1) / 2) * 0.012 * span for x in xs]
         ys = [rec[c["label"]] for c in cols]
         lo = [rec[f"{c['label']} ci_low"] for c in cols]
         hi = [rec[f"{c['label']} ci_high"] for c in cols]
         err = [[y - lw if _finite(lw) else 0.0 for y, lw in zip(ys, lo, strict=True)],
                [h - y if _finite(h) else 0.0 for y, h in zip(ys, hi, strict=True)]]
-        ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=str(rec[header]))
+        ax.errorbar(shifted, ys, yerr=err, marker="o", capsize=3, label=str(rec[header]))
     ax.axhline(0.0, color="grey", lw=0.8, ls=":")
     ax.set_xlabel("length bias ρ")
     ax.set_ylabel(spec.get("ylabel", ""))
