@@ -33,7 +33,7 @@ small-real: $(VENV)/.installed
 
 # The main job: the whole DAG on the embedded default (config.yaml), offline on a CPU.
 demo: $(VENV)/.installed
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG) $(TARGET)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores $(CORES) $(TARGET) --configfile $(CONFIG)
 	@echo "Tables: results/tables/  Figures: results/figures/  Report: results/report.md"
 
 # The test suite CI runs (.ci/run calls exactly this).

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "atomic_directory",
     "atomic_savefig",
     "atomic_write",
     "atomic_write_bytes",
@@ -97,3 +99,23 @@ def atomic_savefig(fig: Any, path: PathLike, **savefig_kwargs: Any) -> Path:
             suffix = matplotlib.rcParams["savefig.format"]
         savefig_kwargs["format"] = suffix
     return atomic_write(path, lambda tmp: fig.savefig(tmp, **savefig_kwargs))
+
+
+@contextmanager
+def atomic_directory(path: PathLike) -> Iterator[Path]:
+    """Yield a fresh ``<path>.partial`` folder to fill (e.g. ``save_pretrained``); on a normal exit
+    it replaces ``path`` (any old folder is removed first, so a reader sees the old folder, none,
+    or the complete new one, never a half-written one); on an exception it is removed and
+    ``path`` is left as it was."""
+    target = Path(path)
+    tmp = target.with_name(target.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(tmp, target)

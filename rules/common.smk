@@ -155,6 +155,14 @@ def semantic_problems(cfg: dict) -> list:
             if k > longer or n_ens - k > n - longer:
                 out.append(f"config key distill.ensemble_n: {n_ens} pairs with longer-preferred fraction {b} "
                            f"cannot be drawn from D_rho (rho={rho}, {n} pairs: {longer} longer-preferred)")
+    for kind, r in cfg["resources"].items():
+        gpu, nproc = int(r.get("gpu", 0)), int(r.get("nproc", 1))
+        if kind != "train" and nproc != 1:
+            out.append(f"config key resources.{kind}.nproc: only training jobs run in several processes "
+                       f"(resources.train.nproc); expected 1, got {nproc}")
+        if gpu and nproc > gpu:
+            out.append(f"config key resources.{kind}.nproc: {nproc} processes need one GPU each, "
+                       f"but resources.{kind}.gpu is {gpu}")
     b1 = cfg["report"]["figureB1"]
     if float(b1["bias"]) not in [float(b) for b in cfg["distill"]["biases"]]:
         out.append(f"config key report.figureB1.bias: {b1['bias']} is not in distill.biases")
@@ -205,12 +213,16 @@ def res(kind: str, key: str):
 
 
 def threads_of(kind: str) -> int:
-    return int(res(kind, "threads"))
+    """Cores a job of ``kind`` occupies: ``threads`` per process times ``nproc`` processes."""
+    r = config["resources"][kind]
+    return int(r["threads"]) * int(r.get("nproc", 1))
 
 
 def resources_of(kind: str) -> dict:
+    """Scheduler resources of a job: memory and CPUs scale with its processes (``nproc``)."""
     r = config["resources"][kind]
-    out = {"mem_mb": r["mem_mb"], "runtime": r["runtime"], "cpus_per_task": r["threads"]}
+    nproc = int(r.get("nproc", 1))
+    out = {"mem_mb": int(r["mem_mb"]) * nproc, "runtime": r["runtime"], "cpus_per_task": threads_of(kind)}
     if r.get("gpu", 0):
         out["gpu"] = r["gpu"]
     return out

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from core.atomic import (
+    atomic_directory,
     atomic_savefig,
     atomic_write,
     atomic_write_bytes,
@@ -73,3 +74,21 @@ def test_savefig_infers_format_from_target_suffix(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert b"<svg" in svg.read_bytes()[:500]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.png", "f.svg"]
+
+
+def test_directory_replaces_old_folder_only_when_complete(tmp_path):
+    target = tmp_path / "models" / "rm"
+    with atomic_directory(target) as tmp:
+        (tmp / "weights.bin").write_bytes(b"v1")
+        assert not target.exists()  # nothing visible while it is being written
+    assert (target / "weights.bin").read_bytes() == b"v1"
+
+    with pytest.raises(RuntimeError, match="crash"), atomic_directory(target) as tmp:
+        (tmp / "weights.bin").write_bytes(b"half")
+        raise RuntimeError("crash")
+    assert (target / "weights.bin").read_bytes() == b"v1"  # old folder intact
+    assert sorted(p.name for p in target.parent.iterdir()) == ["rm"]  # no .partial left
+
+    with atomic_directory(str(target)) as tmp:
+        (tmp / "other.bin").write_bytes(b"v2")
+    assert sorted(p.name for p in target.iterdir()) == ["other.bin"]  # old content replaced, not merged

@@ -67,6 +67,8 @@ BAD_CONFIGS = {
     "misspelt key": (lambda c: c["dr"]["dpo"].__setitem__("betta", 0.1), "dr.dpo"),
     "unknown variant": (lambda c: c["dr"]["ppo"].__setitem__("variant", "no-such-variant"), "dr.ppo.variant"),
     "infeasible ensemble": (lambda c: c["distill"].__setitem__("ensemble_n", 79), "distill.ensemble_n"),
+    "eval in two processes": (lambda c: c["resources"]["eval"].__setitem__("nproc", 2), "resources.eval.nproc"),
+    "more processes than GPUs": (lambda c: c["resources"]["train"].update(nproc=4, gpu=2), "resources.train.nproc"),
 }
 
 
@@ -85,6 +87,20 @@ def test_bad_config_fails_before_any_job_naming_the_key(tmp_path):
         assert proc.returncode != 0, f"{name}: snakemake accepted the config"
         assert f"config key {key}" in out, f"{name}: message does not name {key!r}:\n{out[-2000:]}"
         assert "Job stats" not in out and not (work / "results").exists(), f"{name}: jobs were scheduled"
+
+
+def test_make_demo_runs_the_default_dag_with_all_as_target(tmp_path):
+    """`make demo`'s snakemake command (as make prints it) builds the default DAG up to `all`;
+    a target placed after --configfile would be read as a second config file."""
+    proc = subprocess.run(["make", "-n", "demo"], capture_output=True, text=True, cwd=REPO, timeout=60,
+                          env=dict(os.environ, MAKEFLAGS=""))
+    assert proc.returncode == 0, proc.stderr
+    line = next(x for x in proc.stdout.splitlines() if "/snakemake " in x)
+    command = line.split("snakemake ", 1)[1].split()
+    dry = snakemake(tmp_path, "-n", *command, timeout=180)
+    assert dry.returncode == 0, (dry.stdout + dry.stderr)[-3000:]
+    stats = job_stats(dry.stdout)
+    assert stats["all"] == 1 and stats["report"] == 1 and stats["table"] == len(TABLES), stats
 
 
 def test_shipped_configs_validate_against_the_schema(tmp_path):

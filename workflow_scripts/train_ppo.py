@@ -4,7 +4,6 @@ rollout batch of KL-regularised returns R_i = r(x_i, y_i) - beta KL_i; vA scales
 advantages by n q_i, vB its policy loss (core.trainers.ppo). The policy and value model start
 from pi_ref and the reward model; the reward model must share the policy's tokenizer."""
 
-import os
 import shutil
 
 from wf_io import read_pairs, run_id_of, write_job_metrics
@@ -14,6 +13,7 @@ from wf_train import curves, last_values, trainer_args
 
 def main(job: Job) -> None:
     set_torch_threads(job)
+    from core.atomic import atomic_directory
     from core.models import load_causal_lm, load_reward_model, load_tokenizer
     from core.trainers.ppo import DRPPOConfig, DRPPOTrainer, tokenize_prompts
 
@@ -39,13 +39,13 @@ def main(job: Job) -> None:
         trainer = DRPPOTrainer(args=args, processing_class=tok, model=policy, ref_model=ref, reward_model=reward,
                                train_dataset=prompts, value_model=value, callbacks=[run.callback()])
         final = trainer.train()
-        tmp = out.rstrip("/") + ".partial"
-        shutil.rmtree(tmp, ignore_errors=True)
-        trainer.save_model(tmp)
+        # save_model is collective (every rank calls it; the main process writes)
         if rank() == 0:
-            if os.path.exists(out):
-                shutil.rmtree(out)
-            os.replace(tmp, out)
+            with atomic_directory(out.rstrip("/")) as tmp:
+                trainer.save_model(str(tmp))
+        else:
+            trainer.save_model(out.rstrip("/") + ".partial")
+        if rank() == 0:
             series = curves(trainer.state.log_history)
             metrics = {"updates": int(trainer.state.global_step), "final": dict(final), "curves": series,
                        "last": last_values(series)}

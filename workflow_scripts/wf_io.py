@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -23,20 +22,14 @@ def read_pairs(path: str) -> Any:
 
 def write_pairs(ds: Any, path: str) -> None:
     """Write a dataset as parquet atomically (temp file in the same folder, then ``os.replace``)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".parquet", dir=folder)
-    os.close(fd)
-    try:
-        ds.to_parquet(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    from core.atomic import atomic_write
+
+    atomic_write(path, ds.to_parquet)
 
 
 def write_json(path: str, payload: Any) -> None:
-    from core.eval.results import atomic_write_text, to_jsonable
+    from core.atomic import atomic_write_text
+    from core.eval.results import to_jsonable
 
     atomic_write_text(path, json.dumps(to_jsonable(payload), indent=2, sort_keys=True) + "\n")
 

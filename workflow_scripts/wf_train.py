@@ -3,8 +3,6 @@ of the final model (LoRA merged, so every later stage loads a plain HF folder), 
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,7 +14,10 @@ PAIR_COLUMNS = ("prompt", "chosen", "rejected")
 def trainer_args(job: Job, config_cls: Any, output_dir: str, seed: int, **fields: Any) -> Any:
     """``config_cls`` (a TrainingArguments subclass) from ``params.train`` plus fixed workflow
     settings: no checkpoints or third-party reporting (MLflow is logged by the workflow), CPU when
-    the job has no GPU, the job's seed for model init and data order."""
+    the job has no GPU, the job's seed for model init and data order, and float32 unless the
+    config's ``train`` block says ``bf16: true`` (trl's configs default to bf16 autocast, which
+    on a CPU with bf16 units rounds every matmul to 8 mantissa bits, so results would depend on
+    the batch layout and the machine)."""
     args: dict[str, Any] = {
         "output_dir": output_dir,
         "report_to": "none",
@@ -30,8 +31,7 @@ def trainer_args(job: Job, config_cls: Any, output_dir: str, seed: int, **fields
     }
     args.update(job.params.get("train") or {})
     args.update(fields)
-    if not job.use_cpu:
-        args.setdefault("bf16", False)
+    args.setdefault("bf16", False)
     return config_cls(**args)
 
 
@@ -49,14 +49,11 @@ def save_final(model: Any, tokenizer: Any, out: str, trainer: Any = None) -> Non
         return
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
-    tmp = out.rstrip("/") + ".partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    if os.path.exists(out):
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+    from core.atomic import atomic_directory
+
+    with atomic_directory(out.rstrip("/")) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
 
 
 def curves(log_history: list[Mapping[str, Any]]) -> dict[str, dict[str, list[float]]]:

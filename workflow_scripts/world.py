@@ -16,8 +16,8 @@ NAMES = {"pool": "train", "world_test": "test", "world_eval": "eval", "sft": "sf
 
 
 def main(job: Job) -> None:
+    from core.atomic import atomic_write_text
     from core.data.synthetic import WorldConfig, generate_world, world_corpus
-    from core.eval.results import atomic_write_text
 
     cfg = WorldConfig.from_dict(job.params["cfg"])
     seed = int(job.params["seed"])

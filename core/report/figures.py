@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from core.atomic import atomic_savefig
 from core.report.tables import build_table
 
 __all__ = ["FIGURE_KINDS", "make_figure", "read_curve"]
@@ -38,16 +37,7 @@ def _figure(ncols: int = 1, nrows: int = 1, width: float = 4.4, height: float = 
 
 
 def _save(fig: Any, path: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=folder)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    atomic_savefig(fig, path, format="png", dpi=110, bbox_inches="tight")
 
 
 def _finite(x: float) -> bool:

@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from core.report.tables import atomic_write_text
+from core.atomic import atomic_write_text
 
 __all__ = ["assemble_markdown", "markdown_to_html", "write_report"]
 
