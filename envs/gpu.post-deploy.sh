@@ -1,11 +1,1 @@
-#!/usr/bin/env bash
-# Run by Snakemake inside the new conda env: install this project (without dependencies, which
-# the env file pins). The repository is $ROBUST_RLHF_ROOT, else the working directory (run
-# Snakemake from the repository root, or export ROBUST_RLHF_ROOT=/path/to/robust-rlhf).
-set -euo pipefail
-root="${ROBUST_RLHF_ROOT:-$PWD}"
-if [ ! -f "$root/pyproject.toml" ]; then
-  echo "post-deploy: $root has no pyproject.toml; set ROBUST_RLHF_ROOT to the robust-rlhf checkout" >&2
-  exit 1
-fi
-python -m pip install --no-deps -e "$root"
+cpu.post-deploy.sh

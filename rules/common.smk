@@ -207,11 +207,6 @@ wildcard_constraints:
 # --------------------------------------------------------------------------------------------
 # resources
 # --------------------------------------------------------------------------------------------
-def res(kind: str, key: str):
-    """Per-kind resources (train / eval / light) from config.resources."""
-    return config["resources"][kind][key]
-
-
 def threads_of(kind: str) -> int:
     """Cores a job of ``kind`` occupies: ``threads`` per process times ``nproc`` processes."""
     r = config["resources"][kind]

@@ -39,13 +39,12 @@ def main(job: Job) -> None:
         trainer = DRPPOTrainer(args=args, processing_class=tok, model=policy, ref_model=ref, reward_model=reward,
                                train_dataset=prompts, value_model=value, callbacks=[run.callback()])
         final = trainer.train()
-        # save_model is collective (every rank calls it; the main process writes)
-        if rank() == 0:
-            with atomic_directory(out.rstrip("/")) as tmp:
-                trainer.save_model(str(tmp))
+        if rank() != 0:
+            # collective under DeepSpeed/FSDP; only rank 0 writes (others at most create the folder)
+            trainer.save_model(args.output_dir)
         else:
-            trainer.save_model(out.rstrip("/") + ".partial")
-        if rank() == 0:
+            with atomic_directory(out) as tmp:
+                trainer.save_model(str(tmp))
             series = curves(trainer.state.log_history)
             metrics = {"updates": int(trainer.state.global_step), "final": dict(final), "curves": series,
                        "last": last_values(series)}

@@ -51,7 +51,7 @@ def save_final(model: Any, tokenizer: Any, out: str, trainer: Any = None) -> Non
         model = model.merge_and_unload()
     from core.atomic import atomic_directory
 
-    with atomic_directory(out.rstrip("/")) as tmp:
+    with atomic_directory(out) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
 

@@ -4,8 +4,8 @@ A file holds ``{"schema", "name", "metrics", "model_path", "dataset_path", "coun
 "config_hash", "config", "extra"}``: the numbers (nested mappings allowed; NaN/inf stored as
 ``null``), what produced them, example counts, the seed(s) and ``config_hash`` = the first 16 hex
 digits of SHA-256 of the canonical JSON of the config slice (sorted keys, no whitespace).  Files
-are written atomically (:mod:`core.atomic`: temp file in the same directory, then ``os.replace``;
-``atomic_write_text`` is re-exported here for the workflow scripts) and contain no
+are written atomically (:mod:`core.atomic`: temp file in the same directory, then ``os.replace``)
+and contain no
 timestamp, so the same inputs give byte-identical files.  :func:`load_metrics` turns a set of
 them into one pandas row per file for tables.
 """
@@ -28,7 +28,6 @@ from core.atomic import atomic_write, atomic_write_json, atomic_write_text
 
 __all__ = [
     "SCHEMA",
-    "atomic_write_text",
     "config_hash",
     "load_metrics",
     "read_metrics",

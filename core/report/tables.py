@@ -43,7 +43,6 @@ from core.atomic import atomic_write_text
 
 __all__ = [
     "Cell",
-    "atomic_write_text",
     "build_table",
     "evaluate_cell",
     "read_metric",
