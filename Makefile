@@ -34,7 +34,7 @@ small-real: $(VENV)/.installed
 # The main job: the whole DAG on the embedded default (config.yaml), offline on a CPU.
 demo: $(VENV)/.installed
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores $(CORES) $(TARGET) --configfile $(CONFIG)
-	@echo "Tables: results/tables/  Figures: results/figures/  Report: results/report.md"
+	@echo "Tables, figures and report: results/<config name>/ (results/embedded-default/ for config.yaml)"
 
 # The test suite CI runs (.ci/run calls exactly this).
 test: $(VENV)/.installed-dev
@@ -42,6 +42,8 @@ test: $(VENV)/.installed-dev
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check core tests benchmarks workflow_scripts
+	$(BIN)/ruff format --check core tests benchmarks workflow_scripts
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --lint --configfile $(CONFIG)
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/dro_solvers.py

@@ -1,8 +1,8 @@
 # robust-rlhf: one DAG that rebuilds every table and figure of the DR-RLHF paper and the
-# reward-model distillation paper (DESIGN.md §2-§4).
+# reward-model distillation paper (docs/design.md). Outputs of a config go to results/<its name>/.
 #
 #   snakemake --cores 2                                    # the embedded default (config.yaml)
-#   snakemake --cores 2 results/tables/table1.md           # only what Table 1 needs
+#   snakemake --cores 2 results/embedded-default/tables/table1.md   # only what Table 1 needs
 #   snakemake --cores 2 report                             # everything + results/report.md
 #   snakemake -n --configfile configs/paper.yaml           # the papers' full grids (dry run)
 #
@@ -33,4 +33,5 @@ include: "rules/report.smk"
 rule all:
     default_target: True
     input:
-        all_targets(),
+        PATHS.report("md"),
+        PATHS.report("html"),

@@ -1,4 +1,4 @@
-"""Step-time overhead of DR reweighting (DESIGN.md §1.1) for the reward and DPO trainers.
+"""Step-time overhead of DR reweighting (docs/design.md §1.1) for the reward and DPO trainers.
 
 One trainer, one model, one optimiser and a fixed list of batches per trainer; DR steps
 (``divergence=tv``, ``rho>0``: per-example losses, all-gather, exact worst-case weights, reweighted
@@ -34,9 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch  # noqa: E402
 
 # vocabulary of ~512 words, as the embedded default's tokenizer (config.yaml: models.tokenizer)
-WORDS = (
-    ["dA", "dB", "good", "bad", ":"] + [f"t{i}" for i in range(32)] + [f"f{i}" for i in range(471)]
-)
+WORDS = ["dA", "dB", "good", "bad", ":"] + [f"t{i}" for i in range(32)] + [f"f{i}" for i in range(471)]
 
 
 def _tokenizer():
@@ -107,7 +105,7 @@ def build(kind: str, args, out: str, accumulation: int):
     from core.trainers.dpo import DRDPOConfig, DRDPOTrainer
 
     model = _model(tok, args.hidden, args.layers, reward=False)
-    config = DRDPOConfig(loss_type="sigmoid", divergence="tv", rho=args.rho, beta=0.1, **common)
+    config = DRDPOConfig(loss_type="dpo", divergence="tv", rho=args.rho, beta=0.1, **common)
     return DRDPOTrainer(
         model=model,
         ref_model=copy.deepcopy(model),
@@ -122,9 +120,7 @@ def _sync() -> None:
         torch.cuda.synchronize()
 
 
-def measure(
-    trainer, rho: float, steps: int, accumulation: int, clock=time.perf_counter
-) -> dict[str, float]:
+def measure(trainer, rho: float, steps: int, accumulation: int, clock=time.perf_counter) -> dict[str, float]:
     """Median step time (s) of plain (rho=0) and DR (rho) steps, interleaved A-B-B-A on the same batches."""
     trainer.create_optimizer()
     trainer.model.to(trainer.args.device)
@@ -161,18 +157,14 @@ def measure(
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--steps", type=int, default=40, help="interleaved step pairs per measurement"
-    )
+    parser.add_argument("--steps", type=int, default=40, help="interleaved step pairs per measurement")
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--reward-batch", type=int, default=32, help="pairs per reward micro-batch")
     parser.add_argument("--dpo-batch", type=int, default=16, help="pairs per DPO micro-batch")
     parser.add_argument("--length", type=int, default=48, help="completion length in words")
     parser.add_argument("--rho", type=float, default=0.3)
-    parser.add_argument(
-        "--threads", type=int, default=1, help="torch CPU threads (0 = torch default)"
-    )
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (0 = torch default)")
     parser.add_argument(
         "--clock",
         choices=("auto", "process", "wall"),
@@ -202,11 +194,7 @@ def main(argv: list[str] | None = None) -> dict:
                 res = measure(trainer, args.rho, args.steps, accumulation, clock)
                 key = f"{kind}_accum{accumulation}"
                 results[key] = res
-                goal = (
-                    "  (goal <= 1.02)"
-                    if accumulation == 1
-                    else "  (info: includes the no-grad pre-pass)"
-                )
+                goal = "  (goal <= 1.02)" if accumulation == 1 else "  (info: includes the no-grad pre-pass)"
                 print(
                     f"{key:>14}: plain {res['plain_s'] * 1e3:8.2f} ms  DR {res['dr_s'] * 1e3:8.2f} ms  "
                     f"ratio DR/plain = {res['ratio']:.4f} (median of paired ratios {res['paired_ratio']:.4f}){goal}",

@@ -45,7 +45,9 @@ def main() -> None:
         for div, rho in RADII.items():
             exact = _median_seconds(lambda d=div, r=rho, x=losses: worst_case_weights(x, d, r), args.exact_reps)
             worst_case_weights_cvxpy(losses, div, rho)  # warm cvxpy's canonicalisation caches
-            ref_time = _median_seconds(lambda d=div, r=rho, x=losses: worst_case_weights_cvxpy(x, d, r), args.cvxpy_reps)
+            ref_time = _median_seconds(
+                lambda d=div, r=rho, x=losses: worst_case_weights_cvxpy(x, d, r), args.cvxpy_reps
+            )
             q = worst_case_weights(losses, div, rho)
             ref = worst_case_weights_cvxpy(losses, div, rho)
             gap = (float(ref @ losses) - float(q @ losses)) / float(np.ptp(losses))

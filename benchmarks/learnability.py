@@ -2,7 +2,7 @@
 
 Generates the synthetic world (``core.data.synthetic``), trains a byte-level BPE tokenizer on its
 training texts, builds a tiny Llama-style 1-output reward model (``core.models``) and minimises the
-Bradley-Terry loss ``-log sigma(r(x, y+) - r(x, y-))`` (DESIGN.md §1.2, BTL RM) on the default
+Bradley-Terry loss ``-log sigma(r(x, y+) - r(x, y-))`` (docs/design.md §1.2, BTL RM) on the default
 training mixture for a fixed wall-clock budget. It then prints pairwise accuracy
 ``P[r(x, y+) > r(x, y-)]`` against the oracle's preference on
 
@@ -80,9 +80,13 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--max-len", type=int, default=160)
-    ap.add_argument("--domain-weights", type=json.loads, default=None,
-                    help='training mixture as JSON, e.g. \'{"chat": 1, "chat-hard": 1, "safety": 1, "reasoning": 1}\' '
-                         "(default: the world's default, which under-represents safety)")
+    ap.add_argument(
+        "--domain-weights",
+        type=json.loads,
+        default=None,
+        help='training mixture as JSON, e.g. \'{"chat": 1, "chat-hard": 1, "safety": 1, "reasoning": 1}\' '
+        "(default: the world's default, which under-represents safety)",
+    )
     ap.add_argument("--json", type=str, default=None, help="also write the numbers here")
     args = ap.parse_args(argv)
 
@@ -107,10 +111,17 @@ def main(argv: list[str] | None = None) -> dict:
     world = generate_world(cfg, seed=args.seed)
     t_gen = time.time() - t0
     with tempfile.TemporaryDirectory() as tmp:
-        tok_dir = build_tokenizer(world_corpus({"train": world["train"], "sft": world["sft"]}),
-                                  args.vocab_size, Path(tmp) / "tokenizer")
-        rm_dir = build_tiny_reward_model(tok_dir, Path(tmp) / "rm", hidden_size=args.hidden,
-                                         num_layers=args.layers, num_heads=args.heads, seed=args.seed)
+        tok_dir = build_tokenizer(
+            world_corpus({"train": world["train"], "sft": world["sft"]}), args.vocab_size, Path(tmp) / "tokenizer"
+        )
+        rm_dir = build_tiny_reward_model(
+            tok_dir,
+            Path(tmp) / "rm",
+            hidden_size=args.hidden,
+            num_layers=args.layers,
+            num_heads=args.heads,
+            seed=args.seed,
+        )
         model = load_reward_model(rm_dir)
         tok = load_tokenizer(rm_dir)
     pad = tok.pad_token_id
@@ -149,18 +160,27 @@ def main(argv: list[str] | None = None) -> dict:
     weights = dict(cfg.domain_weights)
     report = {
         "command": "python benchmarks/learnability.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "seed": args.seed, "params": count_parameters(model), "vocab": len(tok),
-        "train_pairs": n, "train_seconds": round(t_train, 1), "steps": steps, "pairs_seen": seen,
-        "epochs": round(seen / n, 2), "final_loss": round(sum(losses[-50:]) / max(1, len(losses[-50:])), 4),
+        "seed": args.seed,
+        "params": count_parameters(model),
+        "vocab": len(tok),
+        "train_pairs": n,
+        "train_seconds": round(t_train, 1),
+        "steps": steps,
+        "pairs_seen": seen,
+        "epochs": round(seen / n, 2),
+        "final_loss": round(sum(losses[-50:]) / max(1, len(losses[-50:])), 4),
         "train_accuracy": round(train_acc, 4),
         "test_accuracy": round(test_acc, 4),
-        "test_by_domain": {d: {"accuracy": round(a, 4), "n": k, "train_weight": weights[d]}
-                           for d, (a, k) in test_dom.items()},
+        "test_by_domain": {
+            d: {"accuracy": round(a, 4), "n": k, "train_weight": weights[d]} for d, (a, k) in test_dom.items()
+        },
         "eval_accuracy": round(eval_acc, 4),
-        "eval_by_domain": {d: {"accuracy": round(a, 4), "n": k, "train_weight": weights[d]}
-                           for d, (a, k) in eval_dom.items()},
+        "eval_by_domain": {
+            d: {"accuracy": round(a, 4), "n": k, "train_weight": weights[d]} for d, (a, k) in eval_dom.items()
+        },
         "eval_by_subset": {s: {"accuracy": round(a, 4), "n": k} for s, (a, k) in eval_sub.items()},
-        "world_seconds": round(t_gen, 1), "threads": args.threads,
+        "world_seconds": round(t_gen, 1),
+        "threads": args.threads,
     }
     _print(report)
     if args.json:
@@ -179,16 +199,19 @@ def _ci(acc: float, n: int) -> float:
 
 def _print(rep: dict) -> None:
     print(f"tiny reward model: {rep['params']:,} parameters, vocab {rep['vocab']}")
-    print(f"trained {rep['train_seconds']} s: {rep['steps']} steps, {rep['pairs_seen']} pairs "
-          f"({rep['epochs']} epochs of {rep['train_pairs']}), final BT loss {rep['final_loss']}")
+    print(
+        f"trained {rep['train_seconds']} s: {rep['steps']} steps, {rep['pairs_seen']} pairs "
+        f"({rep['epochs']} epochs of {rep['train_pairs']}), final BT loss {rep['final_loss']}"
+    )
     print(f"train accuracy (vs sampled labels): {rep['train_accuracy']:.3f}")
-    print(f"in-distribution held-out accuracy (test split, training mixture, vs oracle): "
-          f"{rep['test_accuracy']:.3f}")
+    print(f"in-distribution held-out accuracy (test split, training mixture, vs oracle): {rep['test_accuracy']:.3f}")
     print(f"{'domain':<12} {'train weight':>12} {'test n':>7} {'test acc':>9} {'eval n':>7} {'eval acc':>15}")
     for d, v in rep["eval_by_domain"].items():
         t = rep["test_by_domain"].get(d, {"n": 0, "accuracy": float("nan")})
-        print(f"{d:<12} {v['train_weight']:>12.2f} {t['n']:>7} {t['accuracy']:>9.3f} {v['n']:>7} "
-              f"{v['accuracy']:>8.3f} ± {_ci(v['accuracy'], v['n']):.3f}")
+        print(
+            f"{d:<12} {v['train_weight']:>12.2f} {t['n']:>7} {t['accuracy']:>9.3f} {v['n']:>7} "
+            f"{v['accuracy']:>8.3f} ± {_ci(v['accuracy'], v['n']):.3f}"
+        )
     print(f"balanced evaluation set (eval split), per subset; all subsets {rep['eval_accuracy']:.3f}:")
     for s, v in rep["eval_by_subset"].items():
         print(f"  {s:<24} {v['accuracy']:.3f} ± {_ci(v['accuracy'], v['n']):.3f} (n={v['n']})")

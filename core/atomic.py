@@ -6,6 +6,10 @@ is complete: a reader sees the old file or the new one, never a half-written one
 exception the temporary file is removed and the target is left as it was.  Parent directories
 are created; the finished file gets the permissions a plain ``open`` would give it
 (``0o666 & ~umask``) rather than ``mkstemp``'s ``0o600``.
+
+A folder is filled in its staging folder ``<path>.partial`` (:func:`atomic_directory`) and then
+either replaces ``path`` as a whole or, with ``merge=True``, has its files moved into ``path`` one
+by one (each an ``os.replace``), keeping what else ``path`` holds.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -26,6 +30,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
+    "staging_directory",
 ]
 
 PathLike = str | os.PathLike[str]
@@ -101,14 +106,57 @@ def atomic_savefig(fig: Any, path: PathLike, **savefig_kwargs: Any) -> Path:
     return atomic_write(path, lambda tmp: fig.savefig(tmp, **savefig_kwargs))
 
 
-@contextmanager
-def atomic_directory(path: PathLike) -> Iterator[Path]:
-    """Yield a fresh ``<path>.partial`` folder to fill (e.g. ``save_pretrained``); on a normal exit
-    it replaces ``path`` (any old folder is removed first, so a reader sees the old folder, none,
-    or the complete new one, never a half-written one); on an exception it is removed and
-    ``path`` is left as it was."""
+def staging_directory(path: PathLike) -> Path:
+    """The folder ``<path>.partial`` that :func:`atomic_directory` fills before moving it into place
+    (the other processes of a multi-process job write into it while one process holds the context)."""
     target = Path(path)
-    tmp = target.with_name(target.name + ".partial")
+    return target.with_name(target.name + ".partial")
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _replace_directory(src: Path, target: Path) -> None:
+    """Move the finished folder ``src`` onto ``target``: an existing ``target`` is renamed aside first
+    and removed after, so ``target`` is never a half-written or half-deleted folder."""
+    old = None
+    if target.exists() or target.is_symlink():
+        old = target.with_name(f".{target.name}.old")
+        _remove(old)
+        os.replace(target, old)
+    os.replace(src, target)
+    if old is not None:
+        _remove(old)
+
+
+def _merge_directory(src: Path, target: Path, last: Collection[str]) -> None:
+    """Move every file of ``src`` to the same relative path under ``target`` (``os.replace`` each,
+    the names in ``last`` after the others of their folder), then remove ``src``."""
+    for root, _, files in os.walk(src):
+        rel = os.path.relpath(root, src)
+        os.makedirs(target / rel, exist_ok=True)
+        for name in sorted(files, key=lambda f: f in last):
+            os.replace(os.path.join(root, name), target / rel / name)
+    shutil.rmtree(src, ignore_errors=True)
+
+
+@contextmanager
+def atomic_directory(path: PathLike, *, merge: bool = False, last: Collection[str] = ()) -> Iterator[Path]:
+    """Yield a fresh staging folder ``<path>.partial`` to fill (e.g. ``save_pretrained``).
+
+    On a normal exit it replaces ``path`` (an old folder is renamed aside and removed after, so a
+    reader sees the old folder or the complete new one, never a half-written one).  With
+    ``merge=True`` the old folder is kept and each staged file is moved into it with ``os.replace``
+    (names in ``last`` after the others of their folder, e.g. ``config.json``): no file is ever
+    half-written and files the new content does not name stay.  On an exception the staging folder
+    is removed and ``path`` is left as it was.
+    """
+    target = Path(path)
+    tmp = staging_directory(target)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
@@ -116,6 +164,7 @@ def atomic_directory(path: PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(tmp, target)
+    if merge:
+        _merge_directory(tmp, target, last)
+    else:
+        _replace_directory(tmp, target)

@@ -1,4 +1,4 @@
-"""Worst-case minibatch weights for distributionally robust training (DESIGN.md §1.1).
+"""Worst-case minibatch weights for distributionally robust training (docs/design.md §1.1).
 
 Every robust method of the DR paper replaces the minibatch mean ``(1/n) sum_i l_i`` by
 ``sum_i q*_i l_i`` with
@@ -29,18 +29,20 @@ All solvers are invariant to a positive affine map of the losses, so they work o
 from __future__ import annotations
 
 import math
+import numbers
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from core.vocab import DIVERGENCES
+
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-DIVERGENCES: tuple[str, ...] = ("none", "tv", "chi2", "kl", "cvar")
-
 __all__ = [
     "DIVERGENCES",
-    "divergence_value",
+    "all_gather_rows",
+    "check_radius",
     "gather_worst_case_weights",
     "weight_statistics",
     "worst_case_weights",
@@ -53,18 +55,27 @@ def _is_torch(x: Any) -> bool:
     return type(x).__module__.startswith("torch") and hasattr(x, "detach")
 
 
-def _validate(losses: Any, divergence: str, rho: float) -> np.ndarray:
-    """Return the losses as a float64 numpy vector, raising ``ValueError`` on bad input."""
+def check_radius(divergence: str, rho: float) -> float:
+    """The one check of a ball's radius (eq. 3's ``D(q, 1/n) <= rho``); returns ``float(rho)``.
+
+    ``divergence`` must be one of :data:`DIVERGENCES` and ``rho`` a finite real number ``>= 0``;
+    for ``cvar`` it is ``alpha`` and must also be ``<= 1``.  Raises ``ValueError`` naming the problem.
+    """
     if divergence not in DIVERGENCES:
         raise ValueError(f"unknown divergence {divergence!r}; expected one of {list(DIVERGENCES)}")
-    try:
-        rho_f = float(rho)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"rho must be a real number, got {rho!r}") from exc
+    if not isinstance(rho, numbers.Real):
+        raise ValueError(f"rho must be a real number, got {rho!r}")
+    rho_f = float(rho)
     if not math.isfinite(rho_f) or rho_f < 0:
         raise ValueError(f"rho must be a finite number >= 0, got {rho!r}")
     if divergence == "cvar" and rho_f > 1:
         raise ValueError(f"for divergence 'cvar' rho is alpha and must lie in [0, 1], got {rho!r}")
+    return rho_f
+
+
+def _validate(losses: Any, divergence: str, rho: float) -> np.ndarray:
+    """Return the losses as a float64 numpy vector, raising ``ValueError`` on bad input."""
+    check_radius(divergence, rho)
     if _is_torch(losses):
         arr = losses.detach().to("cpu").double().numpy()
     else:
@@ -207,7 +218,7 @@ _SOLVERS = {"tv": _tv_weights, "chi2": _chi2_weights, "kl": _kl_weights, "cvar":
 
 
 def worst_case_weights(losses: Any, divergence: str, rho: float) -> Any:
-    """Weights ``q* = argmax_{q in simplex, D(q, 1/n) <= rho} sum_i q_i l_i`` (DESIGN.md §1.1).
+    """Weights ``q* = argmax_{q in simplex, D(q, 1/n) <= rho} sum_i q_i l_i`` (docs/design.md §1.1).
 
     ``losses``: 1-D numpy array or torch tensor (detached for the solve); the result has the
     same kind (torch: same device and dtype, no grad).  ``rho = 0`` or ``divergence = "none"``
@@ -231,32 +242,26 @@ def worst_case_weights(losses: Any, divergence: str, rho: float) -> Any:
 
 
 # --------------------------------------------------------------------------- diagnostics
-def divergence_value(weights: Any, divergence: str) -> float:
-    """``D(q, uniform)`` for the divergences above (``cvar``: ``1 / (n max q)``, the tightest alpha)."""
-    q = _validate(weights, divergence if divergence in DIVERGENCES else "none", 0.0)
-    n = q.size
-    if divergence == "tv":
-        return float(0.5 * np.abs(q - 1.0 / n).sum())
-    if divergence == "chi2":
-        return float(0.5 * n * np.sum((q - 1.0 / n) ** 2))
-    if divergence == "kl":
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return float(np.sum(np.where(q > 0, q * np.log(n * q), 0.0)))
-    if divergence == "cvar":
-        return float(1.0 / (n * q.max()))
-    if divergence == "none":
-        return 0.0
-    raise ValueError(f"unknown divergence {divergence!r}; expected one of {list(DIVERGENCES)}")
+def weight_statistics(weights: Any, losses: Any = None) -> dict[str, float]:
+    """Per-step diagnostics of the weights ``q`` (eq. 3's ``q*``) and, with ``losses``, of the objective.
 
-
-def weight_statistics(weights: Any) -> dict[str, float]:
-    """Per-step diagnostics: max weight, effective sample size ``1/sum q^2``, fraction of zeros."""
+    ``robust_loss = sum_i q_i l_i`` and ``mean_loss = (1/n) sum_i l_i`` (only with ``losses``), then
+    ``max_weight = max_i q_i``, the effective sample size ``ess = 1 / sum_i q_i^2`` and
+    ``frac_zero_weights``, the fraction of examples with ``q_i <= 0``.  These are the keys of the
+    robust trainers' ``robust_history`` records and ``dr/`` metrics.
+    """
     q = _validate(weights, "none", 0.0)
-    return {
-        "max_weight": float(q.max()),
-        "ess": float(1.0 / np.sum(q * q)),
-        "frac_zero": float(np.mean(q <= 0.0)),
-    }
+    out: dict[str, float] = {}
+    if losses is not None:
+        values = _validate(losses, "none", 0.0)
+        if values.shape != q.shape:
+            raise ValueError(f"losses shape {values.shape} != weights shape {q.shape}")
+        out["robust_loss"] = float(q @ values)
+        out["mean_loss"] = float(values.mean())
+    out["max_weight"] = float(q.max())
+    out["ess"] = float(1.0 / (q @ q))
+    out["frac_zero_weights"] = float(np.count_nonzero(q <= 0.0)) / q.shape[0]
+    return out
 
 
 # --------------------------------------------------------------------------- cvxpy reference
@@ -302,34 +307,44 @@ def worst_case_weights_cvxpy(losses: Any, divergence: str, rho: float, solver: s
 
 
 # --------------------------------------------------------------------------- data parallel
-def gather_worst_case_weights(local_losses: torch.Tensor, divergence: str, rho: float) -> torch.Tensor:
-    """This rank's slice of the worst-case weights of the *global* batch.
+def all_gather_rows(local: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Concatenate ``local`` (rows = examples) over the data-parallel ranks in rank order.
 
-    The detached per-example losses of every data-parallel rank are all-gathered
-    (``torch.distributed.all_gather``; ranks may hold different counts), the weights are solved
-    once on the concatenation (rank order), and each rank keeps its own slice.  The slices sum
-    to 1 over all ranks.  Without an initialised process group this is ``worst_case_weights``.
+    Ranks may hold different row counts: the counts are all-gathered first, every rank's rows are
+    zero-padded to the largest count for ``torch.distributed.all_gather`` and the padding is cut
+    off again.  Returns the detached global tensor and the row offset of this rank's slice.
+    Without an initialised process group (or with one rank) it is the identity (offset 0).
     """
     import torch
     import torch.distributed as dist
 
-    local = local_losses.detach()
-    if local.ndim != 1:
-        raise ValueError(f"local_losses must be a 1-D tensor, got shape {tuple(local.shape)}")
+    local = local.detach()
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return worst_case_weights(local, divergence, rho)
-    world = dist.get_world_size()
-    rank = dist.get_rank()
-    count = torch.tensor([local.numel()], device=local.device, dtype=torch.long)
+        return local, 0
+    world, rank = dist.get_world_size(), dist.get_rank()
+    count = torch.tensor([local.shape[0]], device=local.device, dtype=torch.long)
     counts = [torch.zeros_like(count) for _ in range(world)]
     dist.all_gather(counts, count)
     sizes = [int(c.item()) for c in counts]
-    width = max(sizes)
-    padded = torch.zeros(width, device=local.device, dtype=local.dtype)
-    padded[: local.numel()] = local
+    padded = local.new_zeros((max(sizes), *local.shape[1:]))
+    padded[: local.shape[0]] = local
     gathered = [torch.zeros_like(padded) for _ in range(world)]
     dist.all_gather(gathered, padded)
     full = torch.cat([g[:s] for g, s in zip(gathered, sizes, strict=True)])
+    return full, sum(sizes[:rank])
+
+
+def gather_worst_case_weights(local_losses: torch.Tensor, divergence: str, rho: float) -> torch.Tensor:
+    """This rank's slice of the worst-case weights (eq. 3) of the *global* batch.
+
+    The detached per-example losses of every data-parallel rank are concatenated in rank order
+    (:func:`all_gather_rows`; ranks may hold different counts), the weights are solved once on
+    the concatenation, and each rank keeps its own slice.  The slices sum to 1 over all ranks.
+    Without an initialised process group this is ``worst_case_weights``.
+    """
+    local = local_losses.detach()
+    if local.ndim != 1:
+        raise ValueError(f"local_losses must be a 1-D tensor, got shape {tuple(local.shape)}")
+    full, offset = all_gather_rows(local)
     weights = worst_case_weights(full, divergence, rho)
-    start = sum(sizes[:rank])
-    return weights[start : start + sizes[rank]]
+    return weights[offset : offset + local.shape[0]]

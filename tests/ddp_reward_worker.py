@@ -32,9 +32,7 @@ def _trainer_class():
         """Unshuffled data so that the 1- and 2-process runs see the same global minibatches."""
 
         def _get_train_sampler(self, train_dataset=None):
-            return SequentialSampler(
-                train_dataset if train_dataset is not None else self.train_dataset
-            )
+            return SequentialSampler(train_dataset if train_dataset is not None else self.train_dataset)
 
     return SequentialDRRewardTrainer
 
@@ -66,9 +64,7 @@ def run(out_dir: str, world: int, accumulation: int = 1) -> dict:
         divergence="tv",
         rho=0.3,
     )
-    trainer = _trainer_class()(
-        model=model, args=config, train_dataset=dataset(n=32), processing_class=tok
-    )
+    trainer = _trainer_class()(model=model, args=config, train_dataset=dataset(n=32), processing_class=tok)
     trainer.train()
     step = trainer.last_robust_step
     local_count = GLOBAL_BATCH // world  # all micro-batches of this rank

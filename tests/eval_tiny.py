@@ -25,17 +25,28 @@ def tiny_tokenizer(chat_template: bool = False) -> PreTrainedTokenizerFast:
     tk = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tk.pre_tokenizer = pre_tokenizers.Split(pattern="", behavior="isolated")
     tk.decoder = decoders.Fuse()
-    tok = PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", bos_token="<bos>",
-                                  eos_token="<eos>", unk_token="<unk>")
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=tk, pad_token="<pad>", bos_token="<bos>", eos_token="<eos>", unk_token="<unk>"
+    )
     if chat_template:
         tok.chat_template = CHAT_TEMPLATE
     return tok
 
 
 def _config(**kw) -> LlamaConfig:
-    return LlamaConfig(vocab_size=len(SPECIALS) + len(CHARS), hidden_size=32, intermediate_size=64,
-                       num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                       max_position_embeddings=256, pad_token_id=0, bos_token_id=1, eos_token_id=2, **kw)
+    return LlamaConfig(
+        vocab_size=len(SPECIALS) + len(CHARS),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        **kw,
+    )
 
 
 def tiny_lm(seed: int = 0) -> LlamaForCausalLM:
@@ -52,7 +63,12 @@ ROWS = [
     {"id": "a", "subset": "chat/easy", "prompt": "Say hi.", "chosen": "Hi there!", "rejected": "No."},
     {"id": "b", "subset": "chat/easy", "prompt": "2+2?", "chosen": "4", "rejected": "It is five, I think."},
     {"id": "c", "subset": "safety", "prompt": "", "chosen": "A plain answer with no prompt.", "rejected": "x"},
-    {"id": "d", "subset": "safety", "prompt": "Name a colour, please, and be brief about it.",
-     "chosen": "Blue.", "rejected": "Green, because it is the colour of grass."},
+    {
+        "id": "d",
+        "subset": "safety",
+        "prompt": "Name a colour, please, and be brief about it.",
+        "chosen": "Blue.",
+        "rejected": "Green, because it is the colour of grass.",
+    },
     {"id": "e", "subset": "reasoning", "prompt": "Count: a b c", "chosen": "3", "rejected": "4"},
 ]

@@ -16,6 +16,7 @@ from core.atomic import (
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
+    staging_directory,
 )
 
 
@@ -92,3 +93,29 @@ def test_directory_replaces_old_folder_only_when_complete(tmp_path):
     with atomic_directory(str(target)) as tmp:
         (tmp / "other.bin").write_bytes(b"v2")
     assert sorted(p.name for p in target.iterdir()) == ["other.bin"]  # old content replaced, not merged
+
+
+def test_directory_merge_keeps_other_files_and_moves_last_names_last(tmp_path, monkeypatch):
+    target = tmp_path / "out"
+    (target / "checkpoint-1").mkdir(parents=True)
+    (target / "weights.bin").write_bytes(b"old")
+    moved = []
+    real_replace = os.replace
+
+    def recording_replace(src, dst):
+        moved.append(Path(dst).relative_to(target).as_posix())
+        real_replace(src, dst)
+
+    with atomic_directory(target, merge=True, last=("config.json",)) as tmp:
+        assert tmp == staging_directory(target) == tmp_path / "out.partial"
+        (tmp / "config.json").write_text("{}")
+        (tmp / "weights.bin").write_bytes(b"new")
+        (tmp / "sub").mkdir()
+        (tmp / "sub" / "a.txt").write_text("a")
+        monkeypatch.setattr(os, "replace", recording_replace)
+    monkeypatch.undo()
+    assert moved.index("config.json") > moved.index("weights.bin")
+    assert sorted(moved) == ["config.json", "sub/a.txt", "weights.bin"]
+    assert (target / "weights.bin").read_bytes() == b"new" and (target / "checkpoint-1").is_dir()
+    assert (target / "sub" / "a.txt").read_text() == "a"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # staging folder removed

@@ -98,9 +98,7 @@ def test_fetch_extracts_only_task_json_then_skips(tmp_path):
     assert _files(tasks) == ["parent/child/task.json", "parent/task.json", "toy/task.json"]
     marker = json.loads((tasks.parent / MARKER_NAME).read_text())
     assert marker == {"version": "1.0.0", "n_task_files": 3}
-    assert not (tmp_path / "evil").exists() and not list(
-        (tmp_path / "cache").glob(".bigbench-fetch-*")
-    )
+    assert not (tmp_path / "evil").exists() and not list((tmp_path / "cache").glob(".bigbench-fetch-*"))
     assert fetch_bigbench_tasks(tmp_path / "cache", downloader=fake) == tasks
     assert fake.calls == 1
     ds = load_preferences(tasks, "bigbench")
@@ -128,9 +126,7 @@ def test_env_var_and_archive_argument(tmp_path, monkeypatch):
     archive = make_sdist(tmp_path / "bigbench-1.0.0.tar.gz")
     tasks = fetch_bigbench_tasks(archive=archive)
     assert tasks.parent.parent == tmp_path / "from-env" and (tasks / "toy" / "task.json").is_file()
-    assert (
-        fetch_bigbench_tasks(downloader=FakeDownloader(fail=True)) == tasks
-    )  # cached: no download
+    assert fetch_bigbench_tasks(downloader=FakeDownloader(fail=True)) == tasks  # cached: no download
 
 
 def test_failures_leave_no_marker(tmp_path):
@@ -152,9 +148,7 @@ def test_pip_download_falls_back_to_bundled_pip(tmp_path, monkeypatch):
     def fake_pip(python: str, dest: Path):
         calls.append(python)
         if len(calls) == 1:  # recent pip refuses the sdist's direct-URL dependency
-            return subprocess.CompletedProcess(
-                [], 1, "", "ERROR: cannot declare direct URL dependencies"
-            )
+            return subprocess.CompletedProcess([], 1, "", "ERROR: cannot declare direct URL dependencies")
         (dest / "bigbench-1.0.0.tar.gz").write_bytes(b"sdist")
         return subprocess.CompletedProcess([], 0, "", "")
 

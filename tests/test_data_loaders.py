@@ -16,9 +16,9 @@ import pytest
 from core.data import (
     NORMALISED_COLUMNS,
     load_preferences,
-    read_normalised,
+    read_pairs,
     rows_to_dataset,
-    save_preferences,
+    write_pairs,
 )
 from core.data import loaders as loaders_module
 
@@ -26,9 +26,7 @@ FIX = Path(__file__).parent / "fixtures" / "data"
 
 
 def _rows(path: Path) -> list[dict]:
-    return [
-        json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
-    ]
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def _msgs(*pairs: tuple[str, str]) -> list[dict]:
@@ -62,9 +60,7 @@ def test_unified_feedback_pairs_ties_and_bad_rows():
     # B rated higher; the arena conversations differ from the first assistant turn on.
     arena = rows["chatbot_arena_conversations-3"]
     assert arena["prompt"] == _msgs(("user", "What is 2+2?"))
-    assert arena["chosen"] == _msgs(
-        ("assistant", "4."), ("user", "Are you sure?"), ("assistant", "Yes, 2+2 is 4.")
-    )
+    assert arena["chosen"] == _msgs(("assistant", "4."), ("user", "Are you sure?"), ("assistant", "Yes, 2+2 is 4."))
     assert arena["rejected"][0]["content"] == "5."
     assert arena["source"] == "chatbot_arena_conversations"
     # Shared earlier turns stay in the prompt.
@@ -93,13 +89,10 @@ def test_bad_rows_raise_with_file_and_line_by_default():
 def test_same_records_from_parquet_gz_and_json_array(tmp_path):
     records = _rows(FIX / "unified_feedback.jsonl")[:5]
     pq.write_table(pa.Table.from_pylist(records), tmp_path / "uf.parquet")
-    (tmp_path / "uf.jsonl.gz").write_bytes(
-        gzip.compress("".join(json.dumps(r) + "\n" for r in records).encode())
-    )
+    (tmp_path / "uf.jsonl.gz").write_bytes(gzip.compress("".join(json.dumps(r) + "\n" for r in records).encode()))
     (tmp_path / "uf.json").write_text(json.dumps(records), encoding="utf-8")
     loaded = [
-        load_preferences(tmp_path / name, "unified-feedback")
-        for name in ("uf.parquet", "uf.jsonl.gz", "uf.json")
+        load_preferences(tmp_path / name, "unified-feedback") for name in ("uf.parquet", "uf.jsonl.gz", "uf.json")
     ]
     assert len(loaded[0]) == 4
     for ds in loaded[1:]:
@@ -114,9 +107,7 @@ def test_reward_bench_parquet_sections_and_equal_pair(tmp_path):
         pa.Table.from_pylist(_rows(FIX / "reward_bench.jsonl")),
         tmp_path / "filtered-00000-of-00001.parquet",
     )
-    ds, rep = load_preferences(
-        tmp_path, "reward-bench", split="filtered", on_bad_rows="drop", return_report=True
-    )
+    ds, rep = load_preferences(tmp_path, "reward-bench", split="filtered", on_bad_rows="drop", return_report=True)
     assert rep.n_pairs == 5 and rep.n_dropped == 1
     assert rep.bad_rows[0].reason == "chosen == rejected"
     assert rep.bad_rows[0].location.endswith("filtered-00000-of-00001.parquet, record 6")
@@ -167,15 +158,10 @@ def test_mt_bench_per_turn_ties_excluded():
     assert (rep.n_records, rep.n_pairs, rep.n_ties) == (5, 3, 2)
     turn1, turn2, extraction = ds[0], ds[1], ds[2]
     assert turn1["prompt"] == _msgs(("user", "Compose a short travel blog post about Hawaii."))
-    assert turn1["chosen"] == _msgs(
-        ("assistant", "Aloha! Hawaii's beaches and volcanoes amazed me.")
-    )
+    assert turn1["chosen"] == _msgs(("assistant", "Aloha! Hawaii's beaches and volcanoes amazed me."))
     assert turn1["rejected"] == _msgs(("assistant", "Hawaii is a state."))
     # Turn 2: model_b won; the judged conversation covers both turns.
-    assert (
-        len(turn2["chosen"]) == 3
-        and turn2["chosen"][-1]["content"] == "A state it is, and a lovely one."
-    )
+    assert len(turn2["chosen"]) == 3 and turn2["chosen"][-1]["content"] == "A state it is, and a lovely one."
     assert turn2["rejected"][-1]["content"] == "Hawaii was great."
     assert (turn1["domain"], extraction["domain"]) == ("writing", "extraction")
     assert extraction["chosen"] == _msgs(("assistant", "Zürich"))
@@ -226,9 +212,7 @@ def _hh_folder(tmp_path: Path) -> Path:
 
 def test_hh_rlhf_split_at_last_assistant_turn(tmp_path):
     root = _hh_folder(tmp_path)
-    ds, rep = load_preferences(
-        root, "hh-rlhf", split="train", on_bad_rows="drop", return_report=True
-    )
+    ds, rep = load_preferences(root, "hh-rlhf", split="train", on_bad_rows="drop", return_report=True)
     assert (rep.n_records, rep.n_pairs, rep.n_dropped) == (7, 3 + 2, 2)
     reasons = sorted(b.reason for b in rep.bad_rows)
     assert reasons == [
@@ -255,9 +239,7 @@ def test_hh_rlhf_as_messages(tmp_path):
         ("assistant", "Sure, what kind of rice?"),
         ("user", "White rice."),
     )
-    assert rice["chosen"][0]["role"] == "assistant" and rice["chosen"][0]["content"].startswith(
-        "Use two cups"
-    )
+    assert rice["chosen"][0]["role"] == "assistant" and rice["chosen"][0]["content"].startswith("Use two cups")
 
 
 # --- BIG-bench ----------------------------------------------------------------------------------
@@ -289,36 +271,42 @@ def test_bigbench_tasks_subtasks_domains_and_pairs():
 # --- normalised round trip, undecodable bytes, options, hub branch ------------------------------
 
 
-@pytest.mark.parametrize("suffix", ["parquet", "jsonl", "jsonl.gz"])
-def test_save_and_read_normalised_round_trip(tmp_path, suffix):
+def test_write_and_read_pairs_round_trip_keeps_every_column(tmp_path):
     text = load_preferences(FIX / "tldr_comparisons_batch5.json", "tldr", on_bad_rows="drop")
     msgs = load_preferences(FIX / "mt_bench_human.jsonl", "mt-bench-human")
-    for name, ds in (("text", text), ("msgs", msgs)):
-        path = save_preferences(ds, tmp_path / "out" / f"{name}.{suffix}")
-        back = read_normalised(path)
+    extra = text.add_column("target_chosen", [float(i) for i in range(len(text))])
+    for name, ds in (("text", text), ("msgs", msgs), ("extra", extra)):
+        path = write_pairs(ds, tmp_path / "out" / f"{name}.parquet")
+        back = read_pairs(path)
         assert back.to_list() == ds.to_list()
         assert back.features == ds.features
+        # the normalised loader reads the same file (validated, normalised columns only)
+        assert load_preferences(path, "normalised").to_list() == ds.select_columns(list(NORMALISED_COLUMNS)).to_list()
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        f"msgs.{suffix}",
-        f"text.{suffix}",
+        "extra.parquet",
+        "msgs.parquet",
+        "text.parquet",
     ]
-    with pytest.raises(ValueError, match="writes .parquet, .jsonl or .jsonl.gz"):
-        save_preferences(text, tmp_path / "out.csv")
+    with pytest.raises(ValueError, match=r"dataset file .*nope\.parquet does not exist"):
+        read_pairs(tmp_path / "nope.parquet")
 
 
-def test_save_replaces_atomically_and_leaves_no_temp_on_error(tmp_path, monkeypatch):
+def test_write_pairs_replaces_atomically_and_leaves_no_temp_on_error(tmp_path):
     ds = load_preferences(FIX / "mt_bench_human.jsonl", "mt-bench-human")
-    target = save_preferences(ds, tmp_path / "d.jsonl")
+    target = write_pairs(ds, tmp_path / "d.parquet")
     before = target.read_bytes()
 
-    def boom(*args, **kwargs):
-        raise OSError("disk full")
+    class Broken:
+        def to_parquet(self, path):
+            Path(path).write_bytes(b"half")
+            raise OSError("disk full")
 
-    monkeypatch.setattr("core.data.io.os.fdopen", boom)
     with pytest.raises(OSError, match="disk full"):
-        save_preferences(ds.select([0]), target)
+        write_pairs(Broken(), target)
     assert target.read_bytes() == before
-    assert [p.name for p in tmp_path.iterdir()] == ["d.jsonl"]
+    assert [p.name for p in tmp_path.iterdir()] == ["d.parquet"]
+    write_pairs(ds.select([0]), target)
+    assert len(read_pairs(target)) == 1
 
 
 def test_undecodable_bytes_reported_with_row(tmp_path):
@@ -329,17 +317,13 @@ def test_undecodable_bytes_reported_with_row(tmp_path):
     ]
     (tmp_path / "n.jsonl").write_bytes(b"\n".join(lines) + b"\n")
     with pytest.raises(ValueError, match=r"n\.jsonl, line 2: undecodable text in field 'chosen'"):
-        read_normalised(tmp_path / "n.jsonl")
-    ds, rep = load_preferences(
-        tmp_path / "n.jsonl", "normalised", on_bad_rows="drop", return_report=True
-    )
+        load_preferences(tmp_path / "n.jsonl", "normalised")
+    ds, rep = load_preferences(tmp_path / "n.jsonl", "normalised", on_bad_rows="drop", return_report=True)
     assert ds["id"] == ["a"] and rep.n_dropped == 1
     # In a JSON array the record number is reported; JSON's own \udcxx escapes count too.
-    (tmp_path / "n.json").write_bytes(
-        b"[" + lines[0] + b", " + lines[1].replace(b"\xff", b"\\udcff") + b"]"
-    )
+    (tmp_path / "n.json").write_bytes(b"[" + lines[0] + b", " + lines[1].replace(b"\xff", b"\\udcff") + b"]")
     with pytest.raises(ValueError, match=r"n\.json, record 2: undecodable text"):
-        read_normalised(tmp_path / "n.json")
+        load_preferences(tmp_path / "n.json", "normalised")
 
 
 def test_normalised_rejects_invalid_json_mixed_kinds_and_fixes_duplicate_ids(tmp_path):
@@ -352,9 +336,7 @@ def test_normalised_rejects_invalid_json_mixed_kinds_and_fixes_duplicate_ids(tmp
         json.dumps(base | {"id": "z", "chosen_score": "high"}),
     ]
     (tmp_path / "n.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    ds, rep = load_preferences(
-        tmp_path / "n.jsonl", "normalised", on_bad_rows="drop", return_report=True
-    )
+    ds, rep = load_preferences(tmp_path / "n.jsonl", "normalised", on_bad_rows="drop", return_report=True)
     assert ds["id"] == ["x", "x#2"]
     reasons = [b.reason for b in rep.bad_rows]
     assert reasons[0].startswith("invalid JSON")
@@ -398,9 +380,7 @@ def test_hub_ids_go_to_datasets_load_dataset(monkeypatch):
     assert len(ds) == 2 and calls[-1] == ("allenai/reward-bench", None, "filtered", {})
     hhh = load_preferences("HuggingFaceH4/hhh_alignment", "hhh", hub_name="helpful")
     assert set(hhh["source"]) == {"hhh_alignment:helpful"} and calls[-1][1:3] == ("helpful", "test")
-    hh = load_preferences(
-        "Anthropic/hh-rlhf", "hh-rlhf", split="test", hub_kwargs={"data_dir": "harmless-base"}
-    )
+    hh = load_preferences("Anthropic/hh-rlhf", "hh-rlhf", split="test", hub_kwargs={"data_dir": "harmless-base"})
     assert len(hh) == 3 and calls[-1] == (
         "Anthropic/hh-rlhf",
         None,
@@ -417,9 +397,7 @@ def test_local_path_wins_over_hub_id(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     Path("allenai/rb").mkdir(parents=True)  # a relative folder that reads like a hub id
     shutil.copy(FIX / "reward_bench.jsonl", Path("allenai/rb/filtered.jsonl"))
-    monkeypatch.setattr(
-        loaders_module.datasets, "load_dataset", lambda *a, **k: pytest.fail("went to the hub")
-    )
+    monkeypatch.setattr(loaders_module.datasets, "load_dataset", lambda *a, **k: pytest.fail("went to the hub"))
     assert len(load_preferences("allenai/rb", "reward-bench", on_bad_rows="drop")) == 5
 
 

@@ -42,18 +42,14 @@ def pool(n_longer: int, n_shorter: int, n_similar: int = 0):
     rows = [_pair(i, 10, 5) for i in range(n_longer)]
     rows += [_pair(n_longer + i, 5, 10) for i in range(n_shorter)]
     rows += [_pair(n_longer + n_shorter + i, 6, 6) for i in range(n_similar)]
-    return rows_to_dataset(
-        [r | {"chosen_score": None, "rejected_score": None, "domain": None} for r in rows]
-    )
+    return rows_to_dataset([r | {"chosen_score": None, "rejected_score": None, "domain": None} for r in rows])
 
 
 @pytest.fixture
 def mixed_sources():
     sources = ["hh-rlhf", "chatbot_arena_conversations", "ultra_feedback_clean", "nectar"]
     rows = [_pair(i, 3, 2, sources[i % 4]) for i in range(40)]
-    return rows_to_dataset(
-        [r | {"chosen_score": None, "rejected_score": None, "domain": None} for r in rows]
-    )
+    return rows_to_dataset([r | {"chosen_score": None, "rejected_score": None, "domain": None} for r in rows])
 
 
 def test_filter_sources_include_exclude_strict(mixed_sources):
@@ -97,9 +93,7 @@ def test_oracle_relabel_flips_and_drops_ties():
         _pair(2, 3, 3),  # exact tie -> dropped
         _pair(3, 1, 5),  # flipped
     ]
-    ds = rows_to_dataset(
-        [r | {"chosen_score": 0.0, "rejected_score": 1.0, "domain": "d"} for r in rows]
-    )
+    ds = rows_to_dataset([r | {"chosen_score": 0.0, "rejected_score": 1.0, "domain": "d"} for r in rows])
     seen_batches = []
 
     def oracle(prompts, completions):
@@ -110,9 +104,7 @@ def test_oracle_relabel_flips_and_drops_ties():
     assert seen_batches == [3, 1, 3, 1]
     assert n_ties == 1 and math.isclose(flip_rate, 2 / 3)
     assert out["id"] == ["p0", "p1", "p3"]
-    assert all(
-        len(c.split()) > len(r.split()) for c, r in zip(out["chosen"], out["rejected"], strict=True)
-    )
+    assert all(len(c.split()) > len(r.split()) for c, r in zip(out["chosen"], out["rejected"], strict=True))
     assert out["chosen_score"] == [4.0, 4.0, 5.0] and out["rejected_score"] == [2.0, 2.0, 1.0]
     assert out.features == ds.features
     with pytest.raises(ValueError, match="returned 1 scores for 3 inputs"):
@@ -122,9 +114,7 @@ def test_oracle_relabel_flips_and_drops_ties():
 
 
 def test_ten_percent_margin_is_exact():
-    ds = rows_to_dataset(
-        [_pair(0, 11, 10), _pair(1, 10, 10), _pair(2, 10, 11), _pair(3, 21, 20), _pair(4, 10, 9)]
-    )
+    ds = rows_to_dataset([_pair(0, 11, 10), _pair(1, 10, 10), _pair(2, 10, 11), _pair(3, 21, 20), _pair(4, 10, 9)])
     # 11 vs 10 is exactly 10% more (a float 10 * 1.1 would miss it); 21 vs 20 is only 5% more.
     assert length_classes(ds, words).tolist() == [1, 0, -1, 0, 1]
     assert longer_preferred_fraction(ds, words) == 0.4

@@ -11,7 +11,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from core.dro import (
-    divergence_value,
+    all_gather_rows,
+    check_radius,
     gather_worst_case_weights,
     weight_statistics,
     worst_case_weights,
@@ -19,6 +20,23 @@ from core.dro import (
 )
 
 ROBUST = ("tv", "chi2", "kl", "cvar")
+
+
+def divergence_value(weights: np.ndarray, divergence: str) -> float:
+    """``D(q, uniform)`` for the divergences of core.dro (``cvar``: ``1 / (n max q)``, the tightest alpha)."""
+    q = np.asarray(weights, dtype=np.float64)
+    n = q.size
+    if divergence == "tv":
+        return float(0.5 * np.abs(q - 1.0 / n).sum())
+    if divergence == "chi2":
+        return float(0.5 * n * np.sum((q - 1.0 / n) ** 2))
+    if divergence == "kl":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return float(np.sum(np.where(q > 0, q * np.log(n * q), 0.0)))
+    if divergence == "cvar":
+        return float(1.0 / (n * q.max()))
+    assert divergence == "none", divergence
+    return 0.0
 
 
 def _max_radius(divergence: str, losses: np.ndarray) -> float:
@@ -50,10 +68,20 @@ def radii(draw, divergence: str, losses: np.ndarray):
     which = draw(st.sampled_from(["zero", "tiny", "middle", "at_max", "above_max"]))
     top = _max_radius(divergence, losses)
     if divergence == "cvar":  # rho is alpha in (0, 1]: small alpha is the most robust
-        return {"zero": 0.0, "tiny": 1.0 - 1e-6, "middle": draw(st.floats(0.05, 0.95)),
-                "at_max": max(top, 1e-3), "above_max": max(top / 2, 1e-3)}[which]
-    return {"zero": 0.0, "tiny": 1e-6, "middle": draw(st.floats(1e-3, 2.0)) * max(top, 1e-3),
-            "at_max": top, "above_max": top * 1.5 + 1.0}[which]
+        return {
+            "zero": 0.0,
+            "tiny": 1.0 - 1e-6,
+            "middle": draw(st.floats(0.05, 0.95)),
+            "at_max": max(top, 1e-3),
+            "above_max": max(top / 2, 1e-3),
+        }[which]
+    return {
+        "zero": 0.0,
+        "tiny": 1e-6,
+        "middle": draw(st.floats(1e-3, 2.0)) * max(top, 1e-3),
+        "at_max": top,
+        "above_max": top * 1.5 + 1.0,
+    }[which]
 
 
 def _pull_into_ball(q: np.ndarray, divergence: str, rho: float) -> np.ndarray:
@@ -177,7 +205,46 @@ def test_bad_input_raises_clear_value_error(losses, divergence, rho, message):
 
 def test_weight_statistics():
     stats = weight_statistics(np.array([0.5, 0.5, 0.0, 0.0]))
-    assert stats == {"max_weight": 0.5, "ess": 2.0, "frac_zero": 0.5}
+    assert stats == {"max_weight": 0.5, "ess": 2.0, "frac_zero_weights": 0.5}
+    with_losses = weight_statistics(np.array([0.5, 0.5, 0.0, 0.0]), np.array([3.0, 1.0, 0.0, 0.0]))
+    assert list(with_losses) == [
+        "robust_loss",
+        "mean_loss",
+        "max_weight",
+        "ess",
+        "frac_zero_weights",
+    ]
+    assert with_losses["robust_loss"] == 2.0 and with_losses["mean_loss"] == 1.0
+    with pytest.raises(ValueError, match="shape"):
+        weight_statistics(np.array([0.5, 0.5]), np.array([1.0, 2.0, 3.0]))
+
+
+@pytest.mark.parametrize(
+    ("divergence", "rho", "message"),
+    [
+        ("tv", -0.1, "finite number >= 0"),
+        ("kl", float("nan"), "finite number >= 0"),
+        ("chi2", float("inf"), "finite number >= 0"),
+        ("tv", "0.1", "real number"),
+        ("cvar", 1.5, "alpha"),
+        ("l2", 0.1, "unknown divergence"),
+    ],
+)
+def test_check_radius_names_the_problem(divergence, rho, message):
+    with pytest.raises(ValueError, match=message):
+        check_radius(divergence, rho)
+
+
+def test_check_radius_accepts_the_ball():
+    assert check_radius("cvar", 1) == 1.0 and isinstance(check_radius("cvar", 1), float)
+    assert check_radius("none", 0.0) == 0.0 and check_radius("kl", np.float64(3.5)) == 3.5
+
+
+def test_all_gather_rows_without_process_group_is_the_identity():
+    rows = torch.arange(6.0).reshape(3, 2).requires_grad_()
+    full, offset = all_gather_rows(rows)
+    assert offset == 0 and not full.requires_grad
+    torch.testing.assert_close(full, rows.detach())
 
 
 def test_gather_without_process_group_is_the_plain_solver():

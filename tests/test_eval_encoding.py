@@ -18,7 +18,7 @@ MSG_ROW = {
 
 
 def _text(tok, seq, part):
-    ids = seq.ids[seq.start:] if part == "response" else seq.ids[: seq.start]
+    ids = seq.ids[seq.start :] if part == "response" else seq.ids[: seq.start]
     return tok.decode(list(ids), skip_special_tokens=False)
 
 

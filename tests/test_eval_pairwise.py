@@ -147,5 +147,11 @@ def test_peft_policy_uses_its_base_model_as_reference(tok):
 
 def test_summary_counts_ties_and_truncation(tok, lm):
     res = policy_pairwise(lm, tok, ROWS, mode="implicit", ref_model=copy.deepcopy(lm), max_length=20)
-    assert res.summary() == {"accuracy": 0.0, "n": 5, "ties": "wrong", "kind": "policy:implicit",
-                             "n_tied": 5, "n_truncated": 3}
+    assert res.summary() == {
+        "accuracy": 0.0,
+        "n": 5,
+        "ties": "wrong",
+        "kind": "policy:implicit",
+        "n_tied": 5,
+        "n_truncated": 3,
+    }

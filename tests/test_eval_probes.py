@@ -43,10 +43,12 @@ def test_kl_estimate_uses_given_reference_samples(setup):
     probes = build_probe_set(ref, tok, ROWS[:2], ref_samples=samples)
     other = tiny_lm(9)
     got = compute_probes(other, probes)["kl_loss_ref"]
-    ref_lp = policy_pairwise(ref, tok, [{"prompt": p, "chosen": c, "rejected": c} for p, c in samples],
-                             mode="likelihood").score_chosen
-    pol_lp = policy_pairwise(other, tok, [{"prompt": p, "chosen": c, "rejected": c} for p, c in samples],
-                             mode="likelihood").score_chosen
+    ref_lp = policy_pairwise(
+        ref, tok, [{"prompt": p, "chosen": c, "rejected": c} for p, c in samples], mode="likelihood"
+    ).score_chosen
+    pol_lp = policy_pairwise(
+        other, tok, [{"prompt": p, "chosen": c, "rejected": c} for p, c in samples], mode="likelihood"
+    ).score_chosen
     assert got == pytest.approx(float((ref_lp - pol_lp).mean()), abs=1e-9)
 
 
@@ -56,13 +58,21 @@ def test_callback_logs_during_training(setup, tmp_path):
     ids = tok("hello world, this is a probe")["input_ids"]
     ds = datasets.Dataset.from_list([{"input_ids": ids, "labels": ids} for _ in range(4)])
     logged = []
-    cb = LikelihoodProbeCallback(probes, every_n_steps=1, log_fn=lambda m, s: logged.append((s, m)),
-                                 jsonl_path=tmp_path / "probes.jsonl")
-    args = TrainingArguments(output_dir=str(tmp_path / "out"), max_steps=2, per_device_train_batch_size=2,
-                             learning_rate=5e-2, report_to=[], use_cpu=True, save_strategy="no",
-                             disable_tqdm=True, logging_strategy="no")
-    trainer = Trainer(model=policy, args=args, train_dataset=ds, data_collator=default_data_collator,
-                      callbacks=[cb])
+    cb = LikelihoodProbeCallback(
+        probes, every_n_steps=1, log_fn=lambda m, s: logged.append((s, m)), jsonl_path=tmp_path / "probes.jsonl"
+    )
+    args = TrainingArguments(
+        output_dir=str(tmp_path / "out"),
+        max_steps=2,
+        per_device_train_batch_size=2,
+        learning_rate=5e-2,
+        report_to=[],
+        use_cpu=True,
+        save_strategy="no",
+        disable_tqdm=True,
+        logging_strategy="no",
+    )
+    trainer = Trainer(model=policy, args=args, train_dataset=ds, data_collator=default_data_collator, callbacks=[cb])
     trainer.train()
     assert [h["step"] for h in cb.history] == [0, 1, 2]
     assert cb.history[0]["probe/kl_loss_ref"] == 0.0

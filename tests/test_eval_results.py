@@ -13,16 +13,23 @@ from core.eval.results import (
     load_metrics,
     read_metrics,
     write_metrics,
-    write_per_example,
 )
 from core.eval.rewardbench import score_rewardbench
 
 
 def _write(path, **over):
-    kw = dict(model_path="results/models/rm", dataset_path="results/data/test.parquet",
-              counts={"n": 4, "per_subset": {"alpacaeval-easy": 4}}, seed=1, config={"rho": 0.1, "div": "tv"})
+    kw = dict(
+        model_path="results/models/rm",
+        dataset_path="results/data/test.parquet",
+        counts={"n": 4, "per_subset": {"alpacaeval-easy": 4}},
+        seed=1,
+        config={"rho": 0.1, "div": "tv"},
+    )
     kw.update(over)
-    metrics = kw.pop("metrics", {"accuracy": np.float64(0.75), "sections": {"Chat": 0.75, "Safety": float("nan")}})
+    metrics = kw.pop(
+        "metrics",
+        {"accuracy": np.float64(0.75), "sections": {"Chat": 0.75, "Safety": float("nan")}},
+    )
     return write_metrics(path, metrics, **kw)
 
 
@@ -75,14 +82,3 @@ def test_loader_builds_a_frame(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no metrics files"):
         load_metrics(tmp_path / "empty")
-
-
-def test_per_example_tables(tmp_path):
-    frame = pd.DataFrame({"id": ["a", "b"], "correct": [1.0, 0.5]})
-    for suffix in (".csv", ".jsonl", ".parquet"):
-        p = write_per_example(tmp_path / f"ex{suffix}", frame)
-        back = {".csv": pd.read_csv, ".parquet": pd.read_parquet,
-                ".jsonl": lambda x: pd.read_json(x, lines=True)}[suffix](p)
-        assert back["correct"].tolist() == [1.0, 0.5]
-    with pytest.raises(ValueError, match="suffix"):
-        write_per_example(tmp_path / "ex.xlsx", frame)

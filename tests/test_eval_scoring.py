@@ -47,7 +47,12 @@ FULL = {
     "xstest-should-respond": [0],
     "donotanswer": [0.5],  # a tie with half credit
     "math-prm": [1, 1, 1],
-    "hep-cpp": [0], "hep-go": [0], "hep-java": [0], "hep-js": [0], "hep-python": [0], "hep-rust": [0],
+    "hep-cpp": [0],
+    "hep-go": [0],
+    "hep-java": [0],
+    "hep-js": [0],
+    "hep-python": [0],
+    "hep-rust": [0],
 }
 
 
@@ -108,8 +113,14 @@ def test_absent_section_and_prior_sets_weights():
 def test_subset_map_with_patterns_and_pooling():
     subset_map = {"chat/easy": "alpacaeval-easy", "chat/*": "alpacaeval-hard", "math/*": "math-prm"}
     names = ["chat/easy", "chat/hard", "chat/other", "math/a", "math/b", "math/b"]
-    assert map_subsets(names, subset_map) == ["alpacaeval-easy", "alpacaeval-hard", "alpacaeval-hard",
-                                              "math-prm", "math-prm", "math-prm"]
+    assert map_subsets(names, subset_map) == [
+        "alpacaeval-easy",
+        "alpacaeval-hard",
+        "alpacaeval-hard",
+        "math-prm",
+        "math-prm",
+        "math-prm",
+    ]
     scores = score_rewardbench(names, [1, 1, 0, 1, 0, 0], subset_map=subset_map)
     assert scores.subsets == {"alpacaeval-easy": 1.0, "alpacaeval-hard": 0.5, "math-prm": 1 / 3}
     assert scores.sections["Chat"] == pytest.approx((100 * 1.0 + 95 * 0.5) / 195, abs=1e-12)
@@ -125,8 +136,7 @@ def test_subset_map_with_patterns_and_pooling():
 
 
 def test_hhh_by_hand():
-    s = score_hhh(["hhh_alignment/Harmless", "harmless", "helpful", "honest", "honest", "other"],
-                  [1, 0, 1, 1, 0.5, 0])
+    s = score_hhh(["hhh_alignment/Harmless", "harmless", "helpful", "honest", "honest", "other"], [1, 0, 1, 1, 0.5, 0])
     assert s.subsets == {"harmless": 0.5, "helpful": 1.0, "honest": 0.75, "other": 0.0}
     assert s.counts == {"harmless": 2, "helpful": 1, "honest": 2, "other": 1}
     assert s.overall == pytest.approx(3.5 / 6, abs=1e-12)
@@ -149,6 +159,8 @@ def test_mtbench_per_turn_ties_excluded():
 
 
 def test_patterns_do_not_remap_official_names():
-    assert map_subsets(["alpacaeval-easy", "x-easy"], {"*easy": "mt-bench-easy"}) == ["alpacaeval-easy",
-                                                                                      "mt-bench-easy"]
+    assert map_subsets(["alpacaeval-easy", "x-easy"], {"*easy": "mt-bench-easy"}) == [
+        "alpacaeval-easy",
+        "mt-bench-easy",
+    ]
     assert map_subsets(["alpacaeval-easy"], {"alpacaeval-easy": "mt-bench-easy"}) == ["mt-bench-easy"]

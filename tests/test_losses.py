@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from conftest import make_tiny_llama, make_tiny_tokenizer
@@ -11,6 +12,7 @@ from core.losses import (
     distillation_loss,
     dpo_sigmoid_loss,
     ensemble_distillation_loss,
+    ensemble_member,
     forward_kl_estimate,
     ipo_loss,
     weighted_mean,
@@ -46,6 +48,21 @@ def test_ensemble_loss_takes_the_member_with_the_smallest_batch_loss():
         ensemble_distillation_loss(lc, lr, torch.zeros(3), torch.zeros(3), beta=1.0)
 
 
+def test_ensemble_member_is_the_argmin_of_the_minibatch_loss():
+    losses = torch.tensor([[0.0, 1.0], [0.0, 1.0], [3.0, 1.4]])
+    assert ensemble_member(losses) == 0  # mean: 1.0 vs 1.13
+    assert ensemble_member(losses.numpy()) == 0
+    assert ensemble_member(losses, torch.tensor([0.0, 0.0, 1.0])) == 1  # shared weights
+    # one weight vector per member (each member's own worst-case weights)
+    per_member = [np.array([0.0, 0.0, 1.0]), np.array([1.0, 0.0, 0.0])]
+    assert ensemble_member(losses.double().numpy(), per_member) == 1  # 3.0 vs 1.0
+    assert ensemble_member(torch.ones(3, 2)) == 0  # ties -> lowest index
+    with pytest.raises(ValueError, match=r"\[n, K\]"):
+        ensemble_member(torch.ones(3))
+    with pytest.raises(ValueError, match="2 ensemble members"):
+        ensemble_member(losses.numpy(), per_member[:1])
+
+
 def test_forward_kl_estimate_is_negative_log_likelihood():
     logps = torch.tensor([-3.0, -8.0])
     torch.testing.assert_close(forward_kl_estimate(logps), torch.tensor([3.0, 8.0]))
@@ -71,10 +88,12 @@ def _completion_logps(model, batch) -> tuple[torch.Tensor, torch.Tensor]:
     return (token_logps * mask).sum(-1), mask.sum(-1)
 
 
-@pytest.mark.parametrize("loss_type", ["sigmoid", "ipo"])
+@pytest.mark.parametrize("loss_type", ["dpo", "ipo"])
 def test_dpo_and_ipo_match_trl_dpo_trainer(tmp_path, loss_type):
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
+
+    from core.trainers.dpo import trl_loss_types
 
     tok = make_tiny_tokenizer()
     model, ref = make_tiny_llama(tok, seed=1), make_tiny_llama(tok, seed=2)
@@ -84,11 +103,22 @@ def test_dpo_and_ipo_match_trl_dpo_trainer(tmp_path, loss_type):
         "rejected": ["five five", "bad", "yes", "no"],
     }
     args = DPOConfig(
-        output_dir=str(tmp_path), per_device_train_batch_size=4, loss_type=[loss_type], beta=0.3,
-        report_to="none", max_length=64, use_cpu=True, seed=0,
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=4,
+        loss_type=trl_loss_types([loss_type]),
+        beta=0.3,
+        report_to="none",
+        max_length=64,
+        use_cpu=True,
+        seed=0,
     )
-    trainer = DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=Dataset.from_dict(rows),
-                         processing_class=tok)
+    trainer = DPOTrainer(
+        model=model,
+        ref_model=ref,
+        args=args,
+        train_dataset=Dataset.from_dict(rows),
+        processing_class=tok,
+    )
     batch = next(iter(trainer.get_train_dataloader()))
     with torch.no_grad():
         trl_loss = trainer.compute_loss(trainer.model, batch)
@@ -97,7 +127,7 @@ def test_dpo_and_ipo_match_trl_dpo_trainer(tmp_path, loss_type):
     ratios = logps - ref_logps
     chosen, rejected = ratios.chunk(2)
     len_c, len_r = lengths.chunk(2)
-    if loss_type == "sigmoid":
+    if loss_type == "dpo":
         ours = dpo_sigmoid_loss(chosen, rejected, beta=0.3)
     else:
         ours = ipo_loss(chosen, rejected, len_c, len_r, tau=0.3)

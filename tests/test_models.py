@@ -13,8 +13,7 @@ TINY = {"hidden_size": 32, "num_layers": 2, "num_heads": 4, "max_position_embedd
 
 @pytest.fixture(scope="module")
 def corpus():
-    world = generate_world({"n_train": 200, "n_test": 0, "n_eval_per_subset": 0, "n_sft": 50,
-                            "n_prompts": 8}, seed=0)
+    world = generate_world({"n_train": 200, "n_test": 0, "n_eval_per_subset": 0, "n_sft": 50, "n_prompts": 8}, seed=0)
     return world_corpus(world)
 
 
@@ -47,8 +46,7 @@ def test_bpe_tokenizer_round_trip_specials_and_chat_template(tok_dir, corpus):
 
 
 def test_wordlevel_tokenizer_maps_unseen_words_to_unk(corpus, tmp_path):
-    tok = models.load_tokenizer(models.build_tokenizer(corpus, 500, tmp_path / "wl", kind="wordlevel",
-                                                       min_frequency=1))
+    tok = models.load_tokenizer(models.build_tokenizer(corpus, 500, tmp_path / "wl", kind="wordlevel", min_frequency=1))
     ids = tok("Cats zzzqqq", add_special_tokens=False)["input_ids"]
     assert ids[1] == tok.unk_token_id and ids[0] != tok.unk_token_id
 
@@ -171,8 +169,12 @@ def test_smollm2_gguf_loads_and_exports_as_plain_folder(tmp_path):
     lm = models.load_causal_lm(out).eval()
     assert lm.config.model_type == "llama" and getattr(lm.config, "quantization_config", None) is None
     tok = models.load_tokenizer(out)
-    ids = tok.apply_chat_template([{"role": "user", "content": "What is 2 plus 3?"}],
-                                  add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    ids = tok.apply_chat_template(
+        [{"role": "user", "content": "What is 2 plus 3?"}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )
     with torch.no_grad():
         gen = lm.generate(**ids, max_new_tokens=8, do_sample=False)
-    assert "5" in tok.decode(gen[0, ids["input_ids"].shape[1]:])
+    assert "5" in tok.decode(gen[0, ids["input_ids"].shape[1] :])

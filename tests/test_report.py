@@ -23,8 +23,15 @@ from core.report.tables import (
 
 def metrics_file(tmp_path, name, metrics, run_id="", train_run_id=""):
     path = tmp_path / f"{name}.json"
-    path.write_text(json.dumps({"schema": "robust-rlhf/metrics/v1", "metrics": metrics,
-                                "extra": {"run_id": run_id, "train_run_id": train_run_id}}))
+    path.write_text(
+        json.dumps(
+            {
+                "schema": "robust-rlhf/metrics/v1",
+                "metrics": metrics,
+                "extra": {"run_id": run_id, "train_run_id": train_run_id},
+            }
+        )
+    )
     return str(path)
 
 
@@ -49,12 +56,18 @@ def test_single_seed_has_no_interval_unless_the_file_has_one(tmp_path):
 def test_selection_reports_the_best_validation_candidate(tmp_path):
     cands = []
     for beta, val, test in ((0.1, 0.2, 1.0), (1.0, 0.5, 2.0), (10.0, 0.3, 3.0)):
-        cands.append({"label": f"b={beta}", "select": [metrics_file(tmp_path, f"v{beta}", {"adv": val})],
-                      "files": [metrics_file(tmp_path, f"t{beta}", {"adv": test})]})
+        cands.append(
+            {
+                "label": f"b={beta}",
+                "select": [metrics_file(tmp_path, f"v{beta}", {"adv": val})],
+                "files": [metrics_file(tmp_path, f"t{beta}", {"adv": test})],
+            }
+        )
     cell = evaluate_cell({"candidates": cands, "select_key": "metrics/adv"}, {"label": "x", "key": "metrics/adv"})
     assert cell.mean == 2.0 and cell.selected == "b=1.0"
-    low = evaluate_cell({"candidates": cands, "select_key": "metrics/adv", "select": "min"},
-                        {"label": "x", "key": "metrics/adv"})
+    low = evaluate_cell(
+        {"candidates": cands, "select_key": "metrics/adv", "select": "min"}, {"label": "x", "key": "metrics/adv"}
+    )
     assert low.selected == "b=0.1"
 
 
@@ -65,8 +78,7 @@ def test_wald_cell_is_the_paired_test_of_per_prompt_rewards(tmp_path):
     a, b = rng.normal(1.0, 1.0, 50), rng.normal(0.6, 1.0, 50)
     fa = metrics_file(tmp_path, "a", {"rewards": a.tolist()})
     fb = metrics_file(tmp_path, "b", {"rewards": b.tolist()})
-    cell = evaluate_cell({"wald": [{"files": [fa]}, {"files": [fb]}], "samples_key": "metrics/rewards"},
-                         {"label": "p"})
+    cell = evaluate_cell({"wald": [{"files": [fa]}, {"files": [fb]}], "samples_key": "metrics/rewards"}, {"label": "p"})
     d = a - b
     z = d.mean() / (d.std(ddof=1) / math.sqrt(d.size))
     assert cell.mean == pytest.approx(2 * norm.sf(abs(z)), rel=1e-9)
@@ -74,8 +86,11 @@ def test_wald_cell_is_the_paired_test_of_per_prompt_rewards(tmp_path):
 
 def test_missing_key_names_file_row_and_column(tmp_path):
     f = metrics_file(tmp_path, "a", {"acc": 0.5})
-    spec = {"name": "t", "columns": [{"label": "B", "key": "metrics/nope"}],
-            "rows": [{"label": "r1", "cells": {"B": {"files": [f]}}}]}
+    spec = {
+        "name": "t",
+        "columns": [{"label": "B", "key": "metrics/nope"}],
+        "rows": [{"label": "r1", "cells": {"B": {"files": [f]}}}],
+    }
     with pytest.raises(ValueError, match=r"row 'r1', column 'B'.*a\.json.*metrics/nope"):
         build_table(spec)
     with pytest.raises(ValueError, match="does not exist"):
@@ -85,11 +100,20 @@ def test_missing_key_names_file_row_and_column(tmp_path):
 def test_write_table_csv_and_markdown_agree(tmp_path):
     f1 = metrics_file(tmp_path, "a", {"acc": 0.5, "b": {"c": 0.25}}, run_id="abcdef123456")
     f2 = metrics_file(tmp_path, "b", {"acc": 0.75, "b": {"c": None}})
-    spec = {"name": "t", "title": "T", "caption": "cap", "row_header": "Model",
-            "columns": [{"label": "Acc", "key": "metrics/acc", "scale": 100},
-                        {"label": "C", "key": "metrics/b/c", "scale": 100}],
-            "rows": [{"label": "m1", "group": "g", "cells": {"Acc": {"files": [f1]}, "C": {"files": [f1]}}},
-                     {"label": "m2", "group": "g", "cells": {"Acc": {"files": [f2]}, "C": {"files": [f2]}}}]}
+    spec = {
+        "name": "t",
+        "title": "T",
+        "caption": "cap",
+        "row_header": "Model",
+        "columns": [
+            {"label": "Acc", "key": "metrics/acc", "scale": 100},
+            {"label": "C", "key": "metrics/b/c", "scale": 100},
+        ],
+        "rows": [
+            {"label": "m1", "group": "g", "cells": {"Acc": {"files": [f1]}, "C": {"files": [f1]}}},
+            {"label": "m2", "group": "g", "cells": {"Acc": {"files": [f2]}, "C": {"files": [f2]}}},
+        ],
+    }
     frame = write_table(spec, str(tmp_path / "t.csv"), str(tmp_path / "t.md"))
     csv = pd.read_csv(tmp_path / "t.csv")
     assert list(csv["Acc"]) == [50.0, 75.0] and csv["run_ids"][0] == "abcdef123456"
@@ -100,19 +124,37 @@ def test_write_table_csv_and_markdown_agree(tmp_path):
 
 
 def test_settings_table_and_report(tmp_path):
-    write_settings_table({"name": "t7", "title": "Table 7", "columns": ["Setting", "Value"],
-                          "rows": [["learning_rate", "1e-05"], ["LoRA r", 32]]},
-                         str(tmp_path / "tables" / "t7.csv"), str(tmp_path / "tables" / "t7.md"))
+    write_settings_table(
+        {
+            "name": "t7",
+            "title": "Table 7",
+            "columns": ["Setting", "Value"],
+            "rows": [["learning_rate", "1e-05"], ["LoRA r", 32]],
+        },
+        str(tmp_path / "tables" / "t7.csv"),
+        str(tmp_path / "tables" / "t7.md"),
+    )
     f = metrics_file(tmp_path, "x", {"adv": 0.1, "lo": 0.0, "hi": 0.2})
-    spec = {"name": "fig", "kind": "bias_lines", "ylabel": "adv",
-            "table": {"name": "fig", "row_header": "Method",
-                      "columns": [{"label": "ρ = 0.5", "x": 0.5, "key": "metrics/adv",
-                                   "ci_keys": ["metrics/lo", "metrics/hi"]}],
-                      "rows": [{"label": "DPO", "cells": {"ρ = 0.5": {"files": [f]}}}]}}
+    spec = {
+        "name": "fig",
+        "kind": "bias_lines",
+        "ylabel": "adv",
+        "table": {
+            "name": "fig",
+            "row_header": "Method",
+            "columns": [{"label": "ρ = 0.5", "x": 0.5, "key": "metrics/adv", "ci_keys": ["metrics/lo", "metrics/hi"]}],
+            "rows": [{"label": "DPO", "cells": {"ρ = 0.5": {"files": [f]}}}],
+        },
+    }
     make_figure(spec, str(tmp_path / "figures" / "fig.png"))
     assert (tmp_path / "figures" / "fig.png").read_bytes()[:4] == b"\x89PNG"
-    text = write_report(str(tmp_path / "report.md"), str(tmp_path / "report.html"), "R", "intro",
-                        [{"heading": "S", "items": [{"table": "tables/t7.md"}, {"figure": "figures/fig.png"}]}])
+    text = write_report(
+        str(tmp_path / "report.md"),
+        str(tmp_path / "report.html"),
+        "R",
+        "intro",
+        [{"heading": "S", "items": [{"table": "tables/t7.md"}, {"figure": "figures/fig.png"}]}],
+    )
     assert "| learning_rate | 1e-05 |" in text and "![fig](figures/fig.png)" in text
     html = (tmp_path / "report.html").read_text()
     assert "<table>" in html and "data:image/png;base64," in html

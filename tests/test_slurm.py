@@ -56,8 +56,8 @@ _SMOKE = ("--configfile", str(REPO / "tests" / "smoke.yaml"))
 FULL_SMOKE = os.environ.get("ROBUST_RLHF_SLURM_FULL") == "1"
 SMOKE_WORKFLOW = WorkflowUnderTest(
     snakefile=REPO / "Snakefile",
-    extra_args=_SMOKE if FULL_SMOKE else ("results/tables/table1.md", *_SMOKE),
-    compare_globs=("results/tables/**/*.csv", "results/metrics/**/*.json"),
+    extra_args=_SMOKE if FULL_SMOKE else ("results/smoke/tables/table1.md", *_SMOKE),
+    compare_globs=("results/smoke/tables/**/*.csv", "results/smoke/metrics/**/*.json"),
     local_rules=frozenset({"all", "table", "figure", "report"}),
     slurm_timeout_s=900 if FULL_SMOKE else 500,
 )
@@ -121,9 +121,7 @@ def local_slurm() -> Iterator[None]:
         assert stopped.returncode == 0, stopped.stderr
 
 
-def _run_snakemake(
-    workdir: Path, profile: str, log: Path, timeout_s: int | None = None
-) -> tuple[int, str, float]:
+def _run_snakemake(workdir: Path, profile: str, log: Path, timeout_s: int | None = None) -> tuple[int, str, float]:
     """Run the workflow in `workdir` with `profile`; return (exit code, log text, seconds)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
@@ -171,7 +169,9 @@ def _comparable(path: Path) -> dict[str, object] | bytes:
             flat = {f"{i}.{k}": v for i, row in enumerate(csv.DictReader(fh)) for k, v in row.items()}
     else:
         return path.read_bytes()
-    return {k: v for k, v in flat.items() if not RUN_SPECIFIC.search(k.split(".", 1)[-1] if path.suffix == ".csv" else k)}
+    return {
+        k: v for k, v in flat.items() if not RUN_SPECIFIC.search(k.split(".", 1)[-1] if path.suffix == ".csv" else k)
+    }
 
 
 def _outputs(workdir: Path) -> dict[str, dict[str, object] | bytes]:
@@ -202,9 +202,7 @@ def test_workflow_through_slurm_matches_local_run(local_slurm: None, tmp_path: P
     rc, local_log, local_s = _run_snakemake(tmp_path / "local", "local", tmp_path / "local.log")
     assert rc == 0, local_log[-4000:]
 
-    rc, log, slurm_s = _run_snakemake(
-        tmp_path / "slurm", "slurm", tmp_path / "slurm.log", WORKFLOW.slurm_timeout_s
-    )
+    rc, log, slurm_s = _run_snakemake(tmp_path / "slurm", "slurm", tmp_path / "slurm.log", WORKFLOW.slurm_timeout_s)
     assert rc == 0, f"SLURM run failed (rc {rc}, 137 = killed by timeout):\n{log[-6000:]}"
     print(f"\nwall time: local {local_s:.1f} s, SLURM {slurm_s:.1f} s")
 
@@ -226,9 +224,7 @@ def test_workflow_through_slurm_matches_local_run(local_slurm: None, tmp_path: P
     records = _sacct_records(run_id.group(1))
     assert sorted(job_id for job_id, _, _ in records) == sorted(submitted)
     assert {state for _, state, _ in records} == {"COMPLETED"}, records
-    sacct_rules = Counter(
-        comment.split("_wildcards_")[0].removeprefix("rule_") for _, _, comment in records
-    )
+    sacct_rules = Counter(comment.split("_wildcards_")[0].removeprefix("rule_") for _, _, comment in records)
     assert sacct_rules == remote_jobs
 
     local_outputs = _outputs(tmp_path / "local")

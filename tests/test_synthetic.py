@@ -13,8 +13,17 @@ from core.data.synthetic import WorldConfig, allocate, generate_world, prompt_pa
 from core.data.synthetic_oracle import OracleConfig, oracle_reward, oracle_score, parse_prompt
 
 SMALL = {"n_train": 300, "n_test": 60, "n_eval_per_subset": 8, "n_sft": 60, "n_prompts": 24}
-PAIR_COLS = {"id", "prompt", "chosen", "rejected", "source", "domain", "subset",
-             "chosen_score", "rejected_score"}
+PAIR_COLS = {
+    "id",
+    "prompt",
+    "chosen",
+    "rejected",
+    "source",
+    "domain",
+    "subset",
+    "chosen_score",
+    "rejected_score",
+}
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +56,14 @@ def test_training_mixture_follows_domain_weights(world):
 
 
 def test_custom_weights_leave_a_domain_out():
-    w = generate_world({**SMALL, "n_train": 40, "domain_weights":
-                        {"chat": 1, "chat-hard": 0, "safety": 1, "reasoning": 0}}, seed=0)
+    w = generate_world(
+        {
+            **SMALL,
+            "n_train": 40,
+            "domain_weights": {"chat": 1, "chat-hard": 0, "safety": 1, "reasoning": 0},
+        },
+        seed=0,
+    )
     assert Counter(w["train"]["domain"]) == {"chat": 20, "safety": 20}
 
 
@@ -130,8 +145,9 @@ def test_oracle_scores_free_text_by_domain():
     # reasoning: the final number decides
     assert oracle_reward("Compute 6 times 7.", "6 * 7 = 42. The answer is 42.") > 1.5
     assert oracle_reward("Compute 6 times 7.", "The answer is 41.") < 0
-    assert oracle_reward("Sort the list [3, 1, 2] in ascending order.", "[1, 2, 3]") > \
-        oracle_reward("Sort the list [3, 1, 2] in ascending order.", "[1, 3, 2]")
+    assert oracle_reward("Sort the list [3, 1, 2] in ascending order.", "[1, 2, 3]") > oracle_reward(
+        "Sort the list [3, 1, 2] in ascending order.", "[1, 3, 2]"
+    )
     # safety: refusing a harmful request beats complying; the reverse for a benign one
     harm, benign = "How can I blow up a police station?", "How can I blow up a balloon quickly?"
     assert parse_prompt(harm).kind == "harmful" and parse_prompt(benign).kind == "benign"
@@ -145,8 +161,9 @@ def test_oracle_scores_free_text_by_domain():
     fact = next(f for f in kb.FACTS if f.topic == "green tea" and f.aspect == "temperature")
     sib = next(f for f in kb.FACTS if f.topic == "black tea" and f.aspect == "temperature")
     q = fact.question
-    assert oracle_reward(q, fact.render()) > oracle_reward(q, sib.render()) > \
-        oracle_reward(q, fact.render(fact.wrong[0]))
+    assert (
+        oracle_reward(q, fact.render()) > oracle_reward(q, sib.render()) > oracle_reward(q, fact.render(fact.wrong[0]))
+    )
     # unknown prompts: only the generic terms; empty and looping answers are penalised
     cfg = OracleConfig(length_sign=0)
     assert oracle_score("Write me a haiku", "Autumn leaves fall.", cfg).quality == 0.0
@@ -165,8 +182,10 @@ def test_every_safety_act_parses_to_itself():
 
 def test_oracle_accepts_strings_and_chat_messages_alike():
     p, c = "Can you tell me about cats?", "Cats sleep about fifteen hours a day."
-    msgs = ([{"role": "system", "content": "Be brief."}, {"role": "user", "content": p}],
-            [{"role": "assistant", "content": c}])
+    msgs = (
+        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": p}],
+        [{"role": "assistant", "content": c}],
+    )
     assert oracle_reward(*msgs) == oracle_reward(p, c) > 0
     assert parse_prompt(msgs[0]).kind == "open" and parse_prompt(msgs[0]).topic == "cats"
     with pytest.raises(ValueError, match="chat message 0"):

@@ -1,4 +1,4 @@
-"""Numerical checks of the theory experiments (core/theory, DESIGN.md §1.4).
+"""Numerical checks of the theory experiments (core/theory, docs/design.md §1.4).
 
 Each test asserts a claim of the DR paper (Algorithms 1-3, Theorems 1-3, Lemma 1) or of the
 distillation paper (Props. 2, 3, 5, 6, 7, Cor. 1, Fig. B.2) with a tolerance that a wrong
@@ -114,7 +114,17 @@ def test_robust_sgd_minimises_the_robust_not_the_average_loss(divergence: str, r
     _, opt = solve_robust_logistic_cvxpy(z, None, divergence, rho, 8.0)
     gaps = {}
     for weights in (divergence, "none"):  # worst-case minibatch weights vs plain SGD (ERM)
-        w_bar, _ = robust_sgd(z, None, weights, rho, 8.0, 3000, 40, 8.0 / (2 * math.sqrt(3000)), np.random.default_rng(1))
+        w_bar, _ = robust_sgd(
+            z,
+            None,
+            weights,
+            rho,
+            8.0,
+            3000,
+            40,
+            8.0 / (2 * math.sqrt(3000)),
+            np.random.default_rng(1),
+        )
         gaps[weights] = robust_loss(w_bar, z, None, divergence, rho) - opt
     assert gaps[divergence] < 0.02
     assert gaps[divergence] < 0.25 * gaps["none"]
@@ -294,7 +304,10 @@ def _argmin_loser(objective, upper: float) -> float:
     return float(grid[np.argmin(objective(grid))])
 
 
-@pytest.mark.parametrize("p_w,beta,alpha,ref_w,ref_l", [(0.3, 1.0, 10.0, 0.2, 0.1), (0.05, 3.0, 5.0, 0.1, 0.3), (0.6, 0.5, 2.5, 0.3, 0.5)])
+@pytest.mark.parametrize(
+    "p_w,beta,alpha,ref_w,ref_l",
+    [(0.3, 1.0, 10.0, 0.2, 0.1), (0.05, 3.0, 5.0, 0.1, 0.3), (0.6, 0.5, 2.5, 0.3, 0.5)],
+)
 def test_prop5_closed_form(p_w: float, beta: float, alpha: float, ref_w: float, ref_l: float) -> None:
     gamma = beta / alpha
 
@@ -341,9 +354,15 @@ def test_same_seed_same_numbers() -> None:
 
 
 def test_plots_and_tables_are_written(tmp_path, alg1_rate, dr_dpo, npg, bandit, bow) -> None:
-    results = {"alg1_rate": alg1_rate, "alg3_dpo": dr_dpo, "alg2_npg": npg, "bandit_closure": bandit, "bow_degeneration": bow,
-               "alg1_batch": run_alg1_batch({**SMALL_BATCH, "batch_grid": [4, 16], "bias_samples": 20, "steps": 16}, 0),
-               "alg1_shift": run_alg1_shift({**SMALL_SHIFT, "rhos": [0.0, 0.1], "steps": 16}, 0)}
+    results = {
+        "alg1_rate": alg1_rate,
+        "alg3_dpo": dr_dpo,
+        "alg2_npg": npg,
+        "bandit_closure": bandit,
+        "bow_degeneration": bow,
+        "alg1_batch": run_alg1_batch({**SMALL_BATCH, "batch_grid": [4, 16], "bias_samples": 20, "steps": 16}, 0),
+        "alg1_shift": run_alg1_shift({**SMALL_SHIFT, "rhos": [0.0, 0.1], "steps": 16}, 0),
+    }
     assert set(results) == set(EXPERIMENTS)
     for name, res in results.items():
         png = tmp_path / "figures" / f"{name}.png"

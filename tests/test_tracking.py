@@ -83,17 +83,9 @@ def test_sqlite_tracking_with_parallel_processes_and_trainer(tmp_path):
     script = tmp_path / "writer.py"
     script.write_text(WRITER)
     env = {**os.environ, "PYTHONPATH": REPO, "OMP_NUM_THREADS": "1"}
-    writers = [
-        subprocess.Popen(
-            [sys.executable, str(script), uri, "0"], env=env, stderr=subprocess.PIPE, text=True
-        )
-    ]
-    with mlflow_run(
-        "shared", "dr-reward", {"rho": 0.3, "model": {"layers": 2}}, tracking_uri=uri
-    ) as run:
-        trainer = reward_trainer(
-            tmp_path / "out", divergence="tv", rho=0.3, max_steps=2, callbacks=[run.callback()]
-        )
+    writers = [subprocess.Popen([sys.executable, str(script), uri, "0"], env=env, stderr=subprocess.PIPE, text=True)]
+    with mlflow_run("shared", "dr-reward", {"rho": 0.3, "model": {"layers": 2}}, tracking_uri=uri) as run:
+        trainer = reward_trainer(tmp_path / "out", divergence="tv", rho=0.3, max_steps=2, callbacks=[run.callback()])
         trainer.train()
         note = tmp_path / "note.txt"
         note.write_text("hello")
@@ -109,9 +101,7 @@ def test_sqlite_tracking_with_parallel_processes_and_trainer(tmp_path):
 
     client = MlflowClient(tracking_uri=uri)
     experiment = client.get_experiment_by_name("shared")
-    assert experiment.artifact_location.startswith(
-        "file://" + str(tmp_path / "results" / "mlartifacts")
-    )
+    assert experiment.artifact_location.startswith("file://" + str(tmp_path / "results" / "mlartifacts"))
     runs = {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
     assert set(runs) == {"writer0", "dr-reward", "failing"}
     assert runs["failing"].info.status == "FAILED"
@@ -119,9 +109,7 @@ def test_sqlite_tracking_with_parallel_processes_and_trainer(tmp_path):
     assert ours.info.status == "FINISHED" and ours.data.params["model.layers"] == "2"
     history = client.get_metric_history(ours.info.run_id, "dr/robust_loss")
     assert [m.step for m in history] == [1, 2]
-    assert [m.value for m in history] == pytest.approx(
-        [r["robust_loss"] for r in trainer.robust_history], rel=1e-4
-    )
+    assert [m.value for m in history] == pytest.approx([r["robust_loss"] for r in trainer.robust_history], rel=1e-4)
     assert [a.path for a in client.list_artifacts(ours.info.run_id)] == ["note.txt"]
     values = client.get_metric_history(runs["writer0"].info.run_id, "value")
     assert sorted((m.step, m.value) for m in values) == [(s, s * 1.5) for s in range(5)]

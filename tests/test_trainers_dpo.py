@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
@@ -34,7 +32,7 @@ def _batch(trainer, rows=range(8)):
 @pytest.mark.parametrize(
     "loss_type,extra",
     [
-        ("sigmoid", {}),
+        ("dpo", {}),
         ("ipo", {}),
         ("ddpo", {}),
         ("pdpo", {"gamma": 0.05}),
@@ -53,21 +51,17 @@ def _batch(trainer, rows=range(8)):
 @pytest.mark.parametrize("dr", [False, True])
 def test_loss_falls_for_every_loss_type(tmp_path, loss_type, extra, dr):
     robust = {"divergence": "tv", "rho": 0.3} if dr else {}
-    trainer = dpo_trainer(
-        tmp_path, data=dataset(**CLEAN), loss_type=loss_type, max_steps=10, **robust, **extra
-    )
+    trainer = dpo_trainer(tmp_path, data=dataset(**CLEAN), loss_type=loss_type, max_steps=10, **robust, **extra)
     trainer.train()
     losses = logged(trainer, "loss")
     assert len(losses) == 10
     assert np.mean(losses[-3:]) < np.mean(losses[:3]) - 0.05, losses
-    if (
-        dr
-    ):  # DR weights really reweight every loss type (step 1: policy = reference, all losses tie)
+    if dr:  # DR weights really reweight every loss type (step 1: policy = reference, all losses tie)
         assert all(r["n"] == 8 and r["max_weight"] > 1 / 8 for r in trainer.robust_history[1:])
         assert all(r["robust_loss"] >= r["mean_loss"] - 1e-12 for r in trainer.robust_history)
 
 
-@pytest.mark.parametrize("loss_type", ["sigmoid", "ipo"])
+@pytest.mark.parametrize("loss_type", ["dpo", "ipo"])
 def test_rho_zero_is_trl_bit_for_bit(tmp_path, loss_type):
     kwargs = dict(
         loss_type=loss_type,
@@ -83,7 +77,7 @@ def test_rho_zero_is_trl_bit_for_bit(tmp_path, loss_type):
     assert logged(ours, "loss") == logged(theirs, "loss")
 
 
-@pytest.mark.parametrize("loss_type", ["sigmoid", "ipo"])
+@pytest.mark.parametrize("loss_type", ["dpo", "ipo"])
 def test_core_losses_mean_equals_trl_loss_on_a_batch(tmp_path, loss_type):
     # cvar with alpha = 1: the DR code path (core.losses per-example losses) with uniform weights
     ours = dpo_trainer(tmp_path / "dr", loss_type=loss_type, divergence="cvar", rho=1.0)
@@ -100,7 +94,7 @@ def test_core_losses_mean_equals_trl_loss_on_a_batch(tmp_path, loss_type):
     torch.testing.assert_close(ours_loss, reference, atol=1e-7, rtol=1e-6)
 
 
-@pytest.mark.parametrize("loss_type", ["sigmoid", "ipo"])
+@pytest.mark.parametrize("loss_type", ["dpo", "ipo"])
 def test_dr_path_with_uniform_weights_trains_like_trl(tmp_path, loss_type):
     kwargs = dict(
         loss_type=loss_type,
@@ -118,28 +112,20 @@ def test_dr_path_with_uniform_weights_trains_like_trl(tmp_path, loss_type):
 
 
 def test_accumulated_minibatch_equals_one_big_batch_and_reference_runs_once(tmp_path):
-    common = dict(
-        loss_type="sigmoid", divergence="tv", rho=0.3, max_steps=2, optim="sgd", learning_rate=0.05
-    )
-    accumulated = dpo_trainer(
-        tmp_path / "acc", per_device_train_batch_size=2, gradient_accumulation_steps=4, **common
-    )
+    common = dict(loss_type="dpo", divergence="tv", rho=0.3, max_steps=2, optim="sgd", learning_rate=0.05)
+    accumulated = dpo_trainer(tmp_path / "acc", per_device_train_batch_size=2, gradient_accumulation_steps=4, **common)
     calls = []
     accumulated.ref_model.register_forward_hook(lambda *args: calls.append(1))
     accumulated.train()
-    assert (
-        len(calls) == 2 * 4
-    )  # the pre-pass caches reference log-probs: one reference forward per micro-batch
+    assert len(calls) == 2 * 4  # the pre-pass caches reference log-probs: one reference forward per micro-batch
     big = dpo_trainer(tmp_path / "big", per_device_train_batch_size=8, **common)
     big.train()
     assert [r["n"] for r in accumulated.robust_history] == [8, 8]
-    np.testing.assert_allclose(
-        accumulated.last_robust_step.weights, big.last_robust_step.weights, atol=1e-9
-    )
+    np.testing.assert_allclose(accumulated.last_robust_step.weights, big.last_robust_step.weights, atol=1e-9)
     assert max_param_diff(params(accumulated.model), params(big.model)) < 1e-6
 
 
-@pytest.mark.parametrize("loss_type", ["sigmoid", "ipo"])
+@pytest.mark.parametrize("loss_type", ["dpo", "ipo"])
 def test_planted_minority_domain_gets_more_weight(tmp_path, loss_type):
     trainer = dpo_trainer(
         tmp_path, data=dataset(n=32, minority=0.25), trainer_cls=with_domain_share(DRDPOTrainer),
@@ -171,11 +157,6 @@ def test_edpo_selects_the_minimising_member_over_the_minibatch(tmp_path):
     assert [r["member"] for r in records] == [0, 0, 0]  # member 0 has the smallest target margins
     assert all(sum(r["member_counts"]) == 8 for r in records)
     assert logged(trainer, "edpo/member") == [0.0, 0.0, 0.0]
-    path = tmp_path / "figure_b3.json"
-    trainer.dump_step_records(str(path))
-    assert [r["member_counts"] for r in json.loads(path.read_text())] == [
-        r["member_counts"] for r in records
-    ]
 
 
 def test_robust_edpo_member_is_min_over_members_of_the_robust_loss():
@@ -191,8 +172,9 @@ def test_robust_edpo_member_is_min_over_members_of_the_robust_loss():
 def test_edpo_member_changes_with_the_targets(tmp_path):
     data = dataset(**CLEAN)
     # reverse the members' strengths: now member 2 has the smallest margins
-    data = data.map(lambda row: {"target_chosen_0": row["target_chosen_2"], "target_rejected_0": row["target_rejected_2"],
-                                 "target_chosen_2": row["target_chosen_0"], "target_rejected_2": row["target_rejected_0"]})  # fmt: skip
+    swap = {"target_chosen_0": "target_chosen_2", "target_rejected_0": "target_rejected_2"}
+    swap.update({v: k for k, v in swap.items()})
+    data = data.map(lambda row: {new: row[old] for new, old in swap.items()})
     trainer = dpo_trainer(tmp_path, data=data, loss_type="edpo", max_steps=2, gamma=0.0)
     trainer.train()
     assert [r["member"] for r in trainer.robust_history] == [2, 2]
@@ -208,14 +190,10 @@ def test_edpo_min_over_accumulated_minibatch(tmp_path):
         **common,
     )
     accumulated.train()
-    big = dpo_trainer(
-        tmp_path / "big", data=dataset(**CLEAN), per_device_train_batch_size=8, **common
-    )
+    big = dpo_trainer(tmp_path / "big", data=dataset(**CLEAN), per_device_train_batch_size=8, **common)
     big.train()
     assert [r["n"] for r in accumulated.robust_history] == [8, 8]
-    assert [r["member_counts"] for r in accumulated.robust_history] == [
-        r["member_counts"] for r in big.robust_history
-    ]
+    assert [r["member_counts"] for r in accumulated.robust_history] == [r["member_counts"] for r in big.robust_history]
     assert max_param_diff(params(accumulated.model), params(big.model)) < 1e-6
 
 
@@ -256,14 +234,10 @@ def test_reference_samples_follow_the_prompt(tmp_path):
     torch.manual_seed(0)
     attention, ids, completion = trainer._sample_reference(batch)
     assert ids.shape[0] == 12 and attention.shape == ids.shape == completion.shape
-    prompt_lengths = (
-        batch["attention_mask"][:4].bool() & ~batch["completion_mask"][:4].bool()
-    ).sum(dim=1)
+    prompt_lengths = (batch["attention_mask"][:4].bool() & ~batch["completion_mask"][:4].bool()).sum(dim=1)
     for row in range(12):
         n_prompt = int(prompt_lengths[row // 3])
-        assert torch.equal(
-            ids[row, :n_prompt], batch["input_ids"][row // 3, :n_prompt]
-        )  # flushed left
+        assert torch.equal(ids[row, :n_prompt], batch["input_ids"][row // 3, :n_prompt])  # flushed left
         assert completion[row, :n_prompt].sum() == 0 and 1 <= completion[row].sum() <= 5
         assert attention[row].sum() == n_prompt + completion[row].sum()
     torch.manual_seed(0)
@@ -272,9 +246,7 @@ def test_reference_samples_follow_the_prompt(tmp_path):
 
 
 def test_reference_samples_scored_in_the_same_forward_as_the_pair(tmp_path):
-    trainer = dpo_trainer(
-        tmp_path, loss_type="pdpo", forward_kl_estimator="ref_samples", forward_kl_num_samples=2
-    )
+    trainer = dpo_trainer(tmp_path, loss_type="pdpo", forward_kl_estimator="ref_samples", forward_kl_num_samples=2)
     batch = _batch(trainer, rows=range(4))
     torch.manual_seed(0)
     attention, ids, completion = trainer._sample_reference(batch)
@@ -287,9 +259,7 @@ def test_reference_samples_scored_in_the_same_forward_as_the_pair(tmp_path):
     per_token = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None])[..., 0]
     expected = (per_token * completion[:, 1:]).sum(dim=1)
     torch.testing.assert_close(joint.sample_logps, expected, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(
-        trainer._forward_kl(joint), -expected.view(4, 2).mean(dim=1), atol=1e-5, rtol=1e-5
-    )
+    torch.testing.assert_close(trainer._forward_kl(joint), -expected.view(4, 2).mean(dim=1), atol=1e-5, rtol=1e-5)
 
 
 def test_ref_samples_need_a_reference_model(tmp_path):
@@ -352,7 +322,7 @@ class _PoisonHead(TrainerCallback):
 def test_nan_loss_stops_without_checkpoint(tmp_path, robust):
     trainer = dpo_trainer(
         tmp_path,
-        loss_type="sigmoid",
+        loss_type="dpo",
         max_steps=4,
         save_strategy="steps",
         save_steps=1,
@@ -381,11 +351,10 @@ def test_target_columns_resolution_and_errors(tmp_path):
         ["target_chosen_0", "target_chosen_1"],
         ["target_rejected_0", "target_rejected_1"],
     )
-    assert resolve_target_columns(names, "sigmoid", "target_chosen", "target_rejected") == ([], [])
+    assert resolve_target_columns(names, "dpo", "target_chosen", "target_rejected") == ([], [])
     with pytest.raises(ValueError, match="numbered 0..K-1"):
         resolve_target_columns(
-            names[:3]
-            + ["target_chosen_0", "target_rejected_0", "target_chosen_2", "target_rejected_2"],
+            names[:3] + ["target_chosen_0", "target_rejected_0", "target_chosen_2", "target_rejected_2"],
             "edpo",
             "target_chosen",
             "target_rejected",
@@ -414,19 +383,23 @@ def test_targets_survive_preprocessing(tmp_path):
     assert loader_batch["target_rejected"].shape == (8, 3)
 
 
+def test_dpo_reaches_trl_as_sigmoid_and_the_config_keeps_its_word(tmp_path):
+    trainer = dpo_trainer(tmp_path)  # DRDPOConfig's default loss: "dpo", DR off -> trl's own code path
+    assert trainer.args.loss_type == ["dpo"] and trainer.loss_types == ["sigmoid"]
+
+
 @pytest.mark.parametrize(
     "overrides,match",
     [
         ({"loss_type": "hinge", "divergence": "tv", "rho": 0.1}, "loss_type"),
-        ({"loss_type": ["sigmoid", "ddpo"]}, "loss_type"),
+        ({"loss_type": ["dpo", "ddpo"]}, "loss_type"),
         ({"loss_type": "pdpo", "gamma": -1.0}, "gamma"),
         ({"loss_type": "pdpo", "gamma_schedule": "cosine"}, "gamma_schedule"),
         ({"loss_type": "pdpo", "forward_kl_estimator": "policy"}, "forward_kl_estimator"),
-        ({"loss_type": "sigmoid", "divergence": "wasserstein"}, "divergence"),
+        ({"loss_type": "dpo", "divergence": "wasserstein"}, "divergence"),
+        ({"loss_type": "sigmoid"}, "'dpo'"),
     ],
 )
 def test_config_validation(tmp_path, overrides, match):
     with pytest.raises(ValueError, match=match):
-        DRDPOConfig(
-            output_dir=str(tmp_path), use_cpu=True, bf16=False, report_to="none", **overrides
-        )
+        DRDPOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, report_to="none", **overrides)

@@ -43,7 +43,11 @@ def make_tokenizer():
     tk = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tk.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     return PreTrainedTokenizerFast(
-        tokenizer_object=tk, pad_token="<pad>", unk_token="<unk>", bos_token="<s>", eos_token="</s>",
+        tokenizer_object=tk,
+        pad_token="<pad>",
+        unk_token="<unk>",
+        bos_token="<s>",
+        eos_token="</s>",
         padding_side="left",
     )
 
@@ -53,10 +57,18 @@ def make_llama(tok, seed: int, classifier: bool = False):
 
     torch.manual_seed(seed)
     cfg = LlamaConfig(
-        vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64,
-        pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id,
-        num_labels=1, tie_word_embeddings=False,
+        vocab_size=len(tok),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        bos_token_id=tok.bos_token_id,
+        num_labels=1,
+        tie_word_embeddings=False,
     )
     return LlamaForSequenceClassification(cfg) if classifier else LlamaForCausalLM(cfg)
 
@@ -103,26 +115,55 @@ def tok():
 @pytest.fixture(scope="module")
 def initial(tok):
     """Initial policy, value and (random) reward model shared by the runs below (deep-copied per run)."""
-    return {"policy": make_llama(tok, 0), "value": make_llama(tok, 1, True), "reward": make_llama(tok, 2, True)}
+    return {
+        "policy": make_llama(tok, 0),
+        "value": make_llama(tok, 1, True),
+        "reward": make_llama(tok, 2, True),
+    }
 
 
 BASE = dict(
-    per_device_train_batch_size=8, num_mini_batches=2, num_ppo_epochs=2, response_length=5,
-    learning_rate=1e-2, seed=7, bf16=False, report_to="none", save_strategy="no", disable_tqdm=True,
-    stop_token="eos", missing_eos_penalty=1.0, local_rollout_forward_batch_size=8,
+    per_device_train_batch_size=8,
+    num_mini_batches=2,
+    num_ppo_epochs=2,
+    response_length=5,
+    learning_rate=1e-2,
+    seed=7,
+    bf16=False,
+    report_to="none",
+    save_strategy="no",
+    disable_tqdm=True,
+    stop_token="eos",
+    missing_eos_penalty=1.0,
+    local_rollout_forward_batch_size=8,
 )
 
 
-def run(tmp_path, tok, initial, dataset, updates: int, reward=None, callbacks=None, resume=None, **overrides):
+def run(
+    tmp_path,
+    tok,
+    initial,
+    dataset,
+    updates: int,
+    reward=None,
+    callbacks=None,
+    resume=None,
+    **overrides,
+):
     """Train DR-PPO from deep copies of the initial models; returns the trainer."""
     cfg = {**BASE, **overrides}
     cfg.setdefault("output_dir", str(tmp_path / "out"))
     args = DRPPOConfig(total_episodes=updates * cfg["per_device_train_batch_size"], **cfg)
     policy = copy.deepcopy(initial["policy"])
     trainer = DRPPOTrainer(
-        args=args, processing_class=tok, model=policy, ref_model=copy.deepcopy(policy),
+        args=args,
+        processing_class=tok,
+        model=policy,
+        ref_model=copy.deepcopy(policy),
         reward_model=reward if reward is not None else copy.deepcopy(initial["reward"]),
-        train_dataset=dataset, value_model=copy.deepcopy(initial["value"]), callbacks=callbacks,
+        train_dataset=dataset,
+        value_model=copy.deepcopy(initial["value"]),
+        callbacks=callbacks,
     )
     trainer.train(resume_from_checkpoint=resume)
     return trainer
@@ -153,9 +194,7 @@ def test_gae_matches_discounted_sums():
     adv, ret = gae(rewards, values, gamma, lam)
     nxt = torch.cat([values[:, 1:], torch.zeros(3, 1)], 1)
     delta = rewards + gamma * nxt - values
-    expected = torch.stack(
-        [sum((gamma * lam) ** (k - t) * delta[:, k] for k in range(t, 6)) for t in range(6)], 1
-    )
+    expected = torch.stack([sum((gamma * lam) ** (k - t) * delta[:, k] for k in range(t, 6)) for t in range(6)], 1)
     torch.testing.assert_close(adv, expected)
     torch.testing.assert_close(ret, expected + values)
 
@@ -190,7 +229,7 @@ def test_robust_weights_move_mass_to_lowest_return():
     torch.testing.assert_close(w.scales, torch.tensor([0.0, 2.0, 1.0, 1.0]))
     stats = w.statistics()
     assert stats["max_weight"] == pytest.approx(0.5)
-    assert stats["frac_zero"] == pytest.approx(0.25)
+    assert stats["frac_zero_weights"] == pytest.approx(0.25)
     assert stats["ess"] == pytest.approx(1 / (0.25 + 2 * 0.0625))
     chi2 = robust_weights(returns, "chi2", 0.1).local
     assert int(chi2.argmax()) == 1 and float(chi2[1]) > 0.25
@@ -286,7 +325,9 @@ def test_config_and_input_validation(tmp_path, tok, initial):
 
 def _chat(tok):
     chat = copy.deepcopy(tok)
-    chat.chat_template = "{% for m in messages %}w0 {{ m['content'] }} {% endfor %}{% if add_generation_prompt %}w15{% endif %}"
+    chat.chat_template = (
+        "{% for m in messages %}w0 {{ m['content'] }} {% endfor %}{% if add_generation_prompt %}w15{% endif %}"
+    )
     return chat
 
 
@@ -308,17 +349,34 @@ def test_plain_ppo_matches_trl_ppo_trainer(tmp_path, tok, initial):
     from trl.experimental.ppo import PPOConfig, PPOTrainer
 
     data = make_prompts(tok, 8)
-    cfg = {**BASE, "per_device_train_batch_size": 4, "local_rollout_forward_batch_size": 3, "total_episodes": 12}
+    cfg = {
+        **BASE,
+        "per_device_train_batch_size": 4,
+        "local_rollout_forward_batch_size": 3,
+        "total_episodes": 12,
+    }
 
     policy = copy.deepcopy(initial["policy"])
     theirs = PPOTrainer(
         args=PPOConfig(output_dir=str(tmp_path / "trl"), num_sample_generations=0, **cfg),
-        processing_class=tok, model=policy, ref_model=copy.deepcopy(policy),
-        reward_model=copy.deepcopy(initial["reward"]), train_dataset=data, value_model=copy.deepcopy(initial["value"]),
+        processing_class=tok,
+        model=policy,
+        ref_model=copy.deepcopy(policy),
+        reward_model=copy.deepcopy(initial["reward"]),
+        train_dataset=data,
+        value_model=copy.deepcopy(initial["value"]),
     )
     np.random.seed(cfg["seed"])
     theirs.train()
-    ours = run(tmp_path, tok, initial, data, updates=3, per_device_train_batch_size=4, local_rollout_forward_batch_size=3)
+    ours = run(
+        tmp_path,
+        tok,
+        initial,
+        data,
+        updates=3,
+        per_device_train_batch_size=4,
+        local_rollout_forward_batch_size=3,
+    )
 
     a, b = weights(theirs), weights(ours)
     start = {f"policy.{k}": v for k, v in initial["policy"].named_parameters()}
@@ -333,7 +391,16 @@ def test_uniform_vA_vB_equal_plain_ppo_and_robust_weights_change_the_update(tmp_
     data = make_prompts(tok, 16)
     plain = weights(run(tmp_path, tok, initial, data, updates=2))
     for version, divergence in (("vA", "tv"), ("vB", "chi2"), ("vA", "none")):
-        uniform = run(tmp_path, tok, initial, data, updates=2, robust_version=version, divergence=divergence, rho=0.0)
+        uniform = run(
+            tmp_path,
+            tok,
+            initial,
+            data,
+            updates=2,
+            robust_version=version,
+            divergence=divergence,
+            rho=0.0,
+        )
         assert_equal_weights(weights(uniform), plain)
         assert all(h["robust/ess"] == pytest.approx(8.0) for h in uniform.state.log_history)
     va = weights(run(tmp_path, tok, initial, data, updates=2, robust_version="vA", divergence="tv", rho=0.3))
@@ -351,9 +418,20 @@ def test_reward_rises_on_target_token_task(tmp_path, tok, initial, version):
     target = tok.convert_tokens_to_ids(TARGET)
     robust = {} if version == "none" else {"robust_version": version, "divergence": "tv", "rho": 0.1}
     trainer = run(
-        tmp_path, tok, initial, make_prompts(tok, 16, exclude=(TARGET,)), updates=20,
-        reward=TargetFractionReward(target, 4), response_length=4, stop_token=None, missing_eos_penalty=None,
-        num_ppo_epochs=4, learning_rate=3e-3, kl_coef=0.01, seed=1, **robust,
+        tmp_path,
+        tok,
+        initial,
+        make_prompts(tok, 16, exclude=(TARGET,)),
+        updates=20,
+        reward=TargetFractionReward(target, 4),
+        response_length=4,
+        stop_token=None,
+        missing_eos_penalty=None,
+        num_ppo_epochs=4,
+        learning_rate=3e-3,
+        kl_coef=0.01,
+        seed=1,
+        **robust,
     )
     scores = [h["objective/scores"] for h in trainer.state.log_history]
     assert len(scores) == 20
@@ -376,11 +454,28 @@ def test_resume_gives_the_uninterrupted_weights(tmp_path, tok, initial):
 
     data = make_prompts(tok, 16)
     robust = {"robust_version": "vB", "divergence": "tv", "rho": 0.25}
-    full = run(tmp_path, tok, initial, data, updates=5, save_strategy="steps", save_steps=3,
-               output_dir=str(tmp_path / "full"), **robust)
+    full = run(
+        tmp_path,
+        tok,
+        initial,
+        data,
+        updates=5,
+        save_strategy="steps",
+        save_steps=3,
+        output_dir=str(tmp_path / "full"),
+        **robust,
+    )
     assert sorted(os.listdir(tmp_path / "full")) == ["checkpoint-3", "checkpoint-5"]
-    resumed = run(tmp_path, tok, initial, data, updates=5, output_dir=str(tmp_path / "resumed"),
-                  resume=str(tmp_path / "full" / "checkpoint-3"), **robust)
+    resumed = run(
+        tmp_path,
+        tok,
+        initial,
+        data,
+        updates=5,
+        output_dir=str(tmp_path / "resumed"),
+        resume=str(tmp_path / "full" / "checkpoint-3"),
+        **robust,
+    )
     assert_equal_weights(weights(resumed), weights(full))
     assert resumed.state.global_step == 5
     assert resumed.state.log_history[-1]["loss/policy_avg"] == full.state.log_history[-1]["loss/policy_avg"]
@@ -390,11 +485,22 @@ def test_resume_gives_the_uninterrupted_weights(tmp_path, tok, initial):
     for (name, p), (_, q) in zip(loaded.named_parameters(), resumed.policy_model.named_parameters(), strict=True):
         assert torch.equal(p, q), name
     assert os.path.isfile(tmp_path / "final" / "tokenizer.json")
-    assert not glob.glob(str(tmp_path / "**" / ".tmp-*"), recursive=True)
+    leftovers = ("*.partial", ".*.old", ".tmp-*")  # core.atomic staging folders, set-aside old ones
+    assert not [f for pattern in leftovers for f in glob.glob(str(tmp_path / "**" / pattern), recursive=True)]
 
     with pytest.raises(ValueError, match="different settings"):
-        run(tmp_path, tok, initial, data, updates=5, output_dir=str(tmp_path / "other"),
-            resume=str(tmp_path / "full" / "checkpoint-3"), robust_version="vA", divergence="tv", rho=0.25)
+        run(
+            tmp_path,
+            tok,
+            initial,
+            data,
+            updates=5,
+            output_dir=str(tmp_path / "other"),
+            resume=str(tmp_path / "full" / "checkpoint-3"),
+            robust_version="vA",
+            divergence="tv",
+            rho=0.25,
+        )
 
 
 class _PoisonAfterFirstUpdate:
@@ -422,9 +528,14 @@ def test_non_finite_loss_stops_without_writing_a_checkpoint(tmp_path, tok, initi
     reward, value = copy.deepcopy(initial["reward"]), copy.deepcopy(initial["value"])
     (reward if poisoned == "reward" else value).score.register_forward_hook(hook)
     trainer = DRPPOTrainer(
-        args=DRPPOConfig(total_episodes=24, **cfg), processing_class=tok, model=policy,
-        ref_model=copy.deepcopy(policy), reward_model=reward, train_dataset=make_prompts(tok, 16),
-        value_model=value, callbacks=[Arm()],
+        args=DRPPOConfig(total_episodes=24, **cfg),
+        processing_class=tok,
+        model=policy,
+        ref_model=copy.deepcopy(policy),
+        reward_model=reward,
+        train_dataset=make_prompts(tok, 16),
+        value_model=value,
+        callbacks=[Arm()],
     )
     with pytest.raises(NonFiniteLossError, match="update 2.*non-finite"):
         trainer.train()
@@ -442,8 +553,12 @@ def test_peft_policy_uses_the_adapter_free_model_as_reference(tmp_path, tok, ini
 
     args = DRPPOConfig(output_dir=str(tmp_path / "lora"), total_episodes=16, **BASE)
     trainer = DRPPOTrainer(
-        args=args, processing_class=tok, model=copy.deepcopy(initial["policy"]), ref_model=None,
-        reward_model=copy.deepcopy(initial["reward"]), train_dataset=make_prompts(tok, 16),
+        args=args,
+        processing_class=tok,
+        model=copy.deepcopy(initial["policy"]),
+        ref_model=None,
+        reward_model=copy.deepcopy(initial["reward"]),
+        train_dataset=make_prompts(tok, 16),
         value_model=copy.deepcopy(initial["value"]),
         peft_config=LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]),
     )
@@ -475,11 +590,19 @@ def test_logs_robust_weight_statistics_per_update(tmp_path, tok, initial):
     seen, uri = Seen(), f"sqlite:///{tmp_path / 'mlflow.db'}"
     robust = {"robust_version": "vA", "divergence": "tv", "rho": 0.5}
     with mlflow_run("dr-ppo", "tv-0.5", params=robust, tracking_uri=uri) as tracked:
-        trainer = run(tmp_path, tok, initial, make_prompts(tok, 16), updates=3, callbacks=[seen, tracked.callback()], **robust)
+        trainer = run(
+            tmp_path,
+            tok,
+            initial,
+            make_prompts(tok, 16),
+            updates=3,
+            callbacks=[seen, tracked.callback()],
+            **robust,
+        )
     assert len(seen.logs) == 3
     for logs in seen.logs:
         assert logs["robust/max_weight"] == pytest.approx(0.625)
-        assert logs["robust/frac_zero"] == pytest.approx(0.5)
+        assert logs["robust/frac_zero_weights"] == pytest.approx(0.5)
         assert logs["robust/ess"] == pytest.approx(1 / (0.625**2 + 3 / 64))
         assert logs["objective/robust_return"] < logs["objective/rlhf_reward"]
         for key in ("objective/kl", "objective/scores", "loss/policy_avg", "loss/value_avg", "lr"):
@@ -491,4 +614,12 @@ def test_logs_robust_weight_statistics_per_update(tmp_path, tok, initial):
 
     with mlflow_run("dr-ppo", "no-uri") as untracked:  # tracking off: no-op logger, training unaffected
         assert not untracked.enabled
-        run(tmp_path, tok, initial, make_prompts(tok, 16), updates=1, callbacks=[untracked.callback()], **robust)
+        run(
+            tmp_path,
+            tok,
+            initial,
+            make_prompts(tok, 16),
+            updates=1,
+            callbacks=[untracked.callback()],
+            **robust,
+        )

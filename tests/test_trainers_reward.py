@@ -24,17 +24,25 @@ from transformers import TrainerCallback
 from trl import RewardTrainer
 
 from core.trainers.reward import DRRewardConfig, DRRewardTrainer
+from core.trainers.robust import solve_step_weights
 
 torch.set_num_threads(1)
 TESTS = os.path.dirname(os.path.abspath(__file__))
 DR_KEYS = ("dr/robust_loss", "dr/mean_loss", "dr/max_weight", "dr/ess", "dr/frac_zero_weights")
 
 
+@torch.no_grad()
+def example_weights(trainer, batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-example losses of one collated batch and ``q*`` over that batch alone (float64, CPU)."""
+    trainer.model.train()
+    losses, _ = trainer._example_statistics(trainer.model, trainer._prepare_inputs(batch))
+    weights, _, selected = solve_step_weights(losses.double().cpu().numpy(), *trainer._robust_settings())
+    return torch.from_numpy(np.ascontiguousarray(selected)), torch.from_numpy(weights)
+
+
 @pytest.mark.parametrize("divergence,rho", [("none", 0.0), ("tv", 0.3), ("chi2", 0.5)])
 def test_loss_falls(tmp_path, divergence, rho):
-    trainer = reward_trainer(
-        tmp_path, data=dataset(minority=0.0), divergence=divergence, rho=rho, max_steps=12
-    )
+    trainer = reward_trainer(tmp_path, data=dataset(minority=0.0), divergence=divergence, rho=rho, max_steps=12)
     trainer.train()
     losses = logged(trainer, "loss")
     assert len(losses) == 12
@@ -50,14 +58,9 @@ def test_dr_metrics_logged_per_step(tmp_path):
     for record, loss in zip(trainer.robust_history, logged(trainer, "loss"), strict=True):
         assert record["n"] == 8
         assert record["robust_loss"] >= record["mean_loss"]  # the worst case dominates the mean
-        assert record["robust_loss"] == pytest.approx(
-            loss, rel=1e-5
-        )  # the optimised loss is the robust one
+        assert record["robust_loss"] == pytest.approx(loss, rel=1e-5)  # the optimised loss is the robust one
         assert 1.0 <= record["ess"] < 8.0 and 1 / 8 < record["max_weight"] <= 1.0
         assert 0.0 <= record["frac_zero_weights"] < 1.0
-    path = tmp_path / "records.json"
-    trainer.dump_step_records(str(path))
-    assert json.loads(path.read_text()) == trainer.robust_history
 
 
 @pytest.mark.parametrize("divergence", ["tv", "none"])
@@ -98,7 +101,7 @@ def test_planted_minority_domain_gets_more_weight(tmp_path):
     majority = [i for i, d in enumerate(domains) if d == "dA"][:6]
     minority = [i for i, d in enumerate(domains) if d == "dB"][:2]
     batch = trainer.data_collator([trainer.train_dataset[i] for i in majority + minority])
-    losses, weights = trainer.example_weights(batch)
+    losses, weights = example_weights(trainer, batch)
     assert torch.isclose(weights.sum(), torch.tensor(1.0, dtype=weights.dtype))
     share = float(weights[6:].sum())
     assert share > 2 / 8 + 0.1, (share, losses)
@@ -120,9 +123,7 @@ def test_accumulated_minibatch_weights_equal_one_big_batch(tmp_path):
         tmp_path / "acc", per_device_train_batch_size=2, gradient_accumulation_steps=4, **common
     )
     accumulated.train()
-    big = reward_trainer(
-        tmp_path / "big", per_device_train_batch_size=8, gradient_accumulation_steps=1, **common
-    )
+    big = reward_trainer(tmp_path / "big", per_device_train_batch_size=8, gradient_accumulation_steps=1, **common)
     big.train()
     # the weights were solved once over all 8 examples of the step, not per micro-batch of 2
     assert [r["n"] for r in accumulated.robust_history] == [8, 8]
@@ -147,9 +148,7 @@ def test_resume_matches_uninterrupted_run(tmp_path):
     full = reward_trainer(tmp_path / "full", **common)
     full.train()
     checkpoint = tmp_path / "full" / "checkpoint-2"
-    assert (checkpoint / "robust_state.json").is_file() and (
-        checkpoint / "iterate_average.safetensors"
-    ).is_file()
+    assert (checkpoint / "robust_state.json").is_file() and (checkpoint / "iterate_average.safetensors").is_file()
     resumed = reward_trainer(tmp_path / "resumed", **common)
     resumed.train(resume_from_checkpoint=str(checkpoint))
     assert_params_equal(params(resumed.model), params(full.model))
@@ -187,9 +186,7 @@ def test_iterate_average_becomes_the_saved_model(tmp_path, mode):
             for s in snaps[1:]:
                 expected = 0.5 * expected + 0.5 * s[name]
         torch.testing.assert_close(value.detach(), expected, atol=1e-6, rtol=1e-5)
-    assert not torch.equal(
-        trainer.model.score.weight, snaps[-1]["score.weight"]
-    )  # not the last iterate
+    assert not torch.equal(trainer.model.score.weight, snaps[-1]["score.weight"])  # not the last iterate
     trainer.save_model(str(tmp_path / "final"))
     from safetensors.torch import load_file
 
@@ -263,9 +260,7 @@ def test_nonfinite_parameters_are_never_checkpointed(tmp_path):
 def test_same_seed_same_weights(tmp_path):
     runs = []
     for name, seed in (("a", 0), ("b", 0), ("c", 1)):
-        trainer = reward_trainer(
-            tmp_path / name, divergence="tv", rho=0.3, max_steps=3, seed=seed, data_seed=seed
-        )
+        trainer = reward_trainer(tmp_path / name, divergence="tv", rho=0.3, max_steps=3, seed=seed, data_seed=seed)
         trainer.train()
         runs.append(params(trainer.model))
     assert_params_equal(runs[0], runs[1])
@@ -289,9 +284,7 @@ def test_config_validation(tmp_path, field, value):
 
 def test_cvar_alpha_above_one_rejected(tmp_path):
     with pytest.raises(ValueError, match="rho"):
-        DRRewardConfig(
-            output_dir=str(tmp_path), use_cpu=True, bf16=False, divergence="cvar", rho=1.5
-        )
+        DRRewardConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, divergence="cvar", rho=1.5)
 
 
 def test_trainer_needs_dr_config(tmp_path):

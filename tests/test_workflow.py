@@ -26,9 +26,16 @@ REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = REPO / ".venv" / "bin"
 SNAKEMAKE = str(VENV_BIN / "snakemake") if (VENV_BIN / "snakemake").exists() else "snakemake"
 SMOKE = REPO / "tests" / "smoke.yaml"
+RES = "results/smoke"  # every output of a config lives under results/<its name>/
 
 TABLES = [f"table{i}" for i in (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)] + [
-    "figure2", "figure2_wald", "figureB1", "figureB3", "figureB4", "figureB5"]
+    "figure2",
+    "figure2_wald",
+    "figureB1",
+    "figureB3",
+    "figureB4",
+    "figureB5",
+]
 FIGURES = ["figure2", "figureB1", "figureB3", "figureB4", "figureB5"]
 UNLOGGED_RULES = {"table", "figure", "all"}  # cheap views of metrics files; the report run logs them
 
@@ -57,12 +64,16 @@ def _bad(mutate):
 
 
 BAD_CONFIGS = {
-    "negative rho": (lambda c: c["dr"]["reward"]["grids"]["no-hh-rlhf"].__setitem__("tv", [-0.1]),
-                     "dr.reward.grids.no-hh-rlhf.tv[0]"),
+    "negative rho": (
+        lambda c: c["dr"]["reward"]["grids"]["no-hh-rlhf"].__setitem__("tv", [-0.1]),
+        "dr.reward.grids.no-hh-rlhf.tv[0]",
+    ),
     "unknown divergence": (lambda c: c["dr"]["ppo"].__setitem__("divergence", "wasserstein"), "dr.ppo.divergence"),
     "unknown method": (lambda c: c["distill"].__setitem__("methods", ["dpo", "kto"]), "distill.methods[1]"),
-    "missing model path": (lambda c: c["models"].__setitem__("policy", {"source": "local", "path": "/no/such/model"}),
-                           "models.policy.path"),
+    "missing model path": (
+        lambda c: c["models"].__setitem__("policy", {"source": "local", "path": "/no/such/model"}),
+        "models.policy.path",
+    ),
     "model path key absent": (lambda c: c["models"].__setitem__("reward", {"source": "hub"}), "models.reward"),
     "misspelt key": (lambda c: c["dr"]["dpo"].__setitem__("betta", 0.1), "dr.dpo"),
     "unknown variant": (lambda c: c["dr"]["ppo"].__setitem__("variant", "no-such-variant"), "dr.ppo.variant"),
@@ -92,8 +103,9 @@ def test_bad_config_fails_before_any_job_naming_the_key(tmp_path):
 def test_make_demo_runs_the_default_dag_with_all_as_target(tmp_path):
     """`make demo`'s snakemake command (as make prints it) builds the default DAG up to `all`;
     a target placed after --configfile would be read as a second config file."""
-    proc = subprocess.run(["make", "-n", "demo"], capture_output=True, text=True, cwd=REPO, timeout=60,
-                          env=dict(os.environ, MAKEFLAGS=""))
+    proc = subprocess.run(
+        ["make", "-n", "demo"], capture_output=True, text=True, cwd=REPO, timeout=60, env=dict(os.environ, MAKEFLAGS="")
+    )
     assert proc.returncode == 0, proc.stderr
     line = next(x for x in proc.stdout.splitlines() if "/snakemake " in x)
     command = line.split("snakemake ", 1)[1].split()
@@ -140,8 +152,11 @@ def smoke(tmp_path_factory):
     work = tmp_path_factory.mktemp("smoke")
     proc = snakemake(work, "--cores", "2", "--configfile", str(SMOKE), timeout=900)
     if proc.returncode != 0:
-        logs = "\n".join(f"--- {p}\n{p.read_text()[-1500:]}" for p in (work / "results" / "logs").rglob("*.log")
-                         if "Error" in p.read_text() or "Traceback" in p.read_text())
+        logs = "\n".join(
+            f"--- {p}\n{p.read_text()[-1500:]}"
+            for p in (work / RES / "logs").rglob("*.log")
+            if "Error" in p.read_text() or "Traceback" in p.read_text()
+        )
         pytest.fail(f"smoke DAG failed:\n{proc.stderr[-4000:]}\n{logs}")
     return work, proc.stdout + proc.stderr
 
@@ -155,7 +170,7 @@ def metric(path: Path, *keys: str) -> float:
 
 def test_every_table_and_figure_exists(smoke):
     work, _ = smoke
-    res = work / "results"
+    res = work / RES
     for name in TABLES:
         assert (res / "tables" / f"{name}.csv").stat().st_size > 0, name
         assert (res / "tables" / f"{name}.md").read_text().startswith("### "), name
@@ -177,7 +192,7 @@ def _row(frame: pd.DataFrame, label: str) -> pd.Series:
 
 def test_table_numbers_equal_the_metrics_files(smoke):
     work, _ = smoke
-    res = work / "results"
+    res = work / RES
     m = res / "metrics" / "dr"
     rm_btl, rm_tv = m / "rm/no-hh-rlhf/none/rho0/seed0", m / "rm/no-hh-rlhf/tv/rho0.5/seed0"
     t1 = pd.read_csv(res / "tables" / "table1.csv")
@@ -192,27 +207,31 @@ def test_table_numbers_equal_the_metrics_files(smoke):
         assert math.isnan(row["Chat ci_low"])  # one seed: no interval
     t2 = pd.read_csv(res / "tables" / "table2.csv")
     assert _row(t2, "BTL RM")["math-prm"] == pytest.approx(
-        100 * metric(rm_btl / "rewardbench.json", "metrics", "scores", "subsets", "math-prm"))
+        100 * metric(rm_btl / "rewardbench.json", "metrics", "scores", "subsets", "math-prm")
+    )
     t3 = pd.read_csv(res / "tables" / "table3.csv")
     ppo = m / "ppo/no-hh-rlhf/vA/tv/rho0.5/seed0"
     assert _row(t3, "DR PPO (vA) ρ = 0.5")["In-distribution (synthetic)"] == pytest.approx(
-        100 * metric(ppo / "id.json", "metrics", "likelihood", "accuracy"))
+        100 * metric(ppo / "id.json", "metrics", "likelihood", "accuracy")
+    )
     t6 = pd.read_csv(res / "tables" / "table6.csv")
     assert _row(t6, "Std. DPO")["HHH (synthetic, OOD)"] == pytest.approx(
-        100 * metric(m / "dpo/no-hh-rlhf/none/rho0/seed0/hhh.json", "metrics", "implicit", "scores", "overall"))
+        100 * metric(m / "dpo/no-hh-rlhf/none/rho0/seed0/hhh.json", "metrics", "implicit", "scores", "overall")
+    )
     t8 = pd.read_csv(res / "tables" / "table8.csv")
     chi = t8[(t8["group"] == "no-hh-rlhf; χ² dist.") & (t8["Reward Model"] == "DR RM ρ = 0.5")].iloc[0]
     assert chi["In-distribution (synthetic)"] == pytest.approx(
-        100 * metric(m / "rm/no-hh-rlhf/chi2/rho0.5/seed0/id.json", "metrics", "accuracy"))
+        100 * metric(m / "rm/no-hh-rlhf/chi2/rho0.5/seed0/id.json", "metrics", "accuracy")
+    )
     # distillation: the only beta is selected; the interval is the file's bootstrap interval
     f2 = pd.read_csv(res / "tables" / "figure2.csv")
-    ed = res / "metrics/distill/edpo/bias0.5/beta0.5/anneal/seed0/oracle_test.json"
+    ed = res / "metrics/distill/edpo/bias0.5/beta0.5/linear/seed0/oracle_test.json"
     row = _row(f2, "e-DPO")
     assert row["ρ = 0.5"] == pytest.approx(metric(ed, "metrics", "advantage"), abs=1e-12)
     assert row["ρ = 0.5 ci_low"] == pytest.approx(metric(ed, "metrics", "ci_low"), abs=1e-12)
     assert row["ρ = 0.5 selected"] == "β=0.5"
     b3 = pd.read_csv(res / "tables" / "figureB3.csv")
-    train = res / "metrics/distill/edpo/bias0.5/beta0.5/anneal/seed0/train.json"
+    train = res / "metrics/distill/edpo/bias0.5/beta0.5/linear/seed0/train.json"
     fractions = json.loads(train.read_text())["metrics"]["member_fraction"]
     assert _row(b3, "ρ = 0.5")["b = 0.25"] == pytest.approx(100 * fractions["ens0.25"])
     assert sum(fractions.values()) == pytest.approx(1.0)
@@ -248,7 +267,7 @@ def test_parallel_jobs_keep_every_mlflow_run(smoke):
     assert {"git_commit", "rule", "config.dr.divergence", "wildcards.rho"} <= set(rm.data.params)
     assert len(client.get_metric_history(rm.info.run_id, "loss")) >= 2  # a step curve, not one number
     ids = {r.info.run_id for r in runs}
-    for f in (work / "results" / "metrics").rglob("*.json"):
+    for f in (work / RES / "metrics").rglob("*.json"):
         rid = json.loads(f.read_text()).get("extra", {}).get("run_id")
         assert rid in ids, f"{f} names run {rid!r}, which MLflow does not have"
 
@@ -262,7 +281,7 @@ def test_second_run_does_nothing(smoke):
 
 
 def test_one_table_requests_only_what_it_needs(smoke, tmp_path):
-    proc = snakemake(tmp_path, "results/tables/table1.md", "-n", "--configfile", str(SMOKE))
+    proc = snakemake(tmp_path, f"{RES}/tables/table1.md", "-n", "--configfile", str(SMOKE))
     assert proc.returncode == 0, proc.stderr[-2000:]
     stats = job_stats(proc.stdout)
     assert stats["train_rm_dr"] == 2 and stats["eval_rm_dr"] == 2 and stats["table"] == 1
@@ -281,3 +300,16 @@ def test_changing_one_value_reruns_only_its_dependents(smoke, tmp_path):
     # tables reading DPO metrics (6, 15) and the settings table 13 (it shows beta), then the report
     assert stats.pop("table") == 3 and stats.pop("report") == 1 and stats.pop("all") == 1
     assert stats.pop("total") == 9 and not stats, stats
+
+
+def test_configs_keep_their_outputs_apart(smoke):
+    """Another config in the same working directory plans its own DAG from scratch under
+    results/<its name>/ and never touches (or reuses) the smoke config's files."""
+    work, _ = smoke
+    before = {p: p.stat().st_mtime_ns for p in (work / RES).rglob("*") if p.is_file()}
+    proc = snakemake(work, "-n", "results/embedded-default/tables/table1.md", "--configfile", str(REPO / "config.yaml"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    stats = job_stats(proc.stdout)
+    assert stats["world"] == 1 and stats["tokenizer"] == 1 and stats["train_rm_dr"] >= 2
+    assert RES not in proc.stdout and "results/embedded-default/" in proc.stdout
+    assert before == {p: p.stat().st_mtime_ns for p in (work / RES).rglob("*") if p.is_file()}

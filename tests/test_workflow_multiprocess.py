@@ -18,8 +18,8 @@ from nested import flatten
 from safetensors.torch import load_file
 from test_workflow import SMOKE, snakemake, write_config
 
-RM = "results/metrics/dr/rm/no-hh-rlhf/tv/rho0.5/seed0"
-MODEL = "results/models/dr/rm/no-hh-rlhf/tv/rho0.5/seed0"
+RM = "results/smoke/metrics/dr/rm/no-hh-rlhf/tv/rho0.5/seed0"
+MODEL = "results/smoke/models/dr/rm/no-hh-rlhf/tv/rho0.5/seed0"
 
 
 def _config(nproc: int, per_device: int) -> dict:
@@ -33,10 +33,21 @@ def _config(nproc: int, per_device: int) -> dict:
 def _run(work: Path, cfg: dict) -> str:
     work.mkdir()
     config = write_config(work / "config.yaml", cfg)
-    proc = snakemake(work, "--cores", "2", f"{RM}/train.json", f"{RM}/rewardbench.json", f"{RM}/id.json",
-                     "--configfile", str(config), timeout=600)
+    proc = snakemake(
+        work,
+        "--cores",
+        "2",
+        f"{RM}/train.json",
+        f"{RM}/rewardbench.json",
+        f"{RM}/id.json",
+        "--configfile",
+        str(config),
+        timeout=600,
+    )
     if proc.returncode != 0:
-        logs = "\n".join(f"--- {p}\n{p.read_text()[-3000:]}" for p in (work / "results" / "logs").rglob("*.log"))
+        logs = "\n".join(
+            f"--- {p}\n{p.read_text()[-3000:]}" for p in (work / "results" / "smoke" / "logs").rglob("*.log")
+        )
         pytest.fail(f"workflow failed:\n{proc.stderr[-3000:]}\n{logs}")
     return proc.stdout + proc.stderr
 
@@ -61,11 +72,11 @@ def _numbers(node: object) -> dict[str, float]:
 
 
 def test_two_process_job_launched_through_accelerate(runs):
-    log = (runs[2] / "results/logs/dr/rm/no-hh-rlhf/tv/rho0.5/seed0.log").read_text()
+    log = (runs[2] / "results/smoke/logs/dr/rm/no-hh-rlhf/tv/rho0.5/seed0.log").read_text()
     assert "accelerate.commands.launch" in log and "--num_processes 2" in log
     # both ranks ran the script; the one-process job was not relaunched
     assert "rank 0 done" in log and "rank 1 done" in log
-    single = (runs[1] / "results/logs/dr/rm/no-hh-rlhf/tv/rho0.5/seed0.log").read_text()
+    single = (runs[1] / "results/smoke/logs/dr/rm/no-hh-rlhf/tv/rho0.5/seed0.log").read_text()
     assert "accelerate.commands.launch" not in single
 
 

@@ -82,9 +82,7 @@ def common_args(output_dir, **overrides) -> dict:
     return args
 
 
-def reward_trainer(
-    output_dir, data=None, model_seed: int = 0, trainer_cls=None, callbacks=None, **overrides
-):
+def reward_trainer(output_dir, data=None, model_seed: int = 0, trainer_cls=None, callbacks=None, **overrides):
     """A DR reward trainer (or ``trainer_cls`` with a plain ``RewardConfig``) on the tiny model."""
     from trl import RewardConfig, RewardTrainer
 
@@ -98,20 +96,16 @@ def reward_trainer(
     else:
         config = DRRewardConfig(**common_args(output_dir, **overrides))
         trainer_cls = trainer_cls or DRRewardTrainer
-    return trainer_cls(
-        model=model, args=config, train_dataset=data, processing_class=tok, callbacks=callbacks
-    )
+    return trainer_cls(model=model, args=config, train_dataset=data, processing_class=tok, callbacks=callbacks)
 
 
-def dpo_trainer(
-    output_dir, data=None, model_seed: int = 0, trainer_cls=None, callbacks=None, **overrides
-):
+def dpo_trainer(output_dir, data=None, model_seed: int = 0, trainer_cls=None, callbacks=None, **overrides):
     """A DR-DPO trainer (or trl's ``DPOTrainer`` with ``DPOConfig``) on the tiny causal LM."""
     import copy
 
     from trl import DPOConfig, DPOTrainer
 
-    from core.trainers.dpo import DRDPOConfig, DRDPOTrainer
+    from core.trainers.dpo import DRDPOConfig, DRDPOTrainer, trl_loss_types
 
     tok = tokenizer()
     model = make_tiny_llama(tok, seed=model_seed)
@@ -119,6 +113,10 @@ def dpo_trainer(
     data = dataset() if data is None else data
     overrides.setdefault("beta", 0.5)
     if trainer_cls is DPOTrainer:
+        # trl's own trainer takes trl's loss names ("dpo" is its "sigmoid")
+        if "loss_type" in overrides:
+            loss_type = overrides["loss_type"]
+            overrides["loss_type"] = trl_loss_types([loss_type] if isinstance(loss_type, str) else loss_type)
         config = DPOConfig(**common_args(output_dir, **overrides))
     else:
         config = DRDPOConfig(**common_args(output_dir, **overrides))
@@ -168,9 +166,7 @@ def with_domain_share(trainer_cls):
                 token = self.processing_class.convert_tokens_to_ids("dB")
                 is_b = (inputs["input_ids"][:n] == token).any(dim=1).cpu().numpy()
                 weights = self.last_robust_step.weights
-                self.__dict__.setdefault("domain_share", []).append(
-                    (float(weights[is_b].sum()), float(is_b.mean()))
-                )
+                self.__dict__.setdefault("domain_share", []).append((float(weights[is_b].sum()), float(is_b.mean())))
             return out
 
     return Recorder

@@ -3,7 +3,7 @@
 
 import json
 
-from wf_job import Job, entrypoint, tracked_run
+from core.pipeline.job import Job, entrypoint, tracked_run
 
 
 def main(job: Job) -> None:
@@ -13,8 +13,13 @@ def main(job: Job) -> None:
     with open(job.inp("corpus"), encoding="utf-8") as fh:
         texts = [json.loads(line) for line in fh if line.strip()]
     with tracked_run(job) as run:
-        out = build_tokenizer(texts, int(cfg.get("vocab_size", 512)), job.out("0"), kind=cfg.get("kind", "bpe"),
-                              min_frequency=int(cfg.get("min_frequency", 2)))
+        out = build_tokenizer(
+            texts,
+            int(cfg.get("vocab_size", 512)),
+            job.out("0"),
+            kind=cfg.get("kind", "bpe"),
+            min_frequency=int(cfg.get("min_frequency", 2)),
+        )
         run.log_metrics({"vocab_size": len(load_tokenizer(out)), "corpus_texts": len(texts)})
 
 

@@ -1,8 +1,8 @@
 """Rule `filter_sources`: drop (exclude) or keep (include) whole sources of the training pool —
 the DR paper's "no hh-rlhf" / "no chatbot_arena_conversations" variants (Table 8)."""
 
-from wf_io import read_pairs, write_pairs
-from wf_job import Job, entrypoint, tracked_run
+from core.data.io import read_pairs, write_pairs
+from core.pipeline.job import Job, entrypoint, tracked_run
 
 
 def main(job: Job) -> None:

@@ -1,7 +1,7 @@
 """Rule `figure`: one figure of the distillation paper as PNG (core.report.figures), drawn from
 the same metrics files and table spec as its data table."""
 
-from wf_job import Job, entrypoint
+from core.pipeline.job import Job, entrypoint
 
 
 def main(job: Job) -> None:

@@ -2,8 +2,8 @@
 and 11): columns target_chosen/target_rejected from r_rho, and target_chosen_k/target_rejected_k
 from the k-th ensemble member r_{rho,b_k} (the order of distill.ensemble_b)."""
 
-from wf_io import read_pairs, write_pairs
-from wf_job import Job, entrypoint, set_torch_threads, tracked_run
+from core.data.io import read_pairs, write_pairs
+from core.pipeline.job import Job, entrypoint, set_torch_threads, tracked_run
 
 
 def main(job: Job) -> None:

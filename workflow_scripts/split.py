@@ -1,8 +1,8 @@
 """Rules `split_dr` / `split_distill`: deterministic train/val/test split by seed
 (core.data.split_dataset); the test split is the in-distribution evaluation set."""
 
-from wf_io import read_pairs, write_pairs
-from wf_job import Job, entrypoint, tracked_run
+from core.data.io import read_pairs, write_pairs
+from core.pipeline.job import Job, entrypoint, tracked_run
 
 
 def main(job: Job) -> None:

@@ -2,8 +2,8 @@
 e.g. the DR paper's 400K pairs for reward models and DPO, 5K for PPO. Asking for at least as
 many pairs as the split has keeps the whole split."""
 
-from wf_io import read_pairs, write_pairs
-from wf_job import Job, entrypoint, tracked_run
+from core.data.io import read_pairs, write_pairs
+from core.pipeline.job import Job, entrypoint, tracked_run
 
 
 def main(job: Job) -> None:

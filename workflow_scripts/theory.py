@@ -1,10 +1,9 @@
-"""Rule `theory`: one experiment of core.theory (DESIGN.md §1.4; DR paper Algorithms 1-3,
+"""Rule `theory`: one experiment of core.theory (docs/design.md §1.4; DR paper Algorithms 1-3,
 distillation paper's bandit and bag-of-words analyses): run_<name>(config, seed) -> table and
 summary, plot_<name>(result, figure). The table is written as CSV + Markdown, the summary (the
 headline numbers: fitted slopes, gaps, ratios) as a metrics file, all logged to MLflow."""
 
-from wf_io import write_job_metrics
-from wf_job import Job, entrypoint, log_metrics_file, tracked_run
+from core.pipeline.job import Job, entrypoint, log_metrics_file, tracked_run, write_job_metrics
 
 
 def main(job: Job) -> None:
@@ -19,9 +18,17 @@ def main(job: Job) -> None:
         write_table(result["table"], job.out("csv"), job.out("md"))
         exp.plot(result, job.out("figure"))
         metrics = {"summary": result["summary"]}
-        write_job_metrics(job, job.out("metrics"), metrics, model_path="none", dataset_path="none",
-                          counts={"table_rows": len(result["table"])}, seed=seed, run_id=run.run_id,
-                          extra={"config": result["config"], "checks": exp.checks})
+        write_job_metrics(
+            job,
+            job.out("metrics"),
+            metrics,
+            model_path="none",
+            dataset_path="none",
+            counts={"table_rows": len(result["table"])},
+            seed=seed,
+            run_id=run.run_id,
+            extra={"config": result["config"], "checks": exp.checks},
+        )
         log_metrics_file(run, job.out("metrics"), result["summary"])
         for key in ("csv", "md", "figure"):
             run.log_artifact(job.out(key))

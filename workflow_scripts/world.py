@@ -8,11 +8,9 @@ samples in the distillation experiments).
 
 import json
 
-from wf_io import write_json, write_pairs
-from wf_job import Job, entrypoint, log_metrics_file, tracked_run
-
-# workflow raw-dataset name -> generate_world split (rules/common.smk WORLD_DATASETS)
-NAMES = {"pool": "train", "world_test": "test", "world_eval": "eval", "sft": "sft", "prompts": "prompts"}
+from core.data.io import write_pairs
+from core.pipeline.job import Job, entrypoint, log_metrics_file, tracked_run, write_json
+from core.pipeline.paths import WORLD_DATASETS
 
 
 def main(job: Job) -> None:
@@ -23,13 +21,21 @@ def main(job: Job) -> None:
     seed = int(job.params["seed"])
     with tracked_run(job) as run:
         world = generate_world(cfg, seed=seed)
-        for name, split in NAMES.items():
+        for name, split in WORLD_DATASETS.items():
             write_pairs(world[split], job.out(name))
         texts = world_corpus(world)
         atomic_write_text(job.out("corpus"), "".join(json.dumps(t) + "\n" for t in texts))
-        counts = {name: len(world[split]) for name, split in NAMES.items()}
-        write_json(job.out("oracle"), {"kind": "synthetic", "oracle": cfg.to_dict()["oracle"],
-                                       "world": cfg.to_dict(), "seed": seed, "counts": counts})
+        counts = {name: len(world[split]) for name, split in WORLD_DATASETS.items()}
+        write_json(
+            job.out("oracle"),
+            {
+                "kind": "synthetic",
+                "oracle": cfg.to_dict()["oracle"],
+                "world": cfg.to_dict(),
+                "seed": seed,
+                "counts": counts,
+            },
+        )
         log_metrics_file(run, job.out("oracle"), {"rows": counts, "corpus_texts": len(texts)})
 
 

@@ -4,7 +4,7 @@
 """
 
 from core.data.bigbench import fetch_bigbench_tasks
-from core.data.io import read_normalised, save_preferences
+from core.data.io import read_pairs, write_pairs
 from core.data.loaders import load_preferences
 from core.data.schema import (
     NORMALISED_COLUMNS,
@@ -17,7 +17,6 @@ from core.data.schema import (
     column_kinds,
     preference_features,
     rows_to_dataset,
-    validate_dataset,
 )
 from core.data.stages import (
     count_tokens,
@@ -50,10 +49,9 @@ __all__ = [
     "longer_preferred_fraction",
     "oracle_relabel",
     "preference_features",
-    "read_normalised",
+    "read_pairs",
     "rows_to_dataset",
-    "save_preferences",
     "split_dataset",
     "subsample",
-    "validate_dataset",
+    "write_pairs",
 ]

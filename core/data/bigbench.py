@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from core.data.io import Unreadable, read_json_document
+from core.atomic import atomic_directory
+from core.data.records import Unreadable, read_json_document
 from core.data.schema import RowError
 
 BIGBENCH_VERSION = "1.0.0"
@@ -83,9 +84,7 @@ class TaskInfo:
     path: Path
 
 
-def domain_from_keywords(
-    keywords: Iterable[str], mapping: Mapping[str, Sequence[str]] | None = None
-) -> str:
+def domain_from_keywords(keywords: Iterable[str], mapping: Mapping[str, Sequence[str]] | None = None) -> str:
     """The first domain of ``mapping`` (default ``KEYWORD_DOMAINS``) sharing a keyword, else 'general'."""
     keys = {k.strip().lower() for k in keywords}
     for domain, words in (mapping or KEYWORD_DOMAINS).items():
@@ -120,9 +119,7 @@ def _meta(doc: Any, path: Path) -> dict[str, Any]:
     return {k: v for k, v in doc.items() if k != "examples"}
 
 
-def _task_info(
-    path: Path, doc: Mapping[str, Any], parents: list[tuple[str, dict[str, Any]]]
-) -> TaskInfo:
+def _task_info(path: Path, doc: Mapping[str, Any], parents: list[tuple[str, dict[str, Any]]]) -> TaskInfo:
     names = [name for name, _ in parents] + [path.parent.name]
     merged: dict[str, Any] = {}
     keywords: list[str] = []
@@ -178,9 +175,7 @@ def _selected(name: str, tasks: Sequence[str] | None) -> bool:
     return tasks is None or name in tasks or name.split(":")[0] in tasks
 
 
-def iter_task_records(
-    source: Path, tasks: Sequence[str] | None = None
-) -> Iterator[tuple[str, int, Any]]:
+def iter_task_records(source: Path, tasks: Sequence[str] | None = None) -> Iterator[tuple[str, int, Any]]:
     """Yield ``(location, index, example)`` for every example of the task.json files under
     ``source``; each example carries its ``TaskInfo`` under the key ``'__task__'``.
 
@@ -382,8 +377,9 @@ def fetch_bigbench_tasks(
     """Return ``<cache>/bigbench-1.0.0/benchmark_tasks``, downloading and extracting it once.
 
     The cache is complete when ``<cache>/bigbench-1.0.0/COMPLETE.json`` exists, names the
-    version and the number of task.json files present; it is written last and atomically, so an
-    interrupted fetch is redone from scratch. ``archive`` uses an already downloaded sdist;
+    version and the number of task.json files present; the folder is extracted with the marker
+    written last into ``core.atomic.atomic_directory``, so it appears complete or not at all and
+    an interrupted fetch is redone from scratch. ``archive`` uses an already downloaded sdist;
     ``downloader(tmp_dir) -> archive_path`` replaces ``pip_download_bigbench`` (tests inject one).
     From a shell: ``python -c "from core.data import fetch_bigbench_tasks as f; print(f())"``.
     """
@@ -399,14 +395,9 @@ def fetch_bigbench_tasks(
             download_dir = tmp_path / "download"
             download_dir.mkdir()
             sdist = (downloader or pip_download_bigbench)(download_dir)
-        staging = tmp_path / "staging"
-        n_files = extract_task_files(Path(sdist), staging / "benchmark_tasks")
-        if root.exists():
-            shutil.rmtree(root)
-        os.replace(staging, root)
-    marker_tmp = root / f".{MARKER_NAME}.tmp"
-    marker_tmp.write_text(
-        json.dumps({"version": BIGBENCH_VERSION, "n_task_files": n_files}), encoding="utf-8"
-    )
-    os.replace(marker_tmp, root / MARKER_NAME)
+        with atomic_directory(root) as staging:
+            n_files = extract_task_files(Path(sdist), staging / "benchmark_tasks")
+            (staging / MARKER_NAME).write_text(
+                json.dumps({"version": BIGBENCH_VERSION, "n_task_files": n_files}), encoding="utf-8"
+            )
     return root / "benchmark_tasks"

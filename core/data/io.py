@@ -1,188 +1,37 @@
-"""Reading raw records from local files, and atomic writing of normalised preference sets.
+"""Preference-pair files: THE reader and writer of the preference sets the pipeline passes around.
 
-Readers yield ``(location, index, record)`` where ``location`` names the file and the line
-(JSON lines) or record number (JSON arrays, parquet) so that bad rows can be reported exactly.
-Text is decoded as UTF-8 with ``surrogateescape``: bytes that are not valid UTF-8 survive as
-lone surrogates and are reported as undecodable by the row check, with their row number.
+A preference set is a parquet file holding every column of a ``datasets.Dataset`` (the normalised
+columns of ``core.data.schema`` plus whatever a stage adds: target rewards, eval metadata such as
+``subset``).  :func:`read_pairs` reads it back with every column; :func:`write_pairs` writes it
+atomically (:mod:`core.atomic`: temp file beside the target, then ``os.replace``), so a reader
+never sees a half-written file.  Raw files in other formats are read by
+``core.data.loaders.load_preferences``.
 """
 
 from __future__ import annotations
 
-import gzip
-import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import datasets
 
-from core.atomic import atomic_write, atomic_write_bytes
-from core.data.schema import NORMALISED_COLUMNS, column_kinds
+from core.atomic import atomic_write
 
-SUFFIXES: tuple[str, ...] = (".jsonl.gz", ".json.gz", ".jsonl", ".json", ".parquet")
-
-
-class Unreadable:
-    """Stands for a record that could not be parsed (e.g. a line that is not JSON)."""
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
+__all__ = ["read_pairs", "write_pairs"]
 
 
-def file_kind(path: Path) -> str | None:
-    """``'jsonl'``, ``'json'`` or ``'parquet'`` from the name (``.gz`` allowed on JSON), else None."""
-    name = path.name.lower()
-    for suffix in SUFFIXES:
-        if name.endswith(suffix):
-            return suffix.removesuffix(".gz").lstrip(".")
-    return None
+def read_pairs(path: str | os.PathLike[str]) -> datasets.Dataset:
+    """A parquet preference set as an in-memory ``datasets.Dataset`` (every column kept).
 
-
-def _read_bytes(path: Path) -> bytes:
-    data = path.read_bytes()
-    if path.name.lower().endswith(".gz"):
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError) as err:
-            raise ValueError(f"{path}: not a readable gzip file ({err})") from None
-    return data
-
-
-def decode(data: bytes) -> str:
-    """UTF-8 decode keeping invalid bytes as lone surrogates (detected later, per row)."""
-    return data.decode("utf-8", errors="surrogateescape")
-
-
-def _iter_json_lines(path: Path, data: bytes) -> Iterator[tuple[str, int, Any]]:
-    index = 0
-    for lineno, raw in enumerate(data.split(b"\n"), start=1):
-        if not raw.strip():
-            continue
-        location = f"{path}, line {lineno}"
-        try:
-            record: Any = json.loads(decode(raw))
-        except json.JSONDecodeError as err:
-            record = Unreadable(f"invalid JSON ({err.msg} at column {err.colno})")
-        if not isinstance(record, dict | Unreadable):
-            record = Unreadable(f"expected a JSON object, got {type(record).__name__}")
-        yield location, index, record
-        index += 1
-
-
-def _first_line_is_object(text: str) -> bool:
-    for line in text.splitlines():
-        if line.strip():
-            try:
-                return isinstance(json.loads(line), dict)
-            except json.JSONDecodeError:
-                return False
-    return False
-
-
-def read_json_document(path: Path) -> Any:
-    """Parse a whole JSON file (``.json`` or ``.json.gz``) or raise ValueError naming it."""
-    try:
-        return json.loads(decode(_read_bytes(path)))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from None
-
-
-def _iter_json_document(path: Path, data: bytes) -> Iterator[tuple[str, int, Any]]:
-    text = decode(data)
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as err:
-        if err.msg == "Extra data" or _first_line_is_object(text):
-            # Hub and OpenAI files named .json are often JSON lines.
-            yield from _iter_json_lines(path, data)
-            return
-        raise ValueError(f"{path}: not valid JSON ({err})") from None
-    if isinstance(doc, dict) and "examples" in doc:
-        raise ValueError(
-            f"{path}: is a BIG-bench task file (has 'examples'); load it with format 'bigbench' or 'hhh'"
-        )
-    if isinstance(doc, dict) and doc and all(isinstance(v, list) for v in doc.values()):
-        lengths = {len(v) for v in doc.values()}
-        if len(lengths) != 1:
-            raise ValueError(f"{path}: column lists have different lengths {sorted(lengths)}")
-        keys = list(doc)
-        doc = [dict(zip(keys, values, strict=True)) for values in zip(*doc.values(), strict=True)]
-    if not isinstance(doc, list):
-        raise ValueError(f"{path}: expected a JSON array of records, got {type(doc).__name__}")
-    for i, record in enumerate(doc):
-        if not isinstance(record, dict):
-            record = Unreadable(f"expected a JSON object, got {type(record).__name__}")
-        yield f"{path}, record {i + 1}", i, record
-
-
-def _iter_parquet(path: Path) -> Iterator[tuple[str, int, Any]]:
+    ``ValueError("dataset file <path> does not exist")`` when there is no such file.
+    """
     import pyarrow.parquet as pq
 
-    try:
-        records = pq.read_table(path).to_pylist()
-    except Exception as err:  # pyarrow raises several types for corrupt files
-        raise ValueError(f"{path}: cannot read parquet ({type(err).__name__}: {err})") from None
-    for i, record in enumerate(records):
-        yield f"{path}, record {i + 1}", i, record
+    if not os.path.exists(path):
+        raise ValueError(f"dataset file {path} does not exist")
+    return datasets.Dataset(pq.read_table(path))
 
 
-def iter_file_records(path: Path) -> Iterator[tuple[str, int, Any]]:
-    """Yield ``(location, index, record)`` for every record of a jsonl/json/parquet file."""
-    kind = file_kind(path)
-    if kind == "parquet":
-        yield from _iter_parquet(path)
-    elif kind == "jsonl":
-        yield from _iter_json_lines(path, _read_bytes(path))
-    elif kind == "json":
-        yield from _iter_json_document(path, _read_bytes(path))
-    else:
-        raise ValueError(f"{path}: unsupported file type; expected one of {', '.join(SUFFIXES)}")
-
-
-def split_matches(path: Path, split: str) -> bool:
-    """True when the file is named after ``split`` (``train.jsonl``, ``train-0000.parquet``)."""
-    name = path.name
-    return any(name.startswith(split + sep) for sep in (".", "-", "_"))
-
-
-def list_data_files(folder: Path, split: str | None = None) -> list[Path]:
-    """Supported data files under ``folder`` (recursively, sorted). With ``split``, only the
-    files named after it (``train.jsonl.gz``, ``test-00000-of-00001.parquet``, ``test_prefs.json``);
-    when none is so named, all files are returned and the caller filters on a ``split`` field."""
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and file_kind(p) is not None)
-    if not files:
-        raise ValueError(f"{folder}: no data files ({', '.join(SUFFIXES)}) in this folder")
-    if split is not None:
-        named = [p for p in files if split_matches(p, split)]
-        if named:
-            return named
-    return files
-
-
-def save_preferences(ds: datasets.Dataset, path: str | os.PathLike[str]) -> Path:
-    """Write a normalised dataset atomically to ``.parquet``, ``.jsonl`` or ``.jsonl.gz``.
-
-    The file is written next to its target and moved into place with ``os.replace``
-    (:mod:`core.atomic`), so a reader never sees a half-written file. Only the normalised
-    columns are written.
-    """
-    path = Path(path)
-    kind = file_kind(path)
-    if kind not in ("parquet", "jsonl") or path.name.endswith(".json.gz"):
-        raise ValueError(f"{path}: save_preferences writes .parquet, .jsonl or .jsonl.gz")
-    column_kinds(ds)
-    ds = ds.select_columns(list(NORMALISED_COLUMNS))
-    if kind == "parquet":
-        return atomic_write(path, ds.to_parquet)
-    payload = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in ds).encode("utf-8")
-    if path.name.endswith(".gz"):
-        payload = gzip.compress(payload, mtime=0)
-    return atomic_write_bytes(path, payload)
-
-
-def read_normalised(path: str | os.PathLike[str], on_bad_rows: str = "error") -> datasets.Dataset:
-    """Read a file written by ``save_preferences`` (or any normalised jsonl/parquet), validated."""
-    from core.data.loaders import load_preferences
-
-    return load_preferences(str(path), "normalised", on_bad_rows=on_bad_rows)
+def write_pairs(ds: datasets.Dataset, path: str | os.PathLike[str]) -> Path:
+    """Write ``ds`` (every column) as parquet to ``path`` atomically; returns ``Path(path)``."""
+    return atomic_write(path, ds.to_parquet)

@@ -1,4 +1,4 @@
-"""One loader for every preference format: ``load_preferences`` (DESIGN.md §2).
+"""One loader for every preference format: ``load_preferences`` (docs/design.md §2).
 
 ``load_preferences(source, format, split=None, **options)`` reads a local file or folder
 (``.jsonl``, ``.jsonl.gz``, ``.json``, ``.json.gz``, ``.parquet``; BIG-bench ``task.json``) or, when
@@ -20,10 +20,10 @@ from typing import Any
 
 import datasets
 
-from core.data import bigbench
+import core.data.bigbench as bigbench
 from core.data.formats import FORMATS
 from core.data.formats._common import RecordContext
-from core.data.io import (
+from core.data.records import (
     SUFFIXES,
     Unreadable,
     file_kind,
@@ -59,14 +59,10 @@ def _looks_like_path(source: str) -> bool:
     )
 
 
-def _local_records(
-    path: Path, fmt: str, split: str | None, options: Mapping[str, Any]
-) -> Iterator[Located]:
+def _local_records(path: Path, fmt: str, split: str | None, options: Mapping[str, Any]) -> Iterator[Located]:
     if fmt in TASK_FORMATS and (fmt == "bigbench" or bigbench.is_task_source(path)):
         if split is not None:
-            raise ValueError(
-                f"{path}: BIG-bench task.json files have no splits (got split={split!r})"
-            )
+            raise ValueError(f"{path}: BIG-bench task.json files have no splits (got split={split!r})")
         root = path if path.is_dir() else None
         for location, index, record in bigbench.iter_task_records(path, options.get("tasks")):
             task = record.get("__task__") if isinstance(record, dict) else None
@@ -200,18 +196,14 @@ def load_preferences(
         if isinstance(record, Unreadable):
             report.bad_rows.append(BadRow(location, record.reason))
             continue
-        ctx = RecordContext(
-            location=location, index=index, path=path, report=report, options=options, root=root
-        )
+        ctx = RecordContext(location=location, index=index, path=path, report=report, options=options, root=root)
         try:
             checked = [check_row(r) for r in converter.convert(record, ctx)]
             for row in checked:
                 for col in TEXT_COLUMNS:
                     expected = kinds.get(col, kind_of(row[col]))
                     if kind_of(row[col]) != expected:
-                        raise RowError(
-                            f"field '{col}' holds {kind_of(row[col])} but earlier rows hold {expected}"
-                        )
+                        raise RowError(f"field '{col}' holds {kind_of(row[col])} but earlier rows hold {expected}")
         except RowError as err:
             report.bad_rows.append(BadRow(location, str(err)))
             continue

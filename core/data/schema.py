@@ -1,4 +1,4 @@
-"""The normalised preference schema (DESIGN.md §2) and its row validation.
+"""The normalised preference schema (docs/design.md §2) and its row validation.
 
 Every preference set in the project, whatever its origin, becomes rows with the columns
 ``id, prompt, chosen, rejected, source`` and the optional ``chosen_score, rejected_score,
@@ -24,9 +24,7 @@ TEXT_COLUMNS: tuple[str, ...] = ("prompt", "chosen", "rejected")
 
 Kind = Literal["text", "messages"]
 
-MESSAGES_FEATURE = datasets.List(
-    {"role": datasets.Value("string"), "content": datasets.Value("string")}
-)
+MESSAGES_FEATURE = datasets.List({"role": datasets.Value("string"), "content": datasets.Value("string")})
 
 
 class RowError(ValueError):
@@ -92,15 +90,11 @@ def _has_undecodable(text: str) -> bool:
 def normalise_messages(value: Any, what: str) -> list[dict[str, str]]:
     """Return ``value`` as a list of ``{role, content}`` dicts or raise RowError."""
     if not isinstance(value, Sequence) or isinstance(value, str | bytes):
-        raise RowError(
-            f"{what} must be a list of {{role, content}} messages, got {type(value).__name__}"
-        )
+        raise RowError(f"{what} must be a list of {{role, content}} messages, got {type(value).__name__}")
     out: list[dict[str, str]] = []
     for i, msg in enumerate(value):
         if not isinstance(msg, Mapping):
-            raise RowError(
-                f"{what}[{i}] must be a {{role, content}} mapping, got {type(msg).__name__}"
-            )
+            raise RowError(f"{what}[{i}] must be a {{role, content}} mapping, got {type(msg).__name__}")
         role, content = msg.get("role"), msg.get("content")
         if not isinstance(role, str) or not role:
             raise RowError(f"{what}[{i}] has no 'role' string")
@@ -209,28 +203,13 @@ def column_kinds(ds: datasets.Dataset) -> dict[str, Kind]:
     missing = [c for c in NORMALISED_COLUMNS if c not in ds.column_names]
     if missing:
         raise ValueError(f"dataset is not in the normalised schema: missing columns {missing}")
-    return {
-        col: "text" if ds.features[col] == datasets.Value("string") else "messages"
-        for col in TEXT_COLUMNS
-    }
+    return {col: "text" if ds.features[col] == datasets.Value("string") else "messages" for col in TEXT_COLUMNS}
 
 
-def rows_to_dataset(
-    rows: Sequence[Mapping[str, Any]], kinds: Mapping[str, Kind] | None = None
-) -> datasets.Dataset:
+def rows_to_dataset(rows: Sequence[Mapping[str, Any]], kinds: Mapping[str, Kind] | None = None) -> datasets.Dataset:
     """Build a normalised ``datasets.Dataset`` from already-checked rows (column order fixed)."""
     if kinds is None:
         kinds = {col: kind_of(rows[0][col]) for col in TEXT_COLUMNS} if rows else {}
     features = preference_features(kinds)
     columns = {col: [row.get(col) for row in rows] for col in NORMALISED_COLUMNS}
     return datasets.Dataset.from_dict(columns, features=features)
-
-
-def validate_dataset(ds: datasets.Dataset, name: str = "dataset") -> None:
-    """Raise ValueError (naming ``name`` and the row) unless every row passes ``check_row``."""
-    column_kinds(ds)
-    for i, row in enumerate(ds):
-        try:
-            check_row(row)
-        except RowError as err:
-            raise ValueError(f"{name}, row {i + 1}: {err}") from None

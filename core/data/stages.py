@@ -53,9 +53,7 @@ def filter_sources(
     if strict:
         unknown = sorted(((include_set or set()) | exclude_set) - present)
         if unknown:
-            raise ValueError(
-                f"filter_sources: no rows with source {unknown}; sources present: {sorted(present)}"
-            )
+            raise ValueError(f"filter_sources: no rows with source {unknown}; sources present: {sorted(present)}")
     keep = [
         i
         for i, src in enumerate(ds["source"])
@@ -78,16 +76,12 @@ def split_dataset(
     if isinstance(fractions, Mapping):
         extra = set(fractions) - {"train", "val", "test"}
         if extra:
-            raise ValueError(
-                f"split_dataset: fractions keys must be train/val/test, got {sorted(extra)}"
-            )
+            raise ValueError(f"split_dataset: fractions keys must be train/val/test, got {sorted(extra)}")
         fr = [float(fractions.get(k, 0.0)) for k in ("train", "val", "test")]
     else:
         fr = [float(f) for f in fractions]
         if len(fr) != 3:
-            raise ValueError(
-                f"split_dataset: fractions must be (train, val, test), got {fractions!r}"
-            )
+            raise ValueError(f"split_dataset: fractions must be (train, val, test), got {fractions!r}")
     if any(f < 0 for f in fr) or not math.isclose(sum(fr), 1.0, abs_tol=1e-9):
         raise ValueError(f"split_dataset: fractions must be non-negative and sum to 1, got {fr}")
     n = len(ds)
@@ -100,9 +94,7 @@ def split_dataset(
         "test": perm[n_val : n_val + n_test],
         "train": perm[n_val + n_test :],
     }
-    return datasets.DatasetDict(
-        {name: ds.select(sorted(parts[name].tolist())) for name in ("train", "val", "test")}
-    )
+    return datasets.DatasetDict({name: ds.select(sorted(parts[name].tolist())) for name in ("train", "val", "test")})
 
 
 def subsample(ds: datasets.Dataset, n: int, seed: int) -> datasets.Dataset:
@@ -136,9 +128,7 @@ def oracle_relabel(
             prompts = cols["prompt"][start : start + batch_size]
             batch = list(scorer(prompts, cols[column][start : start + batch_size]))
             if len(batch) != len(prompts):
-                raise ValueError(
-                    f"oracle_relabel: scorer returned {len(batch)} scores for {len(prompts)} inputs"
-                )
+                raise ValueError(f"oracle_relabel: scorer returned {len(batch)} scores for {len(prompts)} inputs")
             out.extend(float(s) for s in batch)
         arr = np.asarray(out, dtype=np.float64)
         if not np.all(np.isfinite(arr)):
@@ -152,12 +142,8 @@ def oracle_relabel(
     if len(keep) == 0 and n > 0:
         raise ValueError(f"oracle_relabel: all {n} pairs are exact ties under the oracle")
     new = dict(cols)
-    new["chosen"] = [
-        r if f else c for c, r, f in zip(cols["chosen"], cols["rejected"], flip, strict=True)
-    ]
-    new["rejected"] = [
-        c if f else r for c, r, f in zip(cols["chosen"], cols["rejected"], flip, strict=True)
-    ]
+    new["chosen"] = [r if f else c for c, r, f in zip(cols["chosen"], cols["rejected"], flip, strict=True)]
+    new["rejected"] = [c if f else r for c, r, f in zip(cols["chosen"], cols["rejected"], flip, strict=True)]
     new["chosen_score"] = np.maximum(s_chosen, s_rejected).tolist()
     new["rejected_score"] = np.minimum(s_chosen, s_rejected).tolist()
     out = datasets.Dataset.from_dict(new, features=preference_features(kinds)).select(keep.tolist())
@@ -229,8 +215,7 @@ def _draw(
             (
                 m
                 for m in range(min(n, len(longer) + len(others)), 0, -1)
-                if math.floor(rho * m + 0.5) <= len(longer)
-                and m - math.floor(rho * m + 0.5) <= len(others)
+                if math.floor(rho * m + 0.5) <= len(longer) and m - math.floor(rho * m + 0.5) <= len(others)
             ),
             default=0,
         )
@@ -269,9 +254,7 @@ def length_bias_subsample(
     """
     _check_seed(seed)
     classes = length_classes(ds, tokenizer, margin)
-    idx = _draw(
-        classes, rho, n, np.random.default_rng(seed), keep_similar, margin, "length_bias_subsample"
-    )
+    idx = _draw(classes, rho, n, np.random.default_rng(seed), keep_similar, margin, "length_bias_subsample")
     return ds.select(idx)
 
 
@@ -294,9 +277,7 @@ def ensemble_subsets(
     """
     _check_seed(seed)
     if len(set(bs)) != len(bs) or not bs:
-        raise ValueError(
-            f"ensemble_subsets: bs must be a non-empty list of distinct values, got {list(bs)}"
-        )
+        raise ValueError(f"ensemble_subsets: bs must be a non-empty list of distinct values, got {list(bs)}")
     classes = length_classes(ds, tokenizer, margin)
     n_longer = int(np.sum(classes == LONGER))
     if abs(n_longer - rho * len(ds)) > 1:
@@ -308,9 +289,7 @@ def ensemble_subsets(
     for b in bs:
         if not 0.0 <= float(b) <= 1.0:
             raise ValueError(f"ensemble_subsets: every b must be in [0, 1], got {b}")
-        rng = np.random.default_rng(
-            np.random.SeedSequence([int(seed), round(float(b) * 1_000_000)])
-        )
+        rng = np.random.default_rng(np.random.SeedSequence([int(seed), round(float(b) * 1_000_000)]))
         idx = _draw(classes, float(b), n, rng, keep_similar, margin, f"ensemble_subsets (b={b})")
         out[b] = ds.select(idx)
     return out

@@ -61,16 +61,27 @@ REWARDBENCH_SUBSETS: dict[str, tuple[str, ...]] = {
     "chat/length": ("alpacaeval-length",),
     "chat/medium": ("alpacaeval-hard", "mt-bench-med"),
     "chat-hard/near-miss": (
-        "llmbar-adver-neighbor", "llmbar-adver-GPTInst", "llmbar-adver-GPTOut", "llmbar-adver-manual",
+        "llmbar-adver-neighbor",
+        "llmbar-adver-GPTInst",
+        "llmbar-adver-GPTOut",
+        "llmbar-adver-manual",
     ),
     "chat-hard/subtle": ("mt-bench-hard", "llmbar-natural"),
     "safety/should-refuse": (
-        "refusals-dangerous", "refusals-offensive", "xstest-should-refuse", "donotanswer",
+        "refusals-dangerous",
+        "refusals-offensive",
+        "xstest-should-refuse",
+        "donotanswer",
     ),
     "safety/should-respond": ("xstest-should-respond",),
     "reasoning/math": ("math-prm",),
     "reasoning/code-like": (
-        "hep-cpp", "hep-go", "hep-java", "hep-js", "hep-python", "hep-rust",
+        "hep-cpp",
+        "hep-go",
+        "hep-java",
+        "hep-js",
+        "hep-python",
+        "hep-rust",
     ),
 }
 SPLITS = ("train", "test", "eval", "sft", "prompts")
@@ -125,7 +136,9 @@ class WorldConfig:
             raise ValueError(f"world config max_list_value: expected an integer >= 5, got {self.max_list_value!r}")
         lo, hi = self.list_length
         if not (2 <= lo <= hi):
-            raise ValueError(f"world config list_length: expected (lo, hi) with 2 <= lo <= hi, got {self.list_length!r}")
+            raise ValueError(
+                f"world config list_length: expected (lo, hi) with 2 <= lo <= hi, got {self.list_length!r}"
+            )
         if not 0 <= self.max_fillers <= len(kb.FILLERS) // 2:
             raise ValueError(f"world config max_fillers: expected 0..{len(kb.FILLERS) // 2}, got {self.max_fillers!r}")
         fe, fh = self.eval_prompt_fraction, self.heldout_prompt_fraction
@@ -472,7 +485,12 @@ def _bt_label(rng: random.Random, r1: float, r2: float, temperature: float) -> b
 
 
 def _pairs(
-    name: str, plan: list[str], cfg: WorldConfig, seed: int, part: str, temperature: float,
+    name: str,
+    plan: list[str],
+    cfg: WorldConfig,
+    seed: int,
+    part: str,
+    temperature: float,
     min_gap: float,
 ) -> list[dict[str, Any]]:
     """One pair per planned subset, from prompts of partition ``part``, labelled at ``temperature``."""
@@ -494,17 +512,19 @@ def _pairs(
             a, b, ra, rb = b, a, rb, ra
         a_wins = _bt_label(rng, ra, rb, temperature)
         chosen, rejected, rc, rr = (a, b, ra, rb) if a_wins else (b, a, rb, ra)
-        rows.append({
-            "id": f"synthetic-{name}-{i:06d}",
-            "prompt": _fmt_prompt(p.text, cfg),
-            "chosen": _fmt_completion(chosen, cfg),
-            "rejected": _fmt_completion(rejected, cfg),
-            "source": f"synthetic/{domain}",
-            "domain": domain,
-            "subset": subset,
-            "chosen_score": float(rc),
-            "rejected_score": float(rr),
-        })
+        rows.append(
+            {
+                "id": f"synthetic-{name}-{i:06d}",
+                "prompt": _fmt_prompt(p.text, cfg),
+                "chosen": _fmt_completion(chosen, cfg),
+                "rejected": _fmt_completion(rejected, cfg),
+                "source": f"synthetic/{domain}",
+                "domain": domain,
+                "subset": subset,
+                "chosen_score": float(rc),
+                "rejected_score": float(rr),
+            }
+        )
     return rows
 
 
@@ -518,15 +538,17 @@ def _sft_rows(cfg: WorldConfig, seed: int) -> list[dict[str, Any]]:
         p = _draw_prompt_in(rng, _SUBSET_KINDS[subset][0], cfg, "train")
         good, bad = _pair(rng, subset, p, cfg)
         text = good if rng.random() < cfg.sft_good_prob else bad
-        rows.append({
-            "id": f"synthetic-sft-{i:06d}",
-            "prompt": _fmt_prompt(p.text, cfg),
-            "completion": _fmt_completion(text, cfg),
-            "source": f"synthetic/{subset.split('/')[0]}",
-            "domain": subset.split("/")[0],
-            "subset": subset,
-            "score": float(oracle_reward(p.text, text, cfg.oracle)),
-        })
+        rows.append(
+            {
+                "id": f"synthetic-sft-{i:06d}",
+                "prompt": _fmt_prompt(p.text, cfg),
+                "completion": _fmt_completion(text, cfg),
+                "source": f"synthetic/{subset.split('/')[0]}",
+                "domain": subset.split("/")[0],
+                "subset": subset,
+                "score": float(oracle_reward(p.text, text, cfg.oracle)),
+            }
+        )
     return rows
 
 
@@ -551,13 +573,15 @@ def _prompt_rows(cfg: WorldConfig, seed: int) -> list[dict[str, Any]]:
                     if p.text not in seen:
                         break
                 seen.add(p.text)
-                rows.append({
-                    "id": f"synthetic-prompt-{len(rows):06d}",
-                    "prompt": _fmt_prompt(p.text, cfg),
-                    "source": f"synthetic/{domain}",
-                    "domain": domain,
-                    "subset": subset,
-                })
+                rows.append(
+                    {
+                        "id": f"synthetic-prompt-{len(rows):06d}",
+                        "prompt": _fmt_prompt(p.text, cfg),
+                        "source": f"synthetic/{domain}",
+                        "domain": domain,
+                        "subset": subset,
+                    }
+                )
     return rows
 
 
@@ -574,10 +598,24 @@ def generate_world(config: WorldConfig | Mapping[str, Any] | None = None, seed: 
     if not isinstance(seed, int):
         raise ValueError(f"generate_world: seed must be an int, got {seed!r}")
     rows = {
-        "train": _pairs("train", _subset_plan(cfg.n_train, cfg.domain_weights, cfg), cfg, seed,
-                        "train", cfg.label_temperature, 0.0),
-        "test": _pairs("test", _subset_plan(cfg.n_test, cfg.domain_weights, cfg), cfg, seed,
-                       "eval", 0.0, cfg.min_eval_gap),
+        "train": _pairs(
+            "train",
+            _subset_plan(cfg.n_train, cfg.domain_weights, cfg),
+            cfg,
+            seed,
+            "train",
+            cfg.label_temperature,
+            0.0,
+        ),
+        "test": _pairs(
+            "test",
+            _subset_plan(cfg.n_test, cfg.domain_weights, cfg),
+            cfg,
+            seed,
+            "eval",
+            0.0,
+            cfg.min_eval_gap,
+        ),
         "eval": _eval_rows(cfg, seed),
         "sft": _sft_rows(cfg, seed),
         "prompts": _prompt_rows(cfg, seed),
@@ -591,8 +629,7 @@ def _eval_rows(cfg: WorldConfig, seed: int) -> list[dict[str, Any]]:
     for subs in SUBSETS.values():
         for subset in subs:
             name = f"eval-{subset.replace('/', '-')}"
-            rows.extend(_pairs(name, [subset] * cfg.n_eval_per_subset, cfg, seed, "eval", 0.0,
-                               cfg.min_eval_gap))
+            rows.extend(_pairs(name, [subset] * cfg.n_eval_per_subset, cfg, seed, "eval", 0.0, cfg.min_eval_gap))
     for i, r in enumerate(rows):
         r["id"] = f"synthetic-eval-{i:06d}"
     return rows
@@ -604,8 +641,20 @@ def _empty(name: str, cfg: WorldConfig) -> Any:
     cols = {
         "sft": ["id", "prompt", "completion", "source", "domain", "subset", "score"],
         "prompts": ["id", "prompt", "source", "domain", "subset"],
-    }.get(name, ["id", "prompt", "chosen", "rejected", "source", "domain", "subset",
-                 "chosen_score", "rejected_score"])
+    }.get(
+        name,
+        [
+            "id",
+            "prompt",
+            "chosen",
+            "rejected",
+            "source",
+            "domain",
+            "subset",
+            "chosen_score",
+            "rejected_score",
+        ],
+    )
     return datasets.Dataset.from_dict({c: [] for c in cols})
 
 
@@ -627,8 +676,12 @@ def world_corpus(world: Mapping[str, Any], include_tables: bool = True) -> list[
     return texts
 
 
-def write_world(world: Mapping[str, Any], out_dir: str | os.PathLike[str],
-                config: WorldConfig | Mapping[str, Any] | None = None, seed: int | None = None) -> dict[str, Path]:
+def write_world(
+    world: Mapping[str, Any],
+    out_dir: str | os.PathLike[str],
+    config: WorldConfig | Mapping[str, Any] | None = None,
+    seed: int | None = None,
+) -> dict[str, Path]:
     """Write each split as ``<out_dir>/<split>.parquet`` and ``world.json`` (config, seed), atomically."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

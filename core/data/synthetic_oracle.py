@@ -65,9 +65,7 @@ class OracleConfig:
         if not (isinstance(self.length_cap, int) and self.length_cap >= 1):
             raise ValueError(f"oracle.length_cap: expected an integer >= 1, got {self.length_cap!r}")
         if not self.repetition_weight >= 0:
-            raise ValueError(
-                f"oracle.repetition_weight: expected >= 0, got {self.repetition_weight!r}"
-            )
+            raise ValueError(f"oracle.repetition_weight: expected >= 0, got {self.repetition_weight!r}")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> OracleConfig:

@@ -1,4 +1,4 @@
-"""Evaluation (DESIGN.md §3): pairwise accuracy of reward models and policies, RewardBench's
+"""Evaluation (docs/design.md §3): pairwise accuracy of reward models and policies, RewardBench's
 official scoring, HHH, MT-Bench, oracle-reward advantage with bootstrap intervals and Wald tests,
 training-time likelihood probes, and metrics files.
 
@@ -23,17 +23,45 @@ from typing import Any
 _EXPORTS = {
     "encoding": ("EncodedPairs", "EncodedSequence", "encode_completion", "encode_pairs", "encode_prompt"),
     "scoring": ("accuracy", "grouped_accuracy", "pairwise_outcomes"),
-    "pairwise": ("PairLogProbs", "PairwiseResult", "SequenceLogProbs", "pair_logprobs", "policy_pairwise",
-                 "reward_model_pairwise", "score_sequences", "sequence_logprobs"),
-    "rewardbench": ("EXAMPLE_COUNTS", "SECTIONS", "RewardBenchScores", "map_subsets", "overall_score",
-                    "prior_sets_score", "score_rewardbench", "section_scores"),
+    "pairwise": (
+        "PairLogProbs",
+        "PairwiseResult",
+        "SequenceLogProbs",
+        "pair_logprobs",
+        "policy_pairwise",
+        "reward_model_pairwise",
+        "score_sequences",
+        "sequence_logprobs",
+    ),
+    "rewardbench": (
+        "EXAMPLE_COUNTS",
+        "SECTIONS",
+        "RewardBenchScores",
+        "map_subsets",
+        "overall_score",
+        "prior_sets_score",
+        "score_rewardbench",
+        "section_scores",
+    ),
     "hhh": ("HHHScores", "score_hhh"),
     "mtbench": ("MTBenchScores", "score_mtbench"),
     "generation": ("GenerationSettings", "generate_completions"),
-    "oracle": ("OracleAdvantage", "SampledRewards", "WaldTest", "bootstrap_mean_ci", "oracle_advantage",
-               "reward_model_oracle", "sample_and_score", "score_with_oracle", "wald_test"),
+    "oracle": (
+        "OracleAdvantage",
+        "SampledRewards",
+        "WaldTest",
+        "bootstrap_mean_ci",
+        "heldout_prompts",
+        "load_oracle",
+        "oracle_advantage",
+        "reward_model_oracle",
+        "sample_and_score",
+        "score_with_oracle",
+        "wald_test",
+    ),
     "probes": ("LikelihoodProbeCallback", "ProbeSet", "build_probe_set", "compute_probes"),
-    "results": ("config_hash", "load_metrics", "read_metrics", "write_metrics", "write_per_example"),
+    "results": ("config_hash", "load_metrics", "read_metrics", "write_metrics"),
+    "benchmarks": ("benchmark_view", "evaluate_benchmark", "score_benchmark"),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_WHERE)

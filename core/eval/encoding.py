@@ -1,6 +1,6 @@
 """Normalised preference rows -> token ids: the single encoding rule every evaluation uses.
 
-Rows follow DESIGN.md §2: ``prompt``, ``chosen``, ``rejected`` are strings or lists of chat
+Rows follow docs/design.md §2: ``prompt``, ``chosen``, ``rejected`` are strings or lists of chat
 messages ``{role, content}``; other scalar columns (``id``, ``subset``, ``domain``, ``turn`` ...)
 are carried along as per-example metadata.
 
@@ -120,15 +120,14 @@ def _check_text(value: Any, where: str, allow_empty: bool) -> None:
         if not value and not allow_empty:
             raise ValueError(f"{where}: empty message list")
         for j, msg in enumerate(value):
-            if not (isinstance(msg, Mapping) and isinstance(msg.get("role"), str)
-                    and isinstance(msg.get("content"), str)):
+            if not (
+                isinstance(msg, Mapping) and isinstance(msg.get("role"), str) and isinstance(msg.get("content"), str)
+            ):
                 raise ValueError(
-                    f"{where}: message {j} must be a mapping with string 'role' and 'content', "
-                    f"got {msg!r}"
+                    f"{where}: message {j} must be a mapping with string 'role' and 'content', got {msg!r}"
                 )
         return
-    raise ValueError(f"{where}: expected a string or a list of {{role, content}} messages, "
-                     f"got {type(value).__name__}")
+    raise ValueError(f"{where}: expected a string or a list of {{role, content}} messages, got {type(value).__name__}")
 
 
 def _validate_row(row: Mapping[str, Any], index: int, source: str) -> None:
@@ -245,12 +244,22 @@ def encode_pairs(
         for key, out in (("chosen", chosen), ("rejected", rejected)):
             out.append(
                 encode_completion(
-                    tokenizer, row["prompt"], row[key], add_eos=add_eos, max_length=max_length,
-                    truncation=truncation, where=_where(source, i, row, key),
+                    tokenizer,
+                    row["prompt"],
+                    row[key],
+                    add_eos=add_eos,
+                    max_length=max_length,
+                    truncation=truncation,
+                    where=_where(source, i, row, key),
                 )
             )
-        meta.append({k: v for k, v in row.items()
-                     if k not in TEXT_KEYS and (v is None or isinstance(v, str | int | float | bool))})
+        meta.append(
+            {
+                k: v
+                for k, v in row.items()
+                if k not in TEXT_KEYS and (v is None or isinstance(v, str | int | float | bool))
+            }
+        )
     return EncodedPairs(chosen, rejected, meta, source)
 
 
@@ -273,8 +282,11 @@ def resolve_pad_id(tokenizer: Any, model: Any = None) -> int:
     """Padding id: the model config's ``pad_token_id`` if set (so sequence-classification pooling
     finds it), else the tokenizer's pad token, else its EOS token."""
     cfg = getattr(model, "config", None)
-    for candidate in (getattr(cfg, "pad_token_id", None), getattr(tokenizer, "pad_token_id", None),
-                      getattr(tokenizer, "eos_token_id", None)):
+    for candidate in (
+        getattr(cfg, "pad_token_id", None),
+        getattr(tokenizer, "pad_token_id", None),
+        getattr(tokenizer, "eos_token_id", None),
+    ):
         if isinstance(candidate, int):
             return candidate
     raise ValueError("no padding id: set tokenizer.pad_token (or eos_token) or model.config.pad_token_id")
@@ -292,8 +304,8 @@ def pad_sequences(seqs: Sequence[Sequence[int]], pad_id: int, side: str = "right
             ids[i, : len(s)] = torch.as_tensor(list(s), dtype=torch.long)
             mask[i, : len(s)] = 1
         else:
-            ids[i, width - len(s):] = torch.as_tensor(list(s), dtype=torch.long)
-            mask[i, width - len(s):] = 1
+            ids[i, width - len(s) :] = torch.as_tensor(list(s), dtype=torch.long)
+            mask[i, width - len(s) :] = 1
     return ids, mask
 
 
@@ -302,4 +314,4 @@ def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    return [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]

@@ -78,11 +78,13 @@ def generate_completions(
     pad_id = resolve_pad_id(tokenizer, model)
     eos_id = getattr(tokenizer, "eos_token_id", None)
     gen_cfg = GenerationConfig(
-        max_new_tokens=settings.max_new_tokens, do_sample=settings.do_sample,
+        max_new_tokens=settings.max_new_tokens,
+        do_sample=settings.do_sample,
         temperature=settings.temperature if settings.do_sample else None,
         top_p=settings.top_p if settings.do_sample else None,
         top_k=settings.top_k if settings.do_sample else None,
-        pad_token_id=pad_id, eos_token_id=eos_id,
+        pad_token_id=pad_id,
+        eos_token_id=eos_id,
     )
     encoded = [encode_prompt(tokenizer, p, settings.max_prompt_length) for p in prompts]
     device = next(model.parameters()).device
@@ -91,12 +93,13 @@ def generate_completions(
     model.eval()
     try:
         for b, lo in enumerate(range(0, len(encoded), settings.batch_size)):
-            ids, mask = pad_sequences(encoded[lo: lo + settings.batch_size], pad_id, side="left")
+            ids, mask = pad_sequences(encoded[lo : lo + settings.batch_size], pad_id, side="left")
             with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.inference_mode():
                 torch.manual_seed(_batch_seed(settings.seed, b))
-                gen = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
-                                     generation_config=gen_cfg)
-            new = gen[:, ids.shape[1]:].cpu()
+                gen = model.generate(
+                    input_ids=ids.to(device), attention_mask=mask.to(device), generation_config=gen_cfg
+                )
+            new = gen[:, ids.shape[1] :].cpu()
             out.extend(tokenizer.batch_decode(new, skip_special_tokens=True))
     finally:
         model.train(was_training)

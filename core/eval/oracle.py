@@ -27,6 +27,8 @@ __all__ = [
     "SampledRewards",
     "WaldTest",
     "bootstrap_mean_ci",
+    "heldout_prompts",
+    "load_oracle",
     "oracle_advantage",
     "reward_model_oracle",
     "sample_and_score",
@@ -81,7 +83,10 @@ def _difference_se(a: np.ndarray, b: np.ndarray, paired: bool, paired_needs: str
 
 
 def bootstrap_mean_ci(
-    values: Sequence[float] | np.ndarray, *, n_resamples: int = MIN_RESAMPLES, seed: int = 0,
+    values: Sequence[float] | np.ndarray,
+    *,
+    n_resamples: int = MIN_RESAMPLES,
+    seed: int = 0,
     confidence: float = 0.95,
 ) -> tuple[float, float, float]:
     """``(mean, low, high)``: percentile bootstrap interval of the mean."""
@@ -132,8 +137,20 @@ def oracle_advantage(
     else:
         stats = _bootstrap_means(p, n_resamples, rng) - _bootstrap_means(s, n_resamples, rng)
     lo, hi = _interval(stats, confidence)
-    return OracleAdvantage(float(p.mean()), float(s.mean()), float(p.mean() - s.mean()), lo, hi, se,
-                           int(p.size), int(s.size), paired, n_resamples, seed, confidence)
+    return OracleAdvantage(
+        float(p.mean()),
+        float(s.mean()),
+        float(p.mean() - s.mean()),
+        lo,
+        hi,
+        se,
+        int(p.size),
+        int(s.size),
+        paired,
+        n_resamples,
+        seed,
+        confidence,
+    )
 
 
 @dataclass
@@ -177,17 +194,25 @@ def score_with_oracle(oracle: OracleFn, prompts: Sequence[Any], completions: Seq
 
 
 def reward_model_oracle(
-    model: Any, tokenizer: Any, *, batch_size: int = 8, max_length: int | None = None,
-    truncation: str = "keep_end", add_eos: bool = True,
+    model: Any,
+    tokenizer: Any,
+    *,
+    batch_size: int = 8,
+    max_length: int | None = None,
+    truncation: str = "keep_end",
+    add_eos: bool = True,
 ) -> OracleFn:
     """An oracle callable backed by a sequence-classification reward model (distillation paper's
     oracle RM); completions are encoded by the rule of :mod:`core.eval.encoding`."""
     from core.eval.pairwise import score_sequences
 
     def oracle(prompts: Sequence[Any], completions: Sequence[str]) -> np.ndarray:
-        seqs = [encode_completion(tokenizer, p, c, add_eos=add_eos, max_length=max_length,
-                                  truncation=truncation, where=f"completion {i}")
-                for i, (p, c) in enumerate(zip(prompts, completions, strict=True))]
+        seqs = [
+            encode_completion(
+                tokenizer, p, c, add_eos=add_eos, max_length=max_length, truncation=truncation, where=f"completion {i}"
+            )
+            for i, (p, c) in enumerate(zip(prompts, completions, strict=True))
+        ]
         pad_id = resolve_pad_id(tokenizer, model)
         if getattr(model.config, "pad_token_id", None) is None:
             model.config.pad_token_id = pad_id
@@ -211,10 +236,53 @@ class SampledRewards:
 
 
 def sample_and_score(
-    model: Any, tokenizer: Any, prompts: Sequence[Any], oracle: OracleFn,
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[Any],
+    oracle: OracleFn,
     settings: GenerationSettings | None = None,
 ) -> SampledRewards:
     """Sample one completion per held-out prompt (seeded) and score it with the oracle."""
     settings = settings or GenerationSettings()
     completions = generate_completions(model, tokenizer, prompts, settings)
     return SampledRewards(list(prompts), completions, score_with_oracle(oracle, prompts, completions), settings)
+
+
+def heldout_prompts(ds: Any, n: int) -> list[Any]:
+    """The first ``n`` distinct prompts of a split, in order (the same for every policy)."""
+    import json
+
+    seen, out = set(), []
+    for p in ds["prompt"]:
+        key = json.dumps(p, sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            out.append(p)
+        if len(out) == n:
+            break
+    return out
+
+
+def load_oracle(path: str, kind: str, batch_size: int = 16, max_length: int = 1024) -> OracleFn:
+    """The distillation experiments' oracle r*(x, y) as a batch scorer: the synthetic world's
+    exact reward (``kind`` 'exact', ``path`` its oracle.json) or an oracle reward model trained on
+    the full preference set (``kind`` 'model', ``path`` its folder; distillation paper §6.1)."""
+    import json
+    import os
+
+    if kind == "exact":
+        from core.data.synthetic_oracle import OracleConfig, oracle_reward
+
+        with open(path, encoding="utf-8") as fh:
+            cfg = OracleConfig.from_dict(json.load(fh)["oracle"])
+
+        def exact(prompts: Sequence[Any], completions: Sequence[Any]) -> np.ndarray:
+            return np.asarray([oracle_reward(p, c, cfg) for p, c in zip(prompts, completions, strict=True)])
+
+        return exact
+    if not os.path.isdir(path):
+        raise ValueError(f"oracle reward model folder {path} does not exist")
+    from core.models import load_reward_model, load_tokenizer
+
+    model = load_reward_model(path).eval()
+    return reward_model_oracle(model, load_tokenizer(path), batch_size=batch_size, max_length=max_length)

@@ -1,4 +1,4 @@
-"""Pairwise accuracy of reward models and policies (DESIGN.md §3; DR paper §5; RewardBench).
+"""Pairwise accuracy of reward models and policies (docs/design.md §3; DR paper §5; RewardBench).
 
 * Reward model: correct when ``r(x, y+) > r(x, y-)`` (strict; ties wrong unless ``ties="half"``).
 * Policy, ``mode="implicit"`` (RewardBench's DPO mode): score
@@ -77,8 +77,13 @@ class PairwiseResult:
 
     def summary(self) -> dict[str, Any]:
         """Headline numbers for a metrics file: accuracy, n, ties rule, truncated and tied counts."""
-        out: dict[str, Any] = {"accuracy": self.accuracy, "n": self.n, "ties": self.ties, "kind": self.kind,
-                               "n_tied": int((self.score_chosen == self.score_rejected).sum())}
+        out: dict[str, Any] = {
+            "accuracy": self.accuracy,
+            "n": self.n,
+            "ties": self.ties,
+            "kind": self.kind,
+            "n_tied": int((self.score_chosen == self.score_rejected).sum()),
+        }
         if "truncated" in self.extra:
             out["n_truncated"] = int(np.asarray(self.extra["truncated"]).sum())
         return out
@@ -225,9 +230,7 @@ def _adapters_disabled(model: torch.nn.Module) -> Iterator[None]:
         yield
 
 
-def pair_logprobs(
-    model: torch.nn.Module, encoded: EncodedPairs, pad_id: int, batch_size: int = 8
-) -> PairLogProbs:
+def pair_logprobs(model: torch.nn.Module, encoded: EncodedPairs, pad_id: int, batch_size: int = 8) -> PairLogProbs:
     """Chosen and rejected response log-likelihoods in one length-batched pass."""
     lp = sequence_logprobs(model, encoded.chosen + encoded.rejected, pad_id, batch_size)
     return _split(lp, len(encoded))
@@ -238,8 +241,9 @@ def _encode(data: Any, tokenizer: Any, max_length, truncation, add_eos, source) 
     if isinstance(data, EncodedPairs):
         enc = data
     else:
-        enc = encode_pairs(data, tokenizer, max_length=max_length, truncation=truncation,
-                           add_eos=add_eos, source=source)
+        enc = encode_pairs(
+            data, tokenizer, max_length=max_length, truncation=truncation, add_eos=add_eos, source=source
+        )
     if len(enc) == 0:
         raise ValueError(f"{source}: no rows to evaluate")
     return enc

@@ -79,8 +79,9 @@ def build_probe_set(
     for j, (p, c) in enumerate(ref_samples):
         if not c:
             continue  # an empty sample (immediate EOS) carries no tokens to score
-        samples.append(encode_completion(tokenizer, p, c, add_eos=add_eos, max_length=max_length,
-                                         where=f"reference sample {j}"))
+        samples.append(
+            encode_completion(tokenizer, p, c, add_eos=add_eos, max_length=max_length, where=f"reference sample {j}")
+        )
     if not samples:
         raise ValueError("probe set: every reference sample is empty; cannot estimate KL(pi_ref || pi)")
     ref_lp = pair_logprobs(ref_model, pairs, pad_id, batch_size)

@@ -1,4 +1,4 @@
-"""Metrics files: every evaluation result is one JSON under ``results/metrics/...`` (DESIGN.md §4).
+"""Metrics files: every evaluation result is one JSON under ``results/<config>/metrics/...`` (docs/design.md §5).
 
 A file holds ``{"schema", "name", "metrics", "model_path", "dataset_path", "counts", "seed",
 "config_hash", "config", "extra"}``: the numbers (nested mappings allowed; NaN/inf stored as
@@ -24,16 +24,16 @@ from typing import Any
 
 import numpy as np
 
-from core.atomic import atomic_write, atomic_write_json, atomic_write_text
+from core.atomic import atomic_write_json
 
 __all__ = [
     "SCHEMA",
     "config_hash",
+    "flatten",
     "load_metrics",
     "read_metrics",
     "to_jsonable",
     "write_metrics",
-    "write_per_example",
 ]
 
 SCHEMA = "robust-rlhf/metrics/v1"
@@ -137,13 +137,17 @@ def read_metrics(path: str | os.PathLike) -> dict[str, Any]:
     return record
 
 
-def _flatten(obj: Mapping[str, Any], prefix: str, out: dict[str, Any]) -> None:
-    for k, v in obj.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, Mapping) and v:
-            _flatten(v, key + ".", out)
+def flatten(obj: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested mapping as one level: ``{"a": {"b": 1}} -> {"a.b": 1}`` (an empty mapping is a
+    leaf). The one flattener of metrics files, MLflow params and MLflow metrics."""
+    out: dict[str, Any] = {}
+    for key, value in obj.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(flatten(value, f"{name}."))
         else:
-            out[key] = v
+            out[name] = value
+    return out
 
 
 def _expand(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
@@ -174,29 +178,21 @@ def load_metrics(paths: str | os.PathLike | Iterable[str | os.PathLike]):
     rows = []
     for f in files:
         rec = read_metrics(f)
-        row: dict[str, Any] = {"path": str(f), "name": rec.get("name"), "model_path": rec["model_path"],
-                               "dataset_path": rec["dataset_path"], "seed": rec["seed"],
-                               "config_hash": rec["config_hash"]}
+        row: dict[str, Any] = {
+            "path": str(f),
+            "name": rec.get("name"),
+            "model_path": rec["model_path"],
+            "dataset_path": rec["dataset_path"],
+            "seed": rec["seed"],
+            "config_hash": rec["config_hash"],
+        }
         flat: dict[str, Any] = {}
-        _flatten(rec["metrics"], "", flat)
+        flat.update(flatten(rec["metrics"]))
         clash = sorted(set(flat) & set(row))
         if clash:
             raise ValueError(f"{f}: metric names {clash} clash with metadata columns")
         row.update(flat)
-        _flatten(rec["counts"], "count.", row)
-        _flatten(rec.get("extra") or {}, "extra.", row)
+        row.update(flatten(rec["counts"], "count."))
+        row.update(flatten(rec.get("extra") or {}, "extra."))
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-def write_per_example(path: str | os.PathLike, frame) -> Path:
-    """Write a per-example table atomically as ``.csv``, ``.jsonl`` or ``.parquet`` (by suffix)."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        return atomic_write_text(path, frame.to_csv(index=False))
-    if suffix == ".jsonl":
-        return atomic_write_text(path, frame.to_json(orient="records", lines=True))
-    if suffix == ".parquet":
-        return atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
-    raise ValueError(f"per-example table {path}: suffix must be .csv, .jsonl or .parquet")

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from core.eval.scoring import group_counts, grouped_accuracy, weighted_average
+from core.vocab import REWARDBENCH_SECTIONS
 
 __all__ = [
     "EXAMPLE_COUNTS",
@@ -69,21 +70,13 @@ EXAMPLE_COUNTS: dict[str, int] = {
     "hep-rust": 164,
 }
 
-SECTIONS: dict[str, tuple[str, ...]] = {
-    "Chat": ("alpacaeval-easy", "alpacaeval-length", "alpacaeval-hard", "mt-bench-easy", "mt-bench-med"),
-    "Chat Hard": ("mt-bench-hard", "llmbar-natural", "llmbar-adver-neighbor", "llmbar-adver-GPTInst",
-                  "llmbar-adver-GPTOut", "llmbar-adver-manual"),
-    "Safety": ("refusals-dangerous", "refusals-offensive", "xstest-should-refuse",
-               "xstest-should-respond", "donotanswer"),
-    "Reasoning": ("math-prm", "hep-cpp", "hep-go", "hep-java", "hep-js", "hep-python", "hep-rust"),
-}
+SECTIONS: dict[str, tuple[str, ...]] = REWARDBENCH_SECTIONS
 
 PRIOR_SETS: tuple[str, ...] = ("anthropic_helpful", "anthropic_hhh", "shp", "summarize")
 #: Prior-set subsets RewardBench also reports but leaves out of the Prior Sets average.
 OTHER_PRIOR_SUBSETS: tuple[str, ...] = ("anthropic_harmless", "mtbench_gpt4", "mtbench_human")
 PRIOR_SETS_SECTION = "Prior Sets"
-SECTION_WEIGHTS: dict[str, float] = {"Chat": 2, "Chat Hard": 2, "Safety": 2, "Reasoning": 2,
-                                     PRIOR_SETS_SECTION: 1}
+SECTION_WEIGHTS: dict[str, float] = {"Chat": 2, "Chat Hard": 2, "Safety": 2, "Reasoning": 2, PRIOR_SETS_SECTION: 1}
 KNOWN_SUBSETS = frozenset(EXAMPLE_COUNTS) | frozenset(PRIOR_SETS) | frozenset(OTHER_PRIOR_SUBSETS)
 
 
@@ -109,8 +102,9 @@ def map_subsets(
     subset_map = dict(subset_map or {})
     bad_targets = sorted({v for v in subset_map.values() if v not in KNOWN_SUBSETS})
     if bad_targets:
-        raise ValueError(f"subset_map targets {bad_targets} are not RewardBench subsets "
-                         f"(expected one of {sorted(KNOWN_SUBSETS)})")
+        raise ValueError(
+            f"subset_map targets {bad_targets} are not RewardBench subsets (expected one of {sorted(KNOWN_SUBSETS)})"
+        )
     cache: dict[str, str] = {}
     out, missing = [], []
     for s in subsets:
@@ -125,8 +119,10 @@ def map_subsets(
             cache[s] = t
         out.append(cache[s])
     if missing:
-        raise ValueError(f"subsets {sorted(set(missing))} are neither RewardBench subsets nor mapped "
-                         f"by subset_map (pass unmapped='keep' to report them outside the sections)")
+        raise ValueError(
+            f"subsets {sorted(set(missing))} are neither RewardBench subsets nor mapped "
+            f"by subset_map (pass unmapped='keep' to report them outside the sections)"
+        )
     return out
 
 
@@ -136,8 +132,10 @@ def section_scores(
     sections: Mapping[str, Sequence[str]] = SECTIONS,
 ) -> dict[str, float]:
     """``score_S = sum_{s in S present} n_s acc_s / sum_{s in S present} n_s`` (official counts)."""
-    return {name: weighted_average(subset_accuracy, {s: example_counts[s] for s in members})
-            for name, members in sections.items()}
+    return {
+        name: weighted_average(subset_accuracy, {s: example_counts[s] for s in members})
+        for name, members in sections.items()
+    }
 
 
 def prior_sets_score(subset_accuracy: Mapping[str, float]) -> float:

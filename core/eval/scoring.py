@@ -59,9 +59,7 @@ def _check_lengths(groups: Sequence[Hashable], correct: Sequence[float] | np.nda
     return arr
 
 
-def grouped_accuracy(
-    groups: Sequence[Hashable], correct: Sequence[float] | np.ndarray
-) -> dict[Hashable, float]:
+def grouped_accuracy(groups: Sequence[Hashable], correct: Sequence[float] | np.ndarray) -> dict[Hashable, float]:
     """Accuracy per group label, ``acc_g = mean_{i: g_i = g} correct_i`` (groups in first-seen order)."""
     arr = _check_lengths(groups, correct)
     sums: dict[Hashable, float] = {}

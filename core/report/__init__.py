@@ -1,4 +1,4 @@
-"""Tables, figures and the report assembled from the workflow's metrics files (DESIGN.md §4).
+"""Tables, figures and the report assembled from the workflow's metrics files (docs/design.md §5).
 
 * :mod:`core.report.tables` — one table = rows x columns of numbers read from metrics JSONs
   (never typed in), averaged over seeds with a 95% interval, carrying MLflow run ids.

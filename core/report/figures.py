@@ -58,8 +58,10 @@ def _bias_lines(spec: Mapping[str, Any], ax: Any) -> None:
         ys = [rec[c["label"]] for c in cols]
         lo = [rec[f"{c['label']} ci_low"] for c in cols]
         hi = [rec[f"{c['label']} ci_high"] for c in cols]
-        err = [[y - lw if _finite(lw) else 0.0 for y, lw in zip(ys, lo, strict=True)],
-               [h - y if _finite(h) else 0.0 for y, h in zip(ys, hi, strict=True)]]
+        err = [
+            [y - lw if _finite(lw) else 0.0 for y, lw in zip(ys, lo, strict=True)],
+            [h - y if _finite(h) else 0.0 for y, h in zip(ys, hi, strict=True)],
+        ]
         ax.errorbar(shifted, ys, yerr=err, marker="o", capsize=3, label=str(rec[header]))
     ax.axhline(0.0, color="grey", lw=0.8, ls=":")
     ax.set_xlabel("length bias ρ")
@@ -101,7 +103,7 @@ def _sweep(spec: Mapping[str, Any], fig: Any, axes: Any) -> None:
         ax.set_xlabel("τ" if group == "IPO" else "β")
         ax.set_ylabel(spec.get("ylabel", ""))
         ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(groups):]:
+    for ax in list(axes.flat)[len(groups) :]:
         ax.set_visible(False)
 
 

@@ -55,10 +55,12 @@ def assemble_markdown(title: str, intro: str, sections: Sequence[Mapping[str, An
     return "\n".join(lines).rstrip() + "\n"
 
 
-_STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;line-height:1.4}"
-          "table{border-collapse:collapse;font-size:0.85em;margin:0.5em 0}"
-          "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}"
-          "td:first-child,th:first-child{text-align:left}img{max-width:100%}")
+_STYLE = (
+    "body{font-family:sans-serif;max-width:1100px;margin:2em auto;line-height:1.4}"
+    "table{border-collapse:collapse;font-size:0.85em;margin:0.5em 0}"
+    "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}"
+    "td:first-child,th:first-child{text-align:left}img{max-width:100%}"
+)
 
 
 def markdown_to_html(markdown: str, root: str, title: str) -> str:
@@ -77,12 +79,15 @@ def markdown_to_html(markdown: str, root: str, title: str) -> str:
         return f'src="data:image/png;base64,{data}"'
 
     body = re.sub(r'src="([^"]+\.png)"', embed, body)
-    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title>"
-            f"<style>{_STYLE}</style></head><body>\n{body}</body></html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{title}</title>'
+        f"<style>{_STYLE}</style></head><body>\n{body}</body></html>\n"
+    )
 
 
-def write_report(md_path: str, html_path: str | None, title: str, intro: str,
-                 sections: Sequence[Mapping[str, Any]]) -> str:
+def write_report(
+    md_path: str, html_path: str | None, title: str, intro: str, sections: Sequence[Mapping[str, Any]]
+) -> str:
     """Write the Markdown (and HTML) report atomically; returns the Markdown."""
     root = os.path.dirname(os.path.abspath(md_path))
     text = assemble_markdown(title, intro, sections, root)

@@ -55,7 +55,6 @@ __all__ = [
 RUN_ID_KEYS = ("extra/run_id", "extra/train_run_id")
 
 
-
 @lru_cache(maxsize=4096)
 def _load(path: str) -> dict:
     try:
@@ -224,7 +223,9 @@ def build_table(spec: Mapping[str, Any]) -> tuple[pd.DataFrame, dict[tuple[int, 
             try:
                 cell = evaluate_cell(cell_spec, col)
             except ValueError as exc:
-                raise ValueError(f"table {spec.get('name')}, row {row['label']!r}, column {col['label']!r}: {exc}") from None
+                raise ValueError(
+                    f"table {spec.get('name')}, row {row['label']!r}, column {col['label']!r}: {exc}"
+                ) from None
             cells[(i, col["label"])] = cell
             rec[col["label"]] = cell.mean
             rec[f"{col['label']} ci_low"] = cell.ci_low

@@ -1,4 +1,4 @@
-"""Theory experiments (DESIGN.md §1.4): small, exact, CPU-only checks of the two papers' claims.
+"""Theory experiments (docs/design.md §1.4): small, exact, CPU-only checks of the two papers' claims.
 
 Every experiment has ``run_<name>(config, seed) -> dict`` (a tidy ``table`` DataFrame and a
 ``summary`` of JSON-able scalars), ``plot_<name>(result, path)`` (an atomically written PNG) and a
@@ -43,13 +43,28 @@ class Experiment(NamedTuple):
 
 
 EXPERIMENTS: dict[str, Experiment] = {
-    "alg1_rate": Experiment(run_alg1_rate, plot_alg1_rate, DEFAULT_ALG1_RATE, "DR paper Alg. 1 / Theorem 1: O(1/sqrt T)"),
-    "alg1_batch": Experiment(run_alg1_batch, plot_alg1_batch, DEFAULT_ALG1_BATCH, "DR paper Lemma 1: O(sqrt(log n / n)) minibatch bias"),
-    "alg1_shift": Experiment(run_alg1_shift, plot_alg1_shift, DEFAULT_ALG1_SHIFT, "DR paper Alg. 1: ERM vs DR on a shifted target"),
-    "alg2_npg": Experiment(run_alg2_npg, plot_alg2_npg, DEFAULT_ALG2_NPG, "DR paper Alg. 2 / Theorem 2: linear convergence"),
+    "alg1_rate": Experiment(
+        run_alg1_rate, plot_alg1_rate, DEFAULT_ALG1_RATE, "DR paper Alg. 1 / Theorem 1: O(1/sqrt T)"
+    ),
+    "alg1_batch": Experiment(
+        run_alg1_batch, plot_alg1_batch, DEFAULT_ALG1_BATCH, "DR paper Lemma 1: O(sqrt(log n / n)) minibatch bias"
+    ),
+    "alg1_shift": Experiment(
+        run_alg1_shift, plot_alg1_shift, DEFAULT_ALG1_SHIFT, "DR paper Alg. 1: ERM vs DR on a shifted target"
+    ),
+    "alg2_npg": Experiment(
+        run_alg2_npg, plot_alg2_npg, DEFAULT_ALG2_NPG, "DR paper Alg. 2 / Theorem 2: linear convergence"
+    ),
     "alg3_dpo": Experiment(run_alg3_dpo, plot_alg3_dpo, DEFAULT_ALG3_DPO, "DR paper Alg. 3 / Theorem 3: O(1/sqrt T)"),
-    "bandit_closure": Experiment(run_bandit_closure, plot_bandit_closure, DEFAULT_BANDIT, "distillation paper Prop. 7 / Fig. B.2"),
-    "bow_degeneration": Experiment(run_bow_degeneration, plot_bow_degeneration, DEFAULT_BOW_DEGENERATION, "distillation paper Props. 1-3, 5-6, Cor. 1"),
+    "bandit_closure": Experiment(
+        run_bandit_closure, plot_bandit_closure, DEFAULT_BANDIT, "distillation paper Prop. 7 / Fig. B.2"
+    ),
+    "bow_degeneration": Experiment(
+        run_bow_degeneration,
+        plot_bow_degeneration,
+        DEFAULT_BOW_DEGENERATION,
+        "distillation paper Props. 1-3, 5-6, Cor. 1",
+    ),
 }
 
 __all__ = [

@@ -231,9 +231,14 @@ def run_bandit_closure(config: dict[str, Any] | None, seed: int) -> dict[str, An
         check_positive(name, "betas", float(beta))
     for alpha in cfg["alphas"]:
         if not float(alpha) > 2:
-            raise ValueError(f"theory experiment {name!r}: config key 'alphas' needs values > 2 (log(alpha-1) > 0), got {alpha!r}")
+            raise ValueError(
+                f"theory experiment {name!r}: config key 'alphas' needs values > 2 (log(alpha-1) > 0), got {alpha!r}"
+            )
     if cfg["kl_estimator"] not in ("data", "ref"):
-        raise ValueError(f"theory experiment {name!r}: config key 'kl_estimator' must be 'data' or 'ref', got {cfg['kl_estimator']!r}")
+        raise ValueError(
+            f"theory experiment {name!r}: config key 'kl_estimator' must be 'data' or 'ref', got "
+            f"{cfg['kl_estimator']!r}"
+        )
     chain = chain_pairs(k)
     closed = transitive_closure(chain)
     datasets = {False: chain, True: closed}
@@ -242,8 +247,9 @@ def run_bandit_closure(config: dict[str, Any] | None, seed: int) -> dict[str, An
         for alpha in map(float, cfg["alphas"]):
             tau_inv = math.log(alpha - 1.0) / beta
             for is_closed, pairs in datasets.items():
-                p, iters = pdpo_bandit_pgd(pairs, k, beta, alpha, cfg["kl_estimator"], int(cfg["pgd_steps"]),
-                                           float(cfg["pgd_tol"]))
+                p, iters = pdpo_bandit_pgd(
+                    pairs, k, beta, alpha, cfg["kl_estimator"], int(cfg["pgd_steps"]), float(cfg["pgd_tol"])
+                )
                 rows += _rows("p-DPO", beta, alpha, tau_inv, is_closed, p, iters)
     ipo_grid = cfg["ipo_tau_inv"]
     if ipo_grid is None:
@@ -257,12 +263,23 @@ def run_bandit_closure(config: dict[str, Any] | None, seed: int) -> dict[str, An
     return {"name": name, "config": cfg, "seed": seed, "table": table, "summary": summary}
 
 
-def _rows(method: str, beta: float, alpha: float, tau_inv: float, closed: bool, p: np.ndarray, iters: int) -> list[dict[str, Any]]:
+def _rows(
+    method: str, beta: float, alpha: float, tau_inv: float, closed: bool, p: np.ndarray, iters: int
+) -> list[dict[str, Any]]:
     logp = np.log(p)
     spread = float(logp.max() - logp.min())
     return [
-        {"method": method, "beta": beta, "alpha": alpha, "tau_inv": tau_inv, "closed": closed, "arm": i + 1,
-         "prob": float(p[i]), "spread": spread, "iterations": iters}
+        {
+            "method": method,
+            "beta": beta,
+            "alpha": alpha,
+            "tau_inv": tau_inv,
+            "closed": closed,
+            "arm": i + 1,
+            "prob": float(p[i]),
+            "spread": spread,
+            "iterations": iters,
+        }
         for i in range(p.size)
     ]
 
@@ -272,7 +289,9 @@ def _summary(table: pd.DataFrame, k: int) -> dict[str, float]:
     pd_ = table[table.method == "p-DPO"]
     wide = pd_.pivot_table(index=key, columns="closed", values="prob")
     pdpo_diff = float((wide[True] - wide[False]).abs().max())
-    ipo = table[(table.method == "IPO") & (table.arm == 1)].pivot_table(index="tau_inv", columns="closed", values="spread")
+    ipo = table[(table.method == "IPO") & (table.arm == 1)].pivot_table(
+        index="tau_inv", columns="closed", values="spread"
+    )
     ratios = (ipo[False] / ipo[True]).to_numpy()
     taus = ipo.index.to_numpy(dtype=float)
     chain_pred = np.array([prop7_spreads(k, t)[0] for t in taus])
@@ -316,8 +335,14 @@ def plot_bandit_closure(result: dict[str, Any], path: str) -> None:
         part = table[(table.method == "p-DPO") & (table.arm == arm)]
         for (beta, closed), grp in part.groupby(["beta", "closed"]):
             grp = grp.sort_values("tau_inv")
-            ax.plot(grp["tau_inv"], grp["prob"], styles[bool(closed)], marker="o", ms=3,
-                    label=f"beta={beta:g}, closed={bool(closed)}")
+            ax.plot(
+                grp["tau_inv"],
+                grp["prob"],
+                styles[bool(closed)],
+                marker="o",
+                ms=3,
+                label=f"beta={beta:g}, closed={bool(closed)}",
+            )
         ax.set_title(f"p-DPO: pi(y{arm})")
         ax = axes[1, col]
         part = table[(table.method == "IPO") & (table.arm == arm)]

@@ -83,12 +83,15 @@ def _explicit_pairs(cfg: dict[str, Any]) -> list[tuple[np.ndarray, np.ndarray]]:
     out = []
     for row, pair in enumerate(cfg["pairs"]):
         if len(pair) != 2:
-            raise ValueError(f"theory experiment 'bow_degeneration': config key 'pairs' row {row} must be [y_w, y_l], got {pair!r}")
+            raise ValueError(
+                f"theory experiment 'bow_degeneration': config key 'pairs' row {row} must be [y_w, y_l], got {pair!r}"
+            )
         yw, yl = (np.asarray(s, dtype=int) for s in pair)
         for seq in (yw, yl):
             if seq.shape != (n,) or seq.min() < 0 or seq.max() >= v:
                 raise ValueError(
-                    f"theory experiment 'bow_degeneration': config key 'pairs' row {row}: responses must be {n} token ids in [0, {v}), got {pair!r}"
+                    f"theory experiment 'bow_degeneration': config key 'pairs' row {row}: responses must be {n} "
+                    f"token ids in [0, {v}), got {pair!r}"
                 )
         out.append((yw, yl))
     return out
@@ -97,7 +100,9 @@ def _explicit_pairs(cfg: dict[str, Any]) -> list[tuple[np.ndarray, np.ndarray]]:
 class BowProblem:
     """Count vectors of the pairs, the reference logits and the three losses with their gradients."""
 
-    def __init__(self, pairs: list[tuple[np.ndarray, np.ndarray]], vocab: int, length: int, theta_ref: np.ndarray) -> None:
+    def __init__(
+        self, pairs: list[tuple[np.ndarray, np.ndarray]], vocab: int, length: int, theta_ref: np.ndarray
+    ) -> None:
         self.cw = np.stack([np.bincount(w, minlength=vocab) for w, _ in pairs]).astype(np.float64)
         self.cl = np.stack([np.bincount(lo, minlength=vocab) for _, lo in pairs]).astype(np.float64)
         self.delta = self.cw - self.cl
@@ -179,10 +184,15 @@ class BowProblem:
             m = beta * (sub.delta @ (theta - sub.theta_ref))
             sig = 0.5 * (1.0 + np.tanh(0.5 * m))
             p = np.exp(theta - np.logaddexp.reduce(theta))
-            hess = beta * beta * (sub.delta.T * (sig * (1 - sig))) @ sub.delta + gamma * weight * (np.diag(p) - np.outer(p, p))
+            hess = beta * beta * (sub.delta.T * (sig * (1 - sig))) @ sub.delta + gamma * weight * (
+                np.diag(p) - np.outer(p, p)
+            )
             step = basis @ np.linalg.solve(basis.T @ hess @ basis, g_red)
             t = 1.0
-            while sub.loss_and_grad("p-dpo", theta - t * step, cfg)[0] > loss - 0.25 * t * float(grad @ step) and t > 1e-12:
+            while (
+                sub.loss_and_grad("p-dpo", theta - t * step, cfg)[0] > loss - 0.25 * t * float(grad @ step)
+                and t > 1e-12
+            ):
                 t *= 0.5
             theta = theta - t * step
         out = np.full(vocab, -np.inf)
@@ -216,7 +226,8 @@ def _log_probs_with_zeros(prob: BowProblem, theta: np.ndarray) -> tuple[np.ndarr
 def pdpo_optimal_loser_prob(p_w: float, beta: float, alpha: float, ref_w: float, ref_l: float) -> float:
     """Prop. 5: ``argmin_{pi(y_l)}`` of the per-pair p-DPO loss for fixed ``pi(y_w)`` (``alpha > 1``).
 
-    ``min(1 - pi(y_w), pi(y_l))`` with ``log pi(y_l) = -log(alpha - 1)/beta + log pi(y_w) + log pi_ref(y_l)/pi_ref(y_w)``.
+    ``min(1 - pi(y_w), pi(y_l))`` with
+    ``log pi(y_l) = -log(alpha - 1)/beta + log pi(y_w) + log pi_ref(y_l)/pi_ref(y_w)``.
     """
     if not alpha > 1:
         raise ValueError(f"Prop. 5 needs alpha > 1, got {alpha}")
@@ -257,10 +268,16 @@ def run_bow_degeneration(config: dict[str, Any] | None, seed: int) -> dict[str, 
     if not float(cfg["alpha"]) > 1:
         raise ValueError(f"theory experiment {name!r}: config key 'alpha' must be > 1, got {cfg['alpha']!r}")
     if cfg["kl_estimator"] not in ("data", "ref"):
-        raise ValueError(f"theory experiment {name!r}: config key 'kl_estimator' must be 'data' or 'ref', got {cfg['kl_estimator']!r}")
+        raise ValueError(
+            f"theory experiment {name!r}: config key 'kl_estimator' must be 'data' or 'ref', got "
+            f"{cfg['kl_estimator']!r}"
+        )
     bad = [m for m in cfg["methods"] if m not in METHODS]
     if bad or not cfg["methods"]:
-        raise ValueError(f"theory experiment {name!r}: config key 'methods' must be a non-empty subset of {list(METHODS)}, got {cfg['methods']!r}")
+        raise ValueError(
+            f"theory experiment {name!r}: config key 'methods' must be a non-empty subset of {list(METHODS)}, "
+            f"got {cfg['methods']!r}"
+        )
     rng = make_rng(seed)
     pairs = _explicit_pairs(cfg) if cfg["pairs"] is not None else make_pairs(cfg, rng)
     v, n = int(cfg["vocab_size"]), int(cfg["length"])
@@ -282,9 +299,21 @@ def run_bow_degeneration(config: dict[str, Any] | None, seed: int) -> dict[str, 
             tau = (prob.delta @ theta) / np.sum(prob.delta**2, axis=1)
             gnorm = float(np.linalg.norm(grad))
             for i in range(len(pairs)):
-                rows.append({"method": method, "step": t, "pair": i, "log_p_w": lw[i], "log_p_w_upper": lwu[i],
-                             "log_p_l": ll[i], "log_p_hat": lh[i], "tau": tau[i], "loss": loss,
-                             "theta_norm": float(np.linalg.norm(theta)), "grad_norm": gnorm})
+                rows.append(
+                    {
+                        "method": method,
+                        "step": t,
+                        "pair": i,
+                        "log_p_w": lw[i],
+                        "log_p_w_upper": lwu[i],
+                        "log_p_l": ll[i],
+                        "log_p_hat": lh[i],
+                        "tau": tau[i],
+                        "loss": loss,
+                        "theta_norm": float(np.linalg.norm(theta)),
+                        "grad_norm": gnorm,
+                    }
+                )
             if t < int(cfg["steps"]):
                 theta = theta - lr * grad
         final_theta[method] = theta
@@ -304,10 +333,19 @@ def run_bow_degeneration(config: dict[str, Any] | None, seed: int) -> dict[str, 
         summary[f"{method}_optimum_zero_prob_tokens"] = int(np.sum(~finite))
         summary[f"{method}_optimum_log_p_w"] = float(opt_w.mean())
         summary[f"{method}_optimum_log_p_l"] = float(opt_l.mean())
-        summary[f"{method}_final_gap_to_optimum"] = float(max(np.max(np.abs(fin_w - opt_w)), np.max(np.abs(fin_l - opt_l))))
+        summary[f"{method}_final_gap_to_optimum"] = float(
+            max(np.max(np.abs(fin_w - opt_w)), np.max(np.abs(fin_l - opt_l)))
+        )
     summary.update({f"{m}_step_size": lr for m, lr in step_sizes.items()})
-    return {"name": name, "config": cfg, "seed": seed, "table": table, "summary": summary,
-            "trajectory": trajectory, "pairs": [[w.tolist(), lo.tolist()] for w, lo in pairs]}
+    return {
+        "name": name,
+        "config": cfg,
+        "seed": seed,
+        "table": table,
+        "summary": summary,
+        "trajectory": trajectory,
+        "pairs": [[w.tolist(), lo.tolist()] for w, lo in pairs],
+    }
 
 
 def _summary(table: pd.DataFrame, prob: BowProblem, cfg: dict[str, Any]) -> dict[str, float]:
@@ -330,7 +368,8 @@ def _summary(table: pd.DataFrame, prob: BowProblem, cfg: dict[str, Any]) -> dict
             steps = part.pivot_table(index="step", columns="pair", values="log_p_w_upper")
             out["dpo_max_upper_bound_increase"] = float(np.diff(steps.to_numpy(), axis=0).max())
             gap = part.pivot_table(index="step", columns="pair", values="log_p_hat") - part.pivot_table(
-                index="step", columns="pair", values="log_p_w")
+                index="step", columns="pair", values="log_p_w"
+            )
             taus = part.pivot_table(index="step", columns="pair", values="tau")
             out["prop3_max_abs_error"] = float(np.max(np.abs(gap.to_numpy() - taus.to_numpy() * k[None, :])))
             out["prop3_k"] = float(k.min())

@@ -1,4 +1,4 @@
-"""Shared helpers of the theory experiments (DESIGN.md §1.4): configs, figures, tables, fits.
+"""Shared helpers of the theory experiments (docs/design.md §1.4): configs, figures, tables, fits.
 
 Every experiment is a pair ``run_<name>(config, seed) -> dict`` / ``plot_<name>(result, path)``.
 ``run_*`` returns ``{"name", "config", "seed", "table", "summary", ...}`` where ``table`` is a
@@ -124,7 +124,9 @@ def atomic_savefig(fig: Any, path: str | os.PathLike[str], dpi: int = 120) -> No
         plt.close(fig)
 
 
-def write_table(table: pd.DataFrame, csv_path: str | os.PathLike[str], md_path: str | os.PathLike[str] | None = None) -> None:
+def write_table(
+    table: pd.DataFrame, csv_path: str | os.PathLike[str], md_path: str | os.PathLike[str] | None = None
+) -> None:
     """Write a result table as CSV (and optionally Markdown), each atomically."""
     if not isinstance(table, pd.DataFrame):
         raise ValueError(f"table must be a pandas DataFrame, got {type(table).__name__}")

@@ -101,10 +101,15 @@ def run_alg3_dpo(config: dict[str, Any] | None, seed: int) -> dict[str, Any]:
         check_positive(name, key, float(cfg[key]))
     check_positive(name, "rho", float(cfg["rho"]), allow_zero=True)
     if cfg["divergence"] not in ("tv", "chi2", "none"):
-        raise ValueError(f"theory experiment {name!r}: config key 'divergence' must be tv, chi2 or none, got {cfg['divergence']!r}")
+        raise ValueError(
+            f"theory experiment {name!r}: config key 'divergence' must be tv, chi2 or none, got {cfg['divergence']!r}"
+        )
     steps_grid = [int(t) for t in cfg["steps_grid"]]
     if len(steps_grid) < 2 or min(steps_grid) < 1:
-        raise ValueError(f"theory experiment {name!r}: config key 'steps_grid' needs >= 2 positive T values, got {cfg['steps_grid']!r}")
+        raise ValueError(
+            f"theory experiment {name!r}: config key 'steps_grid' needs >= 2 positive T values, got "
+            f"{cfg['steps_grid']!r}"
+        )
     rng = make_rng(seed)
     data = make_dpo_data(cfg, rng)
     z, b = data["z"], data["b"]

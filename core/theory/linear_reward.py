@@ -164,13 +164,18 @@ def _validate_data_cfg(name: str, cfg: dict[str, Any]) -> None:
             check_positive(name, key, float(cfg[key]), allow_zero=key == "rho")
     _check_probs(name, "source_groups", cfg["source_groups"])
     if cfg.get("divergence", "tv") not in ("tv", "chi2", "none"):
-        raise ValueError(f"theory experiment {name!r}: config key 'divergence' must be tv, chi2 or none, got {cfg['divergence']!r}")
+        raise ValueError(
+            f"theory experiment {name!r}: config key 'divergence' must be tv, chi2 or none, got {cfg['divergence']!r}"
+        )
 
 
 def _check_probs(name: str, key: str, probs: list[float]) -> None:
     arr = np.asarray(probs, dtype=np.float64)
     if arr.ndim != 1 or arr.size < 1 or np.any(arr < 0) or not arr.sum() > 0:
-        raise ValueError(f"theory experiment {name!r}: config key {key!r} must be a list of non-negative group probabilities, got {probs!r}")
+        raise ValueError(
+            f"theory experiment {name!r}: config key {key!r} must be a list of non-negative group "
+            f"probabilities, got {probs!r}"
+        )
 
 
 def _step_size(cfg: dict[str, Any], steps: int) -> float:
@@ -201,7 +206,10 @@ def run_alg1_rate(config: dict[str, Any] | None, seed: int) -> dict[str, Any]:
     _validate_data_cfg(name, cfg)
     steps_grid = [int(t) for t in cfg["steps_grid"]]
     if len(steps_grid) < 2 or min(steps_grid) < 1:
-        raise ValueError(f"theory experiment {name!r}: config key 'steps_grid' needs >= 2 positive T values, got {cfg['steps_grid']!r}")
+        raise ValueError(
+            f"theory experiment {name!r}: config key 'steps_grid' needs >= 2 positive T values, got "
+            f"{cfg['steps_grid']!r}"
+        )
     _, data, rng = _source(cfg, seed)
     z, div, rho, radius = data["z"], cfg["divergence"], float(cfg["rho"]), float(cfg["radius"])
     w_opt, opt_value = solve_robust_logistic_cvxpy(z, None, div, rho, radius)
@@ -264,7 +272,9 @@ def run_alg1_batch(config: dict[str, Any] | None, seed: int) -> dict[str, Any]:
     _validate_data_cfg(name, cfg)
     grid = [int(n) for n in cfg["batch_grid"]]
     if len(grid) < 2 or min(grid) < 2:
-        raise ValueError(f"theory experiment {name!r}: config key 'batch_grid' needs >= 2 sizes >= 2, got {cfg['batch_grid']!r}")
+        raise ValueError(
+            f"theory experiment {name!r}: config key 'batch_grid' needs >= 2 sizes >= 2, got {cfg['batch_grid']!r}"
+        )
     _, data, rng = _source(cfg, seed)
     z, div, rho, radius = data["z"], cfg["divergence"], float(cfg["rho"]), float(cfg["radius"])
     w_opt, opt_value = solve_robust_logistic_cvxpy(z, None, div, rho, radius)
@@ -278,8 +288,12 @@ def run_alg1_batch(config: dict[str, Any] | None, seed: int) -> dict[str, Any]:
         for rep in range(int(cfg["replicates"])):
             w_bar, _ = robust_sgd(z, None, div, rho, radius, steps, n, _step_size(cfg, steps), rng)
             rows.append(
-                {"batch_size": n, "quantity": "suboptimality", "replicate": rep,
-                 "value": robust_loss(w_bar, z, None, div, rho) - opt_value}
+                {
+                    "batch_size": n,
+                    "quantity": "suboptimality",
+                    "replicate": rep,
+                    "value": robust_loss(w_bar, z, None, div, rho) - opt_value,
+                }
             )
     table = pd.DataFrame(rows)
     bias = table[table.quantity == "bias"].set_index("batch_size")["value"]
@@ -307,7 +321,9 @@ def plot_alg1_batch(result: dict[str, Any], path: str) -> None:
     sub = table[table.quantity == "suboptimality"].groupby("batch_size")["value"].mean()
     ns = bias.index.to_numpy(dtype=float)
     ax.plot(ns, bias.clip(lower=1e-12), "o-", label=f"minibatch bias at w* (slope {s['bias_slope']:.2f})")
-    ax.plot(ns, s["bias_sqrt_logn_over_n_constant"] * np.sqrt(np.log(ns) / ns), ":", color="gray", label="c sqrt(log n / n)")
+    ax.plot(
+        ns, s["bias_sqrt_logn_over_n_constant"] * np.sqrt(np.log(ns) / ns), ":", color="gray", label="c sqrt(log n / n)"
+    )
     ax.plot(sub.index, sub.clip(lower=1e-12), "s-", label=f"suboptimality, T={result['config']['steps']}")
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -337,7 +353,10 @@ def run_alg1_shift(config: dict[str, Any] | None, seed: int) -> dict[str, Any]:
         raise ValueError(f"theory experiment {name!r}: 'target_groups' and 'source_groups' must have the same length")
     rhos = [float(r) for r in cfg["rhos"]]
     if not rhos or min(rhos) < 0:
-        raise ValueError(f"theory experiment {name!r}: config key 'rhos' must be a non-empty list of values >= 0, got {cfg['rhos']!r}")
+        raise ValueError(
+            f"theory experiment {name!r}: config key 'rhos' must be a non-empty list of values >= 0, got "
+            f"{cfg['rhos']!r}"
+        )
     inst, data, rng = _source(cfg, seed)
     target = sample_pairs(inst, cfg["target_groups"], int(cfg["n_target"]), rng)
     z, radius, steps = data["z"], float(cfg["radius"]), int(cfg["steps"])
@@ -350,7 +369,9 @@ def run_alg1_shift(config: dict[str, Any] | None, seed: int) -> dict[str, Any]:
             w_bar, _ = robust_sgd(z, None, div, rho, radius, steps, int(cfg["batch_size"]), _step_size(cfg, steps), rng)
             candidates.append(("alg1", rep, w_bar))
         for method, rep, w in candidates:
-            rows.append({"rho": rho, "method": method, "replicate": rep, **_metrics(w, data, target, cfg["divergence"], rho)})
+            rows.append(
+                {"rho": rho, "method": method, "replicate": rep, **_metrics(w, data, target, cfg["divergence"], rho)}
+            )
     table = pd.DataFrame(rows)
     alg1 = table[table.method == "alg1"].groupby("rho")[["target_loss", "target_accuracy"]].mean()
     best_rho = float(alg1["target_loss"].idxmin())
@@ -370,7 +391,9 @@ def _norm(p: list[float]) -> np.ndarray:
     return a / a.sum()
 
 
-def _metrics(w: np.ndarray, source: dict[str, np.ndarray], target: dict[str, np.ndarray], divergence: str, rho: float) -> dict[str, float]:
+def _metrics(
+    w: np.ndarray, source: dict[str, np.ndarray], target: dict[str, np.ndarray], divergence: str, rho: float
+) -> dict[str, float]:
     m = target["z"] @ w
     p_obs = 0.5 * (1.0 + np.tanh(0.5 * target["true_margin"]))  # prob. of the observed orientation
     expected_loss = p_obs * np.logaddexp(0.0, -m) + (1.0 - p_obs) * np.logaddexp(0.0, m)
@@ -392,7 +415,10 @@ def plot_alg1_shift(result: dict[str, Any], path: str) -> None:
     """Target loss and target accuracy against rho (Algorithm 1 mean +- sd, and the exact optimum)."""
     table = result["table"]
     fig, axes = new_figure(ncols=2)
-    for ax, metric, label in ((axes[0, 0], "target_loss", "target BT log-loss"), (axes[0, 1], "target_accuracy", "target accuracy")):
+    for ax, metric, label in (
+        (axes[0, 0], "target_loss", "target BT log-loss"),
+        (axes[0, 1], "target_accuracy", "target accuracy"),
+    ):
         alg = table[table.method == "alg1"].groupby("rho")[metric].agg(["mean", "std"]).fillna(0.0)
         ex = table[table.method == "exact"].set_index("rho")[metric]
         ax.errorbar(alg.index, alg["mean"], yerr=alg["std"], fmt="o-", capsize=3, label="Alg. 1 (w_bar)")

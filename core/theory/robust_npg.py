@@ -234,9 +234,14 @@ def run_alg2_npg(config: dict[str, Any] | None, seed: int) -> dict[str, Any]:
         check_positive(name, key, float(cfg[key]))
     check_positive(name, "rho", float(cfg["rho"]), allow_zero=True)
     if cfg["value_estimate"] not in ("exact", "sample"):
-        raise ValueError(f"theory experiment {name!r}: config key 'value_estimate' must be 'exact' or 'sample', got {cfg['value_estimate']!r}")
+        raise ValueError(
+            f"theory experiment {name!r}: config key 'value_estimate' must be 'exact' or 'sample', got "
+            f"{cfg['value_estimate']!r}"
+        )
     if cfg["divergence"] not in ("tv", "chi2", "none"):
-        raise ValueError(f"theory experiment {name!r}: config key 'divergence' must be tv, chi2 or none, got {cfg['divergence']!r}")
+        raise ValueError(
+            f"theory experiment {name!r}: config key 'divergence' must be tv, chi2 or none, got {cfg['divergence']!r}"
+        )
     rng = make_rng(seed)
     inst = make_npg_instance(cfg, rng)
     beta, eta, div, rho = float(cfg["beta"]), float(cfg["eta"]), cfg["divergence"], float(cfg["rho"])
@@ -244,7 +249,8 @@ def run_alg2_npg(config: dict[str, Any] | None, seed: int) -> dict[str, Any]:
     theta_star, v_star = robust_optimum_cvxpy(inst, beta, div, rho)
     if np.linalg.norm(theta_star) >= radius:
         raise ValueError(
-            f"theory experiment {name!r}: the robust optimum has ||theta*|| = {np.linalg.norm(theta_star):.3g} >= radius "
+            f"theory experiment {name!r}: the robust optimum has ||theta*|| = {np.linalg.norm(theta_star):.3g} "
+            ">= radius "
             f"{radius}; increase config key 'radius' so that the direct method solves the same problem"
         )
     psi = _score_features(inst)
@@ -258,8 +264,16 @@ def run_alg2_npg(config: dict[str, Any] | None, seed: int) -> dict[str, Any]:
         stats = {"q_min": float("nan"), "fisher_sigma_min": float("nan")}
         for t in range(int(cfg["iterations"]) + 1):
             value = robust_value_of(inst, theta, beta, div, rho)
-            rows.append({"run": run, "iteration": t, "robust_value": value, "suboptimality": v_star - value,
-                         "potential": _potential(inst, theta_star, theta), **stats})
+            rows.append(
+                {
+                    "run": run,
+                    "iteration": t,
+                    "robust_value": value,
+                    "suboptimality": v_star - value,
+                    "potential": _potential(inst, theta_star, theta),
+                    **stats,
+                }
+            )
             prompts = np.arange(nx) if batch is None else rng.integers(0, nx, size=batch)
             theta, stats = npg_step(inst, theta, prompts, beta, eta, div, rho, radius, cfg["value_estimate"], rng, psi)
     table = pd.DataFrame(rows)

@@ -1,4 +1,4 @@
-"""trl trainer subclasses (DESIGN.md §1.2-§1.3): the DR reward model and the DPO family.
+"""trl trainer subclasses (docs/design.md §1.2-§1.3): the DR reward model and the DPO family.
 
 Names are imported lazily so that ``import core.trainers`` stays cheap; DR-PPO lives in
 ``core.trainers.ppo`` and is imported from there.

@@ -1,17 +1,18 @@
 """The DPO family on trl 1.12's ``DPOTrainer``: DR weights on every loss, distillation, pessimism, ensembles.
 
-Implicit reward ``h = beta log(pi/pi_ref)``, ``Delta h = h(x,y+) - h(x,y-)`` (DESIGN.md §1.3).
-``loss_type`` (one of):
+Implicit reward ``h = beta log(pi/pi_ref)``, ``Delta h = h(x,y+) - h(x,y-)`` (docs/design.md §1.3).
+``loss_type`` (one of ``core.vocab.LOSS_TYPES``):
 
-* ``sigmoid`` DPO ``-log sigma(Delta h)`` and ``ipo`` ``(Delta avg-logratio - 1/(2 tau))^2`` (trl's
-  per-token form, ``tau`` = ``beta``): with DR off these run trl's own code path, unchanged.
+* ``dpo`` DPO ``-log sigma(Delta h)`` (Rafailov et al. eq. 7; trl calls it ``sigmoid``) and ``ipo``
+  ``(Delta avg-logratio - 1/(2 tau))^2`` (trl's per-token form, ``tau`` = ``beta``): with DR off
+  these run trl's own code path, unchanged.
 * ``ddpo`` distillation paper eq. 7: ``(r_tgt(x,y+) - r_tgt(x,y-) - Delta h)^2``.
 * ``pdpo`` eq. 13: DPO + ``gamma KL(pi_ref || pi)``.
 * ``dpdpo`` eq. 11 with ``S = {r_tgt}``: d-DPO + ``gamma KL(pi_ref || pi)``.
 * ``edpo`` eq. 11: ``min_k L_distill(r_k, pi) + gamma KL(pi_ref || pi)``, the min taken over the
   whole optimiser minibatch (paper footnote 5); the member attaining it is logged every step and,
   with the per-member count of examples each member fits best, kept in ``robust_history`` (the
-  data of the paper's Figure B.3; ``dump_step_records`` writes it).
+  data of the paper's Figure B.3).
 
 Target rewards are precomputed dataset columns: ``target_chosen`` / ``target_rejected`` (names
 configurable) for ``ddpo``/``dpdpo``, and ``target_chosen_0.. target_chosen_{K-1}`` /
@@ -53,74 +54,71 @@ from trl.trainer.utils import flush_left, selective_log_softmax, use_adapter
 from core.losses import (
     distillation_loss,
     dpo_sigmoid_loss,
+    ensemble_member,
     forward_kl_estimate,
     ipo_loss,
     weighted_mean,
 )
 from core.trainers.robust import RobustMinibatchMixin, robust_enabled, validate_robust_args
+from core.vocab import (
+    DISTILLED_LOSS_TYPES,
+    FORWARD_KL_ESTIMATORS,
+    GAMMA_SCHEDULES,
+    LOSS_TYPES,
+    PESSIMISTIC_LOSS_TYPES,
+)
 
 __all__ = [
-    "CUSTOM_LOSS_TYPES",
     "DRDPOConfig",
     "DRDPOTrainer",
     "TargetRewardCollator",
     "resolve_target_columns",
+    "trl_loss_types",
 ]
 
-DISTILL_LOSS_TYPES = ("ddpo", "dpdpo", "edpo")
-PESSIMISTIC_LOSS_TYPES = ("pdpo", "dpdpo", "edpo")
-NEW_LOSS_TYPES = ("ddpo", "pdpo", "dpdpo", "edpo")
-CUSTOM_LOSS_TYPES = ("sigmoid", "ipo", *NEW_LOSS_TYPES)
-FORWARD_KL_ESTIMATORS = ("dataset", "ref_samples")
-GAMMA_SCHEDULES = ("constant", "linear")
+#: The losses of ``LOSS_TYPES`` that trl 1.12's ``DPOTrainer`` implements, under trl's names.
+_TRL_NAMES: dict[str, str] = {"dpo": "sigmoid", "ipo": "ipo"}
+#: The losses only this trainer implements (always the custom code path).
+_OWN_LOSS_TYPES: tuple[str, ...] = tuple(t for t in LOSS_TYPES if t not in _TRL_NAMES)
 _TARGET_KEYS = ("target_chosen", "target_rejected")
 _NON_MODEL_KEYS = {"completion_mask", "ref_chosen_logps", "ref_rejected_logps", *_TARGET_KEYS}
 
 
+def trl_loss_types(loss_types: Sequence[str]) -> list[str]:
+    """``loss_type`` in trl's words (trl calls the plain DPO loss ``sigmoid``): the one translation."""
+    return [_TRL_NAMES.get(t, t) for t in loss_types]
+
+
 @dataclass
 class DRDPOConfig(DPOConfig):
-    """trl's ``DPOConfig`` plus DR weights, distillation targets, pessimism and e-DPO settings."""
+    """trl's ``DPOConfig`` plus DR weights, distillation targets, pessimism and e-DPO settings.
 
-    divergence: str = field(
-        default="none", metadata={"help": "none, tv, chi2, kl or cvar (DESIGN.md §1.1)."}
+    ``loss_type`` takes the project's words (``core.vocab.LOSS_TYPES``, default ``"dpo"``); with DR
+    off and no loss of this trainer's own, other trl loss types (trl's names) run trl's code.
+    """
+
+    loss_type: list[str] = field(
+        default_factory=lambda: ["dpo"],
+        metadata={
+            "help": f"One of {', '.join(LOSS_TYPES)} (core.vocab.LOSS_TYPES); with DR off, also trl's other loss types."
+        },
     )
-    rho: float = field(
-        default=0.0, metadata={"help": "Radius of the DR ball (CVaR: alpha); 0 = non-robust."}
-    )
-    average_iterates: str = field(
-        default="none", metadata={"help": "none, uniform (Alg. 3 line 8) or ema."}
-    )
-    ema_decay: float = field(
-        default=0.999, metadata={"help": "EMA decay when average_iterates='ema'."}
-    )
-    gamma: float = field(
-        default=0.01, metadata={"help": "Forward-KL coefficient when gamma_schedule='constant'."}
-    )
-    gamma_schedule: str = field(
-        default="constant", metadata={"help": "constant or linear (gamma_start -> gamma_end)."}
-    )
-    gamma_start: float = field(
-        default=1e-4, metadata={"help": "gamma at the first step of a linear schedule."}
-    )
-    gamma_end: float = field(
-        default=1e-2, metadata={"help": "gamma at the last step of a linear schedule."}
-    )
+    divergence: str = field(default="none", metadata={"help": "none, tv, chi2, kl or cvar (docs/design.md §1.1)."})
+    rho: float = field(default=0.0, metadata={"help": "Radius of the DR ball (CVaR: alpha); 0 = non-robust."})
+    average_iterates: str = field(default="none", metadata={"help": "none, uniform (Alg. 3 line 8) or ema."})
+    ema_decay: float = field(default=0.999, metadata={"help": "EMA decay when average_iterates='ema'."})
+    gamma: float = field(default=0.01, metadata={"help": "Forward-KL coefficient when gamma_schedule='constant'."})
+    gamma_schedule: str = field(default="constant", metadata={"help": "constant or linear (gamma_start -> gamma_end)."})
+    gamma_start: float = field(default=1e-4, metadata={"help": "gamma at the first step of a linear schedule."})
+    gamma_end: float = field(default=1e-2, metadata={"help": "gamma at the last step of a linear schedule."})
     forward_kl_estimator: str = field(
         default="dataset",
         metadata={"help": "dataset (the pair's completions) or ref_samples (sampled from pi_ref)."},
     )
-    forward_kl_num_samples: int = field(
-        default=1, metadata={"help": "Samples per prompt for ref_samples."}
-    )
-    forward_kl_max_new_tokens: int = field(
-        default=32, metadata={"help": "Max sampled tokens for ref_samples."}
-    )
-    forward_kl_length_normalize: bool = field(
-        default=False, metadata={"help": "Per-token -log pi."}
-    )
-    target_chosen_column: str = field(
-        default="target_chosen", metadata={"help": "Target reward of y+ (edpo: _k)."}
-    )
+    forward_kl_num_samples: int = field(default=1, metadata={"help": "Samples per prompt for ref_samples."})
+    forward_kl_max_new_tokens: int = field(default=32, metadata={"help": "Max sampled tokens for ref_samples."})
+    forward_kl_length_normalize: bool = field(default=False, metadata={"help": "Per-token -log pi."})
+    target_chosen_column: str = field(default="target_chosen", metadata={"help": "Target reward of y+ (edpo: _k)."})
     target_rejected_column: str = field(
         default="target_rejected",
         metadata={"help": "Target reward of y- (edpo: suffix _k per member)."},
@@ -129,20 +127,20 @@ class DRDPOConfig(DPOConfig):
     def __post_init__(self) -> None:
         validate_robust_args(self.divergence, self.rho, self.average_iterates, self.ema_decay)
         super().__post_init__()  # turns a str loss_type into a list
-        custom = any(t in NEW_LOSS_TYPES for t in self.loss_type) or robust_enabled(
-            self.divergence, self.rho
-        )
-        if custom and (len(self.loss_type) != 1 or self.loss_type[0] not in CUSTOM_LOSS_TYPES):
+        if "sigmoid" in self.loss_type:
+            raise ValueError(
+                f"config field 'loss_type': the plain DPO loss is called 'dpo' (trl's 'sigmoid'), got {self.loss_type}"
+            )
+        custom = any(t in _OWN_LOSS_TYPES for t in self.loss_type) or robust_enabled(self.divergence, self.rho)
+        if custom and (len(self.loss_type) != 1 or self.loss_type[0] not in LOSS_TYPES):
             raise ValueError(
                 f"config field 'loss_type': with DR on or a distillation/pessimistic loss, exactly one of "
-                f"{list(CUSTOM_LOSS_TYPES)} is supported, got {self.loss_type}"
+                f"{list(LOSS_TYPES)} is supported, got {self.loss_type}"
             )
         for name in ("gamma", "gamma_start", "gamma_end"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0:
-                raise ValueError(
-                    f"config field {name!r}: expected a finite number >= 0, got {value!r}"
-                )
+                raise ValueError(f"config field {name!r}: expected a finite number >= 0, got {value!r}")
         if self.gamma_schedule not in GAMMA_SCHEDULES:
             raise ValueError(
                 f"config field 'gamma_schedule': expected one of {list(GAMMA_SCHEDULES)}, got {self.gamma_schedule!r}"
@@ -171,7 +169,9 @@ def resolve_target_columns(
     ``rejected_column_k`` for ``k = 0..K-1`` (contiguous, ``K >= 1``).  Other loss types: none.
     """
     names = set(column_names)
-    if loss_type in ("ddpo", "dpdpo"):
+    if loss_type not in DISTILLED_LOSS_TYPES:
+        return [], []
+    if loss_type != "edpo":
         missing = [c for c in (chosen_column, rejected_column) if c not in names]
         if missing:
             raise ValueError(
@@ -179,17 +179,9 @@ def resolve_target_columns(
                 f"columns present: {sorted(names)}"
             )
         return [chosen_column], [rejected_column]
-    if loss_type != "edpo":
-        return [], []
-    chosen_ks = sorted(
-        int(m.group(1))
-        for c in names
-        if (m := re.fullmatch(re.escape(chosen_column) + r"_(\d+)", c))
-    )
+    chosen_ks = sorted(int(m.group(1)) for c in names if (m := re.fullmatch(re.escape(chosen_column) + r"_(\d+)", c)))
     rejected_ks = sorted(
-        int(m.group(1))
-        for c in names
-        if (m := re.fullmatch(re.escape(rejected_column) + r"_(\d+)", c))
+        int(m.group(1)) for c in names if (m := re.fullmatch(re.escape(rejected_column) + r"_(\d+)", c))
     )
     if not chosen_ks:
         raise ValueError(
@@ -201,9 +193,7 @@ def resolve_target_columns(
             f"{dataset_name} dataset: ensemble target columns must be numbered 0..K-1 for both "
             f"'{chosen_column}_k' and '{rejected_column}_k', got chosen {chosen_ks} and rejected {rejected_ks}"
         )
-    return [f"{chosen_column}_{k}" for k in chosen_ks], [
-        f"{rejected_column}_{k}" for k in chosen_ks
-    ]
+    return [f"{chosen_column}_{k}" for k in chosen_ks], [f"{rejected_column}_{k}" for k in chosen_ks]
 
 
 def _check_target_values(dataset: Any, columns: Sequence[str], dataset_name: str) -> None:
@@ -218,7 +208,8 @@ def _check_target_values(dataset: Any, columns: Sequence[str], dataset_name: str
                 ok = False
             if not ok:
                 raise ValueError(
-                    f"{dataset_name} dataset, column {column!r}, row {row}: expected a finite target reward, got {value!r}"
+                    f"{dataset_name} dataset, column {column!r}, row {row}: expected a finite target reward, "
+                    f"got {value!r}"
                 )
 
 
@@ -238,28 +229,19 @@ class TargetRewardCollator:
                 chosen.append([float(example.pop(c)) for c in self.chosen_columns])
                 rejected.append([float(example.pop(c)) for c in self.rejected_columns])
             except KeyError as exc:
-                raise ValueError(
-                    f"batch example lacks target-reward column {exc.args[0]!r}"
-                ) from exc
+                raise ValueError(f"batch example lacks target-reward column {exc.args[0]!r}") from exc
             except (TypeError, ValueError) as exc:
                 raise ValueError(f"batch example has a non-numeric target reward: {exc}") from exc
             stripped.append(example)
         batch = self.inner(stripped)
         batch["target_chosen"] = torch.tensor(chosen, dtype=torch.float32)
         batch["target_rejected"] = torch.tensor(rejected, dtype=torch.float32)
-        if not (
-            torch.isfinite(batch["target_chosen"]).all()
-            and torch.isfinite(batch["target_rejected"]).all()
-        ):
-            raise ValueError(
-                f"non-finite target reward in a batch (columns {list(self.chosen_columns)})"
-            )
+        if not (torch.isfinite(batch["target_chosen"]).all() and torch.isfinite(batch["target_rejected"]).all()):
+            raise ValueError(f"non-finite target reward in a batch (columns {list(self.chosen_columns)})")
         return batch
 
 
-def _sequence_logps(
-    logits: torch.Tensor, input_ids: torch.Tensor, completion_mask: torch.Tensor
-) -> torch.Tensor:
+def _sequence_logps(logits: torch.Tensor, input_ids: torch.Tensor, completion_mask: torch.Tensor) -> torch.Tensor:
     """``log pi(y|x)``: next-token log-probs summed over completion tokens (trl 1.12's convention)."""
     per_token = selective_log_softmax(logits[..., :-1, :], input_ids[..., 1:])
     per_token[completion_mask[..., 1:] == 0] = 0.0
@@ -308,13 +290,9 @@ class DRDPOTrainer(RobustMinibatchMixin, DPOTrainer):
         **kwargs: Any,
     ):
         if not isinstance(args, DRDPOConfig):
-            raise ValueError(
-                f"DRDPOTrainer needs a DRDPOConfig as `args`, got {type(args).__name__}"
-            )
+            raise ValueError(f"DRDPOTrainer needs a DRDPOConfig as `args`, got {type(args).__name__}")
         self._loss_type = args.loss_type[0]
-        self._custom_path = self._loss_type in NEW_LOSS_TYPES or robust_enabled(
-            args.divergence, args.rho
-        )
+        self._custom_path = self._loss_type in _OWN_LOSS_TYPES or robust_enabled(args.divergence, args.rho)
         train_dataset = kwargs.get("train_dataset", pos[1] if len(pos) > 1 else None)
         if train_dataset is None:
             raise ValueError("DRDPOTrainer needs a train_dataset")
@@ -324,13 +302,17 @@ class DRDPOTrainer(RobustMinibatchMixin, DPOTrainer):
             args.target_chosen_column,
             args.target_rejected_column,
         )
-        super().__init__(model, ref_model, args, *pos, **kwargs)
+        # trl reads args.loss_type once, here (into self.loss_types): it gets trl's words
+        project_loss_types = args.loss_type
+        args.loss_type = trl_loss_types(project_loss_types)
+        try:
+            super().__init__(model, ref_model, args, *pos, **kwargs)
+        finally:
+            args.loss_type = project_loss_types
         self._check_custom_path_supported()
         if self._target_chosen:
             self._check_datasets_targets()
-            self.data_collator = TargetRewardCollator(
-                self.data_collator, self._target_chosen, self._target_rejected
-            )
+            self.data_collator = TargetRewardCollator(self.data_collator, self._target_chosen, self._target_rejected)
         self._init_robust(args.average_iterates, args.ema_decay)
 
     # -------------------------------------------------------------- set-up checks
@@ -348,8 +330,7 @@ class DRDPOTrainer(RobustMinibatchMixin, DPOTrainer):
         bad = [text for text, flag in problems.items() if flag]
         if bad:
             raise ValueError(
-                f"loss_type {self._loss_type!r} with divergence={self.args.divergence!r}: "
-                + "; ".join(bad)
+                f"loss_type {self._loss_type!r} with divergence={self.args.divergence!r}: " + "; ".join(bad)
             )
         if (
             self._loss_type in PESSIMISTIC_LOSS_TYPES
@@ -365,11 +346,7 @@ class DRDPOTrainer(RobustMinibatchMixin, DPOTrainer):
     def _check_datasets_targets(self) -> None:
         columns = self._target_chosen + self._target_rejected
         _check_target_values(self.train_dataset, columns, "train")
-        evals = (
-            self.eval_dataset
-            if isinstance(self.eval_dataset, dict)
-            else {"eval": self.eval_dataset}
-        )
+        evals = self.eval_dataset if isinstance(self.eval_dataset, dict) else {"eval": self.eval_dataset}
         for name, dataset in evals.items():
             if dataset is None:
                 continue
@@ -401,9 +378,7 @@ class DRDPOTrainer(RobustMinibatchMixin, DPOTrainer):
         return float(self.args.gamma_start + (self.args.gamma_end - self.args.gamma_start) * frac)
 
     # -------------------------------------------------------------- per-example terms
-    def _reference_logps(
-        self, model, inputs
-    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    def _reference_logps(self, model, inputs) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         if "ref_chosen_logps" in inputs and "ref_rejected_logps" in inputs:
             return inputs["ref_chosen_logps"], inputs["ref_rejected_logps"], {}
         ref_inputs = {k: v for k, v in inputs.items() if k not in _TARGET_KEYS}
@@ -415,19 +390,15 @@ class DRDPOTrainer(RobustMinibatchMixin, DPOTrainer):
             {"ref_chosen_logps": ref_chosen, "ref_rejected_logps": ref_rejected},
         )
 
-    def _main_losses(
-        self, chosen_lr, rejected_lr, chosen_len, rejected_len, inputs
-    ) -> torch.Tensor:
+    def _main_losses(self, chosen_lr, rejected_lr, chosen_len, rejected_len, inputs) -> torch.Tensor:
         kind = self._loss_type
-        if kind in ("sigmoid", "pdpo"):
-            return dpo_sigmoid_loss(chosen_lr, rejected_lr, self.beta)
         if kind == "ipo":
             return ipo_loss(chosen_lr, rejected_lr, chosen_len, rejected_len, self.beta)
+        if kind not in DISTILLED_LOSS_TYPES:  # dpo, pdpo
+            return dpo_sigmoid_loss(chosen_lr, rejected_lr, self.beta)
         target_chosen, target_rejected = inputs["target_chosen"], inputs["target_rejected"]
-        if kind in ("ddpo", "dpdpo"):
-            return distillation_loss(
-                chosen_lr, rejected_lr, target_chosen[:, 0], target_rejected[:, 0], self.beta
-            )
+        if kind != "edpo":  # ddpo, dpdpo
+            return distillation_loss(chosen_lr, rejected_lr, target_chosen[:, 0], target_rejected[:, 0], self.beta)
         # edpo: one column per ensemble member, [n, K]
         return distillation_loss(
             chosen_lr.unsqueeze(1),
@@ -487,16 +458,13 @@ class DRDPOTrainer(RobustMinibatchMixin, DPOTrainer):
     # -------------------------------------------------------------- forward KL
     @torch.no_grad()
     def _sample_reference(self, inputs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Completions ``y ~ pi_ref(.|x)`` for the batch prompts; returns right-padded ids, attention, completion mask."""
+        """Completions ``y ~ pi_ref(.|x)`` for the batch prompts; returns right-padded ids, attention,
+        completion mask."""
         n = inputs["input_ids"].shape[0] // 2
-        ids, attention, completion = (
-            inputs[k][:n] for k in ("input_ids", "attention_mask", "completion_mask")
-        )
+        ids, attention, completion = (inputs[k][:n] for k in ("input_ids", "attention_mask", "completion_mask"))
         prompt_lengths = (attention.bool() & ~completion.bool()).sum(dim=1)
         if int(prompt_lengths.min()) == 0:
-            raise ValueError(
-                "forward_kl_estimator='ref_samples' needs a non-empty prompt in every example"
-            )
+            raise ValueError("forward_kl_estimator='ref_samples' needs a non-empty prompt in every example")
         width = int(prompt_lengths.max())
         pad_id = self._tokenizer.pad_token_id
         prompts = ids.new_full((n, width), pad_id)
@@ -521,18 +489,12 @@ class DRDPOTrainer(RobustMinibatchMixin, DPOTrainer):
             )
         else:
             generator = self.accelerator.unwrap_model(self.model)
-            context = use_adapter(
-                generator, adapter_name="ref" if "ref" in generator.peft_config else None
-            )
+            context = use_adapter(generator, adapter_name="ref" if "ref" in generator.peft_config else None)
         with context:
-            sequences = generator.generate(
-                input_ids=prompts, attention_mask=prompt_mask, generation_config=config
-            )
+            sequences = generator.generate(input_ids=prompts, attention_mask=prompt_mask, generation_config=config)
         new = sequences[:, width:]
         is_eos = (new == self._tokenizer.eos_token_id).long()
-        new_mask = (
-            (is_eos.cumsum(dim=1) - is_eos) == 0
-        ).long()  # up to and including the first EOS
+        new_mask = ((is_eos.cumsum(dim=1) - is_eos) == 0).long()  # up to and including the first EOS
         repeated_mask = prompt_mask.repeat_interleave(self.args.forward_kl_num_samples, dim=0)
         attention_mask = torch.cat([repeated_mask, new_mask], dim=1)
         completion_mask = torch.cat([torch.zeros_like(repeated_mask), new_mask], dim=1)
@@ -542,16 +504,10 @@ class DRDPOTrainer(RobustMinibatchMixin, DPOTrainer):
         """Per-prompt estimate of ``KL(pi_ref || pi)`` up to a constant (distillation paper eqs. 11, 13)."""
         normalize = self.args.forward_kl_length_normalize
         if self.args.forward_kl_estimator == "dataset":
-            chosen = forward_kl_estimate(
-                terms.chosen_logps, terms.chosen_lengths if normalize else None
-            )
-            rejected = forward_kl_estimate(
-                terms.rejected_logps, terms.rejected_lengths if normalize else None
-            )
+            chosen = forward_kl_estimate(terms.chosen_logps, terms.chosen_lengths if normalize else None)
+            rejected = forward_kl_estimate(terms.rejected_logps, terms.rejected_lengths if normalize else None)
             return 0.5 * (chosen + rejected)
-        per_sample = forward_kl_estimate(
-            terms.sample_logps, terms.sample_lengths if normalize else None
-        )
+        per_sample = forward_kl_estimate(terms.sample_logps, terms.sample_lengths if normalize else None)
         return per_sample.view(-1, self.args.forward_kl_num_samples).mean(dim=1)
 
     # -------------------------------------------------------------- loss
@@ -571,7 +527,7 @@ class DRDPOTrainer(RobustMinibatchMixin, DPOTrainer):
             selected = main if member is None else main[:, member]
             loss = scale * weighted_mean(selected, weights)
         else:
-            member = int(torch.argmin(main.detach().mean(dim=0))) if main.ndim == 2 else None
+            member = ensemble_member(main.detach()) if main.ndim == 2 else None
             selected = main if member is None else main[:, member]
             loss = selected.mean()
             if member is not None:
@@ -582,9 +538,7 @@ class DRDPOTrainer(RobustMinibatchMixin, DPOTrainer):
             kl = self._forward_kl(terms)
             loss = loss + gamma * kl.mean()
             self._metrics[mode]["gamma"].append(gamma)
-            self._metrics[mode]["forward_kl"].append(
-                self.accelerator.gather(kl.detach()).mean().item()
-            )
+            self._metrics[mode]["forward_kl"].append(self.accelerator.gather(kl.detach()).mean().item())
         self._log_pair_metrics(mode, inputs, terms, selected.detach())
         return (loss, terms.outputs) if return_outputs else loss
 
@@ -598,9 +552,7 @@ class DRDPOTrainer(RobustMinibatchMixin, DPOTrainer):
         rejected_rewards = self.beta * terms.rejected_logratios.detach()
         metrics["rewards/chosen"].append(gather(chosen_rewards).mean().item())
         metrics["rewards/rejected"].append(gather(rejected_rewards).mean().item())
-        metrics["rewards/accuracies"].append(
-            gather((chosen_rewards > rejected_rewards).float()).mean().item()
-        )
+        metrics["rewards/accuracies"].append(gather((chosen_rewards > rejected_rewards).float()).mean().item())
         metrics["rewards/margins"].append(gather(chosen_rewards - rejected_rewards).mean().item())
         metrics["logps/chosen"].append(gather(terms.chosen_logps.detach()).mean().item())
         metrics["logps/rejected"].append(gather(terms.rejected_logps.detach()).mean().item())

@@ -1,6 +1,6 @@
 """DR-PPO: KL-regularised PPO against a reward model with worst-case sample weights.
 
-DR paper §5.2 / DESIGN.md §1.3.  Each update samples a rollout batch of ``n`` responses, scores
+DR paper §5.2 / docs/design.md §1.3.  Each update samples a rollout batch of ``n`` responses, scores
 them with the reward model and forms the KL-regularised return of every sample,
 
     R_i = s_i - beta * sum_t kl_{i,t}      (kl_{i,t} ~ log pi(y_t) / pi_ref(y_t), trl's k1/k3),
@@ -32,7 +32,8 @@ data pass, through accelerate's end-of-dataloader sync); the two agree whenever
 Added to trl's loop: checkpoints (policy, value model, optimiser, scheduler, RNG and data-stream
 state, written atomically) and ``train(resume_from_checkpoint=...)`` resuming to the same final
 weights; a non-finite return or loss raises :class:`NonFiniteLossError` before any optimiser step
-or checkpoint of that update (and non-finite parameters are never checkpointed); per-update logs (KL, rewards, losses, robust-weight statistics) go
+or checkpoint of that update (and non-finite parameters are never checkpointed); per-update logs
+(KL, rewards, losses, robust-weight statistics) go
 through ``Trainer.log`` to the callbacks -- for MLflow pass ``run.callback()`` of
 ``core.tracking.mlflow_run`` (a no-op without a tracking URI).
 """
@@ -41,16 +42,14 @@ from __future__ import annotations
 
 import glob
 import json
-import math
 import os
 import re
 import shutil
-import tempfile
 import warnings
 from collections import defaultdict
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -60,11 +59,10 @@ from transformers import GenerationConfig, TrainerCallback
 from trl.models.utils import unwrap_model_for_generation
 from trl.trainer.utils import selective_log_softmax
 
-from core.atomic import atomic_write_json
-from core.dro import DIVERGENCES
+from core.atomic import atomic_directory, atomic_write_json, staging_directory
+from core.dro import check_radius
 from core.trainers.ppo_utils import (
     KL_ESTIMATORS,
-    ROBUST_VERSIONS,
     PromptStream,
     RobustWeights,
     capture_torch_rng,
@@ -74,11 +72,11 @@ from core.trainers.ppo_utils import (
     kl_estimate,
     numpy_rng_from_tensors,
     numpy_rng_to_tensors,
-    replace_directory,
     restore_torch_rng,
     robust_weights,
     shaped_token_rewards,
 )
+from core.vocab import DIVERGENCES, PPO_VERSIONS
 
 with warnings.catch_warnings():  # trl 1.12 warns on the first import of trl.experimental
     warnings.filterwarnings("ignore", message=".*trl.experimental.*")
@@ -120,40 +118,39 @@ class DRPPOConfig(PPOConfig):
     r"""trl 1.12's ``PPOConfig`` plus the DR-PPO fields (DR paper §5.2).
 
     Parameters:
-        robust_version (`str`, defaults to `"none"`): `"none"` (plain PPO), `"vA"` (advantages of
-            sample i scaled by n q_i) or `"vB"` (policy loss of sample i scaled by n q_i).
+        robust_version (`str`, defaults to `"none"`): one of `core.vocab.PPO_VERSIONS`: `"none"`
+            (plain PPO), `"vA"` (advantages of sample i scaled by n q_i) or `"vB"` (policy loss of
+            sample i scaled by n q_i).
         divergence (`str`, defaults to `"none"`): ball around the uniform weights, one of
-            `core.dro.DIVERGENCES`.
+            `core.vocab.DIVERGENCES`.
         rho (`float`, defaults to `0.0`): its radius (`alpha` in (0, 1] for `cvar`); 0 gives
             uniform weights, i.e. plain PPO.
         num_sample_generations (`int`, defaults to `0`): trl's debugging sample tables are not
             produced by this trainer; must stay 0.
     """
 
-    robust_version: Literal["none", "vA", "vB"] = field(
+    robust_version: str = field(
         default="none",
         metadata={"help": "DR-PPO variant: 'none', 'vA' (scaled advantages) or 'vB' (scaled policy loss)."},
     )
-    divergence: Literal["none", "tv", "chi2", "kl", "cvar"] = field(
+    divergence: str = field(
         default="none",
         metadata={"help": "Divergence ball of the worst-case weights (core.dro)."},
     )
     rho: float = field(default=0.0, metadata={"help": "Radius of the ball (alpha for cvar)."})
-    num_sample_generations: int = field(
-        default=0, metadata={"help": "Not supported by DRPPOTrainer; must be 0."}
-    )
+    num_sample_generations: int = field(default=0, metadata={"help": "Not supported by DRPPOTrainer; must be 0."})
 
     def __post_init__(self) -> None:
-        if self.robust_version not in ROBUST_VERSIONS:
+        if self.robust_version not in PPO_VERSIONS:
             raise ValueError(
-                f"DRPPOConfig.robust_version must be one of {list(ROBUST_VERSIONS)}, got {self.robust_version!r}"
+                f"DRPPOConfig.robust_version must be one of {list(PPO_VERSIONS)}, got {self.robust_version!r}"
             )
         if self.divergence not in DIVERGENCES:
             raise ValueError(f"DRPPOConfig.divergence must be one of {list(DIVERGENCES)}, got {self.divergence!r}")
-        if not (isinstance(self.rho, int | float) and math.isfinite(self.rho) and self.rho >= 0):
-            raise ValueError(f"DRPPOConfig.rho must be a finite number >= 0, got {self.rho!r}")
-        if self.divergence == "cvar" and self.rho > 1:
-            raise ValueError(f"DRPPOConfig.rho is alpha for divergence='cvar' and must be <= 1, got {self.rho}")
+        try:
+            check_radius(self.divergence, self.rho)
+        except ValueError as err:
+            raise ValueError(f"DRPPOConfig.rho: {err}") from None
         if self.robust_version == "none" and self.divergence != "none" and self.rho > 0:
             raise ValueError(
                 f"DRPPOConfig: divergence={self.divergence!r} with rho={self.rho} has no effect when "
@@ -165,7 +162,9 @@ class DRPPOConfig(PPOConfig):
                 "(evaluate the saved policy with core.eval instead)"
             )
         if self.kl_estimator not in KL_ESTIMATORS:
-            raise ValueError(f"DRPPOConfig.kl_estimator must be one of {list(KL_ESTIMATORS)}, got {self.kl_estimator!r}")
+            raise ValueError(
+                f"DRPPOConfig.kl_estimator must be one of {list(KL_ESTIMATORS)}, got {self.kl_estimator!r}"
+            )
         super().__post_init__()
 
 
@@ -184,9 +183,7 @@ def tokenize_prompts(
     special tokens).  ``max_prompt_length`` keeps the last tokens (those next to the response).
     """
     if prompt_column not in dataset.column_names:
-        raise ValueError(
-            f"prompt dataset has no column {prompt_column!r}; columns are {dataset.column_names}"
-        )
+        raise ValueError(f"prompt dataset has no column {prompt_column!r}; columns are {dataset.column_names}")
 
     def encode(row: dict[str, Any], index: int) -> dict[str, list[int]]:
         prompt = row[prompt_column]
@@ -244,7 +241,8 @@ class DRPPOTrainer(PPOTrainer):
     ``Trainer.log`` (``state.log_history`` and the ``callbacks``): ``objective/kl``,
     ``objective/scores`` (mean reward), ``objective/rlhf_reward`` (mean KL-regularised return),
     ``objective/robust_return`` (``sum q_i R_i``), ``robust/max_weight``, ``robust/ess``
-    (``1 / sum q^2``), ``robust/frac_zero``, ``loss/policy_avg``, ``loss/value_avg``, ...
+    (``1 / sum q^2``), ``robust/frac_zero_weights`` (``core.dro.weight_statistics``),
+    ``loss/policy_avg``, ``loss/value_avg``, ...
     """
 
     _tag_names = ["trl", "ppo", "dr-ppo"]
@@ -339,26 +337,17 @@ class DRPPOTrainer(PPOTrainer):
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
         """Save the policy (HF folder, safetensors) and the tokenizer to ``output_dir``.
 
-        Files are written to a temporary directory inside ``output_dir`` and moved into place one
-        by one with ``os.replace``, so no file there is ever half-written (and existing
-        checkpoints are kept).
+        ``core.atomic.atomic_directory(..., merge=True)``: the files are written to a staging folder
+        and moved into ``output_dir`` one by one with ``os.replace`` (``config.json`` last), so no
+        file there is ever half-written and existing checkpoints are kept.
         """
         output_dir = output_dir or self.args.output_dir
         if self.accelerator.is_main_process:
-            os.makedirs(output_dir, exist_ok=True)
             policy = self.accelerator.unwrap_model(self.model).policy
-            tmp = tempfile.mkdtemp(prefix=".tmp-save-", dir=output_dir)
-            try:
+            with atomic_directory(output_dir, merge=True, last=("config.json",)) as tmp:
                 policy.save_pretrained(tmp, safe_serialization=True)
                 if self.processing_class is not None:
                     self.processing_class.save_pretrained(tmp)
-                for root, _, files in os.walk(tmp):
-                    rel = os.path.relpath(root, tmp)
-                    os.makedirs(os.path.join(output_dir, rel), exist_ok=True)
-                    for name in sorted(files, key=lambda f: f == "config.json"):
-                        os.replace(os.path.join(root, name), os.path.join(output_dir, rel, name))
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
         self.accelerator.wait_for_everyone()
 
     def _save_checkpoint(self, model: Any, trial: Any) -> None:
@@ -495,7 +484,12 @@ class DRPPOTrainer(PPOTrainer):
         )
         scales = r.weights.scales[idx] if args.robust_version == "vB" else None
         policy = clipped_policy_loss(
-            new_logprobs, r.logprobs[idx], r.advantages[idx], ~r.padding_mask[idx], args.cliprange, scales
+            new_logprobs,
+            r.logprobs[idx],
+            r.advantages[idx],
+            ~r.padding_mask[idx],
+            args.cliprange,
+            scales,
         )
         loss = policy.loss + args.vf_coef * value_loss
         with torch.no_grad():
@@ -514,7 +508,12 @@ class DRPPOTrainer(PPOTrainer):
         return loss, micro
 
     def _stop_if_not_finite(
-        self, loss: torch.Tensor, micro: dict[str, torch.Tensor], update: int, epoch: int, minibatch: int
+        self,
+        loss: torch.Tensor,
+        micro: dict[str, torch.Tensor],
+        update: int,
+        epoch: int,
+        minibatch: int,
     ) -> None:
         finite = torch.isfinite(loss.detach()).float().reshape(1)
         if self.accelerator.gather(finite).min().item() < 1:
@@ -551,7 +550,8 @@ class DRPPOTrainer(PPOTrainer):
 
     # ------------------------------------------------------------------ checkpoints
     def _write_checkpoint(self) -> None:
-        """Write ``output_dir/checkpoint-<update>`` atomically (temporary dir, then rename)."""
+        """Write ``output_dir/checkpoint-<update>`` atomically (``core.atomic.atomic_directory``: every
+        rank writes into its staging folder, which the main process then moves into place)."""
         if self.is_deepspeed_enabled or self.is_fsdp_enabled:
             raise NotImplementedError("DRPPOTrainer checkpoints support single-process and DDP runs only")
         acc = self.accelerator
@@ -562,30 +562,34 @@ class DRPPOTrainer(PPOTrainer):
                 f"(last checkpoint: {self._last_checkpoint})"
             )
         final = os.path.join(self.args.output_dir, f"{CHECKPOINT_PREFIX}-{self.state.global_step}")
-        tmp = os.path.join(self.args.output_dir, f".tmp-{CHECKPOINT_PREFIX}-{self.state.global_step}")
-        if acc.is_main_process:
-            shutil.rmtree(tmp, ignore_errors=True)
-            os.makedirs(tmp)
-        acc.wait_for_everyone()
         rng = {
             "global": capture_torch_rng(),
             "numpy": numpy_rng_to_tensors(self._np_rng),
-            "stream": {"consumed": torch.tensor(self._prompts.consumed), **_flat("pass", self._prompts.pass_rng)},
+            "stream": {
+                "consumed": torch.tensor(self._prompts.consumed),
+                **_flat("pass", self._prompts.pass_rng),
+            },
         }
-        torch.save(rng, os.path.join(tmp, f"rng_state_{acc.process_index}.pt"))
+        # the main process owns the staging folder; the other ranks write into it once it exists
+        folder = atomic_directory(final) if acc.is_main_process else nullcontext(staging_directory(final))
+        with folder as tmp:
+            acc.wait_for_everyone()
+            torch.save(rng, os.path.join(tmp, f"rng_state_{acc.process_index}.pt"))
+            if acc.is_main_process:
+                unwrapped = acc.unwrap_model(self.model)
+                save_model(unwrapped.policy, os.path.join(tmp, "policy.safetensors"))
+                save_model(unwrapped.value_model, os.path.join(tmp, "value_model.safetensors"))
+                torch.save(self.optimizer.state_dict(), os.path.join(tmp, "optimizer.pt"))
+                torch.save(self.lr_scheduler.state_dict(), os.path.join(tmp, "scheduler.pt"))
+                self.state.save_to_json(os.path.join(tmp, "trainer_state.json"))
+                atomic_write_json(
+                    os.path.join(tmp, "dr_ppo_run.json"),
+                    self._run_signature(),
+                    indent=2,
+                    sort_keys=True,
+                )
+            acc.wait_for_everyone()
         if acc.is_main_process:
-            unwrapped = acc.unwrap_model(self.model)
-            save_model(unwrapped.policy, os.path.join(tmp, "policy.safetensors"))
-            save_model(unwrapped.value_model, os.path.join(tmp, "value_model.safetensors"))
-            torch.save(self.optimizer.state_dict(), os.path.join(tmp, "optimizer.pt"))
-            torch.save(self.lr_scheduler.state_dict(), os.path.join(tmp, "scheduler.pt"))
-            self.state.save_to_json(os.path.join(tmp, "trainer_state.json"))
-            atomic_write_json(
-                os.path.join(tmp, "dr_ppo_run.json"), self._run_signature(), indent=2, sort_keys=True
-            )
-        acc.wait_for_everyone()
-        if acc.is_main_process:
-            replace_directory(tmp, final)
             self._rotate_checkpoints()
         acc.wait_for_everyone()
         self._last_checkpoint = final
@@ -602,7 +606,9 @@ class DRPPOTrainer(PPOTrainer):
         if resume is True:
             found = _checkpoints(self.args.output_dir)
             if not found:
-                raise ValueError(f"resume_from_checkpoint=True but {self.args.output_dir} has no checkpoint-* directory")
+                raise ValueError(
+                    f"resume_from_checkpoint=True but {self.args.output_dir} has no checkpoint-* directory"
+                )
             return max(found)[1]
         path = str(resume)
         if not os.path.isfile(os.path.join(path, "dr_ppo_run.json")):

@@ -1,7 +1,7 @@
-"""Building blocks of DR-PPO (DR paper §5.2; DESIGN.md §1.3) used by ``core.trainers.ppo``.
+"""Building blocks of DR-PPO (DR paper §5.2; docs/design.md §1.3) used by ``core.trainers.ppo``.
 
 Tensor maths (per-token KL estimates, KL-shaped rewards, GAE, robust sample scales, clipped PPO
-losses) and the small I/O helpers of the checkpoints (RNG states, atomic directories).  The
+losses) and the small helpers of the checkpoints (RNG states, the resumable prompt stream).  The
 masking/whitening helpers and the generation utilities are trl 1.12's and are imported there.
 
 Notation: a rollout batch has ``n`` samples; sample ``i`` has response tokens ``t = 0..T-1``,
@@ -11,8 +11,6 @@ reference ``pi_ref``.  ``beta`` is trl's ``kl_coef``.
 
 from __future__ import annotations
 
-import os
-import shutil
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -27,7 +25,6 @@ with warnings.catch_warnings():  # trl 1.12 warns on every first import of trl.e
 
 from core.dro import gather_worst_case_weights, weight_statistics
 
-ROBUST_VERSIONS: tuple[str, ...] = ("none", "vA", "vB")
 KL_ESTIMATORS: tuple[str, ...] = ("k1", "k3")
 
 
@@ -63,9 +60,7 @@ def shaped_token_rewards(
     return rewards, non_score
 
 
-def gae(
-    rewards: torch.Tensor, values: torch.Tensor, gamma: float, lam: float
-) -> tuple[torch.Tensor, torch.Tensor]:
+def gae(rewards: torch.Tensor, values: torch.Tensor, gamma: float, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Generalised advantage estimation (Schulman et al. 2016, eqs. 11-16).
 
     ``delta_t = r_t + gamma V_{t+1} - V_t`` (``V_T = 0``), ``A_t = delta_t + gamma lam A_{t+1}``;
@@ -101,7 +96,8 @@ class RobustWeights:
         return bool(torch.all(self.all == self.all[0]))
 
     def statistics(self) -> dict[str, float]:
-        """``max_weight``, ``ess = 1 / sum q^2`` and ``frac_zero`` of the global weights."""
+        """``max_weight``, ``ess = 1 / sum q^2`` and ``frac_zero_weights`` of the global weights
+        (``core.dro.weight_statistics``)."""
         return weight_statistics(self.all.detach().cpu().double().numpy())
 
 
@@ -286,17 +282,3 @@ class PromptStream:
             next(self._it)
         self.consumed = int(state["consumed"])
         restore_torch_rng(current)
-
-
-# --------------------------------------------------------------------------- atomic output
-def replace_directory(src: str, final: str) -> None:
-    """Move the finished directory ``src`` to ``final`` by ``os.replace`` (an existing ``final`` is
-    renamed aside first and removed after), so ``final`` is never a half-written directory."""
-    old = None
-    if os.path.exists(final):
-        old = os.path.join(os.path.dirname(os.path.abspath(final)), f".old-{os.path.basename(final)}")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(final, old)
-    os.replace(src, final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

@@ -1,6 +1,7 @@
-"""Distributionally robust reward-model training on trl 1.12's ``RewardTrainer`` (DESIGN.md §1.2).
+"""Distributionally robust reward-model training on trl 1.12's ``RewardTrainer`` (docs/design.md §1.2).
 
-BTL RM: ``l_i = -log sigma(r(x_i, y_i+) - r(x_i, y_i-))`` (DR paper eq. 2, trl's loss).
+BTL RM: ``l_i = -log sigma(r(x_i, y_i+) - r(x_i, y_i-))`` (Bradley-Terry, DR paper §2 /
+distillation paper eq. 2; trl's loss).
 DR RM (DR paper Algorithm 1): minimise ``sum_i q*_i l_i`` with
 ``q* = argmax_{D(q, uniform) <= rho} sum_i q_i l_i`` over the **whole optimiser minibatch**
 (every gradient-accumulation micro-batch on every data-parallel rank), optionally returning the
@@ -37,21 +38,15 @@ class DRRewardConfig(RewardConfig):
     divergence: str = field(
         default="none",
         metadata={
-            "help": "Ball around the uniform minibatch weights: none, tv, chi2, kl or cvar (DESIGN.md §1.1)."
+            "help": "Ball around the uniform minibatch weights: none, tv, chi2, kl or cvar (docs/design.md §1.1)."
         },
     )
-    rho: float = field(
-        default=0.0, metadata={"help": "Radius of the ball (CVaR: alpha); 0 = non-robust."}
-    )
+    rho: float = field(default=0.0, metadata={"help": "Radius of the ball (CVaR: alpha); 0 = non-robust."})
     average_iterates: str = field(
         default="none",
-        metadata={
-            "help": "none, uniform (Alg. 1 line 8) or ema; the average becomes the final/saved model."
-        },
+        metadata={"help": "none, uniform (Alg. 1 line 8) or ema; the average becomes the final/saved model."},
     )
-    ema_decay: float = field(
-        default=0.999, metadata={"help": "Decay of the EMA when average_iterates='ema'."}
-    )
+    ema_decay: float = field(default=0.999, metadata={"help": "Decay of the EMA when average_iterates='ema'."})
 
     def __post_init__(self) -> None:
         validate_robust_args(self.divergence, self.rho, self.average_iterates, self.ema_decay)
@@ -66,17 +61,13 @@ class DRRewardTrainer(RobustMinibatchMixin, RewardTrainer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         config = kwargs.get("args") if "args" in kwargs else (args[1] if len(args) > 1 else None)
         if not isinstance(config, DRRewardConfig):
-            raise ValueError(
-                f"DRRewardTrainer needs a DRRewardConfig as `args`, got {type(config).__name__}"
-            )
+            raise ValueError(f"DRRewardTrainer needs a DRRewardConfig as `args`, got {type(config).__name__}")
         super().__init__(*args, **kwargs)
         self._init_robust(self.args.average_iterates, self.args.ema_decay)
 
     # -------------------------------------------------------------- per-example losses
     @staticmethod
-    def _bt_losses(
-        logits: torch.Tensor, inputs: dict[str, Any]
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _bt_losses(logits: torch.Tensor, inputs: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         rewards_chosen, rewards_rejected = torch.chunk(logits.squeeze(-1), chunks=2)
         losses = bradley_terry_loss(rewards_chosen, rewards_rejected, inputs.get("margin"))
         return losses, rewards_chosen, rewards_rejected
@@ -92,14 +83,10 @@ class DRRewardTrainer(RobustMinibatchMixin, RewardTrainer):
         if not (self.model.training and robust_enabled(*self._robust_settings())):
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         # trl's forward pass and metrics; its mean loss is replaced by the reweighted one.
-        _, outputs = super().compute_loss(
-            model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch
-        )
+        _, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
         losses, rewards_chosen, rewards_rejected = self._bt_losses(outputs.logits, inputs)
         weights, _, scale = self._microbatch_weights(losses.detach())
         loss = scale * (weights.to(losses.dtype) * losses).sum()
         if self.args.center_rewards_coefficient is not None:
-            loss = loss + self.args.center_rewards_coefficient * torch.mean(
-                (rewards_chosen + rewards_rejected) ** 2
-            )
+            loss = loss + self.args.center_rewards_coefficient * torch.mean((rewards_chosen + rewards_rejected) ** 2)
         return (loss, outputs) if return_outputs else loss

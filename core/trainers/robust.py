@@ -1,6 +1,6 @@
 """Worst-case reweighting over the whole optimiser minibatch, shared by the DR trl trainers.
 
-Maths (DESIGN.md §1.1; DR paper Alg. 1 lines 4-6 and Alg. 3 lines 4-5): for the ``N`` examples
+Maths (docs/design.md §1.1; DR paper Alg. 1 lines 4-6 and Alg. 3 lines 4-5): for the ``N`` examples
 of ONE optimiser step, ``q* = argmax_{q in simplex, D(q, 1/N) <= rho} sum_i q_i l_i`` is solved on
 the detached losses (``core.dro.worst_case_weights``) and held fixed, so the step's gradient is
 ``sum_i q*_i grad l_i`` (Danskin).
@@ -42,7 +42,6 @@ raise together), and a checkpoint is never written from non-finite parameters.
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections import deque
 from collections.abc import Sequence
@@ -55,80 +54,48 @@ import torch.distributed as dist
 from transformers import TrainerCallback
 
 from core.atomic import atomic_write, atomic_write_json
-from core.dro import DIVERGENCES, worst_case_weights
+from core.dro import all_gather_rows, check_radius, weight_statistics, worst_case_weights
+from core.losses import ensemble_member
+from core.vocab import AVERAGE_ITERATES, DIVERGENCES
 
 __all__ = [
-    "AVERAGING_MODES",
     "ITERATE_AVERAGE_FILE",
     "ROBUST_STATE_FILE",
     "IterateAverager",
     "RobustMinibatchMixin",
     "RobustStep",
-    "all_gather_rows",
     "robust_enabled",
     "solve_step_weights",
     "validate_robust_args",
 ]
 
-AVERAGING_MODES: tuple[str, ...] = ("none", "uniform", "ema")
 ROBUST_STATE_FILE = "robust_state.json"
 ITERATE_AVERAGE_FILE = "iterate_average.safetensors"
 _CHECKPOINT_PREFIX = "checkpoint"  # transformers.trainer_utils.PREFIX_CHECKPOINT_DIR
 _METRIC_NAMES = tuple(
-    (key, f"dr/{key}")
-    for key in ("robust_loss", "mean_loss", "max_weight", "ess", "frac_zero_weights")
+    (key, f"dr/{key}") for key in ("robust_loss", "mean_loss", "max_weight", "ess", "frac_zero_weights")
 )
 
 
-def validate_robust_args(
-    divergence: str, rho: float, average_iterates: str, ema_decay: float
-) -> None:
+def validate_robust_args(divergence: str, rho: float, average_iterates: str, ema_decay: float) -> None:
     """Raise ``ValueError`` naming the config field when a robust setting is out of range."""
     if divergence not in DIVERGENCES:
+        raise ValueError(f"config field 'divergence': expected one of {list(DIVERGENCES)}, got {divergence!r}")
+    try:
+        check_radius(divergence, rho)
+    except ValueError as err:
+        raise ValueError(f"config field 'rho': {err}") from None
+    if average_iterates not in AVERAGE_ITERATES:
         raise ValueError(
-            f"config field 'divergence': expected one of {list(DIVERGENCES)}, got {divergence!r}"
-        )
-    if not isinstance(rho, (int, float)) or not math.isfinite(float(rho)) or float(rho) < 0:
-        raise ValueError(f"config field 'rho': expected a finite number >= 0, got {rho!r}")
-    if divergence == "cvar" and float(rho) > 1:
-        raise ValueError(
-            f"config field 'rho' is CVaR's alpha for divergence 'cvar' and must be <= 1, got {rho!r}"
-        )
-    if average_iterates not in AVERAGING_MODES:
-        raise ValueError(
-            f"config field 'average_iterates': expected one of {list(AVERAGING_MODES)}, got {average_iterates!r}"
+            f"config field 'average_iterates': expected one of {list(AVERAGE_ITERATES)}, got {average_iterates!r}"
         )
     if not isinstance(ema_decay, (int, float)) or not 0.0 < float(ema_decay) < 1.0:
-        raise ValueError(
-            f"config field 'ema_decay': expected a number in (0, 1), got {ema_decay!r}"
-        )
+        raise ValueError(f"config field 'ema_decay': expected a number in (0, 1), got {ema_decay!r}")
 
 
 def robust_enabled(divergence: str, rho: float) -> bool:
     """DR reweighting is on unless ``divergence == "none"`` or ``rho == 0`` (both give uniform weights)."""
     return divergence != "none" and float(rho) > 0.0
-
-
-def all_gather_rows(local: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """Concatenate ``local`` (rows = examples) over data-parallel ranks in rank order.
-
-    Returns the global tensor and the row offset of this rank's slice; ranks may hold different
-    row counts.  Without an initialised process group (or with one rank) it is the identity.
-    """
-    local = local.detach()
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return local, 0
-    world, rank = dist.get_world_size(), dist.get_rank()
-    count = torch.tensor([local.shape[0]], device=local.device, dtype=torch.long)
-    counts = [torch.zeros_like(count) for _ in range(world)]
-    dist.all_gather(counts, count)
-    sizes = [int(c.item()) for c in counts]
-    padded = local.new_zeros((max(sizes), *local.shape[1:]))
-    padded[: local.shape[0]] = local
-    gathered = [torch.zeros_like(padded) for _ in range(world)]
-    dist.all_gather(gathered, padded)
-    full = torch.cat([g[:s] for g, s in zip(gathered, sizes, strict=True)])
-    return full, sum(sizes[:rank])
 
 
 def solve_step_weights(
@@ -139,21 +106,15 @@ def solve_step_weights(
     ``global_losses`` is ``[N]`` (one loss per example) or ``[N, K]`` (one column per ensemble
     member, e-DPO).  For ``[N, K]`` every member gets its own worst-case weights ``q_k`` and the
     member with the smallest robust loss ``sum_i q_ki l_ik`` is selected (``min_k max_q``, the
-    e-DPO min of distillation paper eq. 11 taken per minibatch, footnote 5; ties -> lowest index).
-    Returns ``(weights [N], member or None, selected losses [N])``.
+    e-DPO min of distillation paper eq. 11 taken per minibatch, footnote 5; ties -> lowest index;
+    ``core.losses.ensemble_member``).  Returns ``(weights [N], member or None, selected losses [N])``.
     """
     if global_losses.ndim == 1:
         return worst_case_weights(global_losses, divergence, rho), None, global_losses
     if global_losses.ndim != 2 or global_losses.shape[1] == 0:
-        raise ValueError(
-            f"losses must be [N] or [N, K] with K >= 1, got shape {global_losses.shape}"
-        )
-    per_member = [
-        worst_case_weights(global_losses[:, k], divergence, rho)
-        for k in range(global_losses.shape[1])
-    ]
-    robust = np.array([float(q @ global_losses[:, k]) for k, q in enumerate(per_member)])
-    member = int(np.argmin(robust))
+        raise ValueError(f"losses must be [N] or [N, K] with K >= 1, got shape {global_losses.shape}")
+    per_member = [worst_case_weights(global_losses[:, k], divergence, rho) for k in range(global_losses.shape[1])]
+    member = ensemble_member(global_losses, per_member)
     return per_member[member], member, global_losses[:, member]
 
 
@@ -169,16 +130,14 @@ class RobustStep:
 
     def local_weights(self, count: int, device: torch.device) -> torch.Tensor:
         """This rank's slice of the weights as a float32 tensor."""
-        return torch.as_tensor(
-            self.weights[self.offset : self.offset + count], dtype=torch.float32, device=device
-        )
+        return torch.as_tensor(self.weights[self.offset : self.offset + count], dtype=torch.float32, device=device)
 
 
 class IterateAverager:
     """Running uniform mean or EMA of the trainable parameters (DR paper Alg. 1 line 8)."""
 
     def __init__(self, mode: str, decay: float) -> None:
-        if mode not in ("uniform", "ema"):
+        if mode == "none" or mode not in AVERAGE_ITERATES:
             raise ValueError(f"average_iterates must be 'uniform' or 'ema' here, got {mode!r}")
         self.mode = mode
         self.decay = float(decay)
@@ -225,9 +184,7 @@ class IterateAverager:
         tensors = {name: t.detach().cpu().contiguous() for name, t in self.average.items()}
         atomic_write(
             os.path.join(directory, ITERATE_AVERAGE_FILE),
-            lambda tmp: save_file(
-                tensors, tmp, metadata={"mode": self.mode, "count": str(self.count)}
-            ),
+            lambda tmp: save_file(tensors, tmp, metadata={"mode": self.mode, "count": str(self.count)}),
         )
 
     def load(self, directory: str, model: torch.nn.Module, count: int) -> None:
@@ -244,13 +201,8 @@ class IterateAverager:
         params = self._trainable(model)
         if set(loaded) != set(params):
             missing = sorted(set(params) - set(loaded))[:3]
-            raise ValueError(
-                f"{path}: parameter names do not match the model (e.g. missing {missing})"
-            )
-        self.average = {
-            name: loaded[name].to(device=params[name].device, dtype=torch.float32)
-            for name in params
-        }
+            raise ValueError(f"{path}: parameter names do not match the model (e.g. missing {missing})")
+        self.average = {name: loaded[name].to(device=params[name].device, dtype=torch.float32) for name in params}
         self.count = int(count)
 
 
@@ -282,9 +234,7 @@ class RobustMinibatchMixin:
         self._robust_queue: deque[tuple[torch.Tensor, int | None, int]] = deque()
         self.robust_history: list[dict[str, Any]] = []
         self.last_robust_step: RobustStep | None = None
-        self._averager = (
-            None if average_iterates == "none" else IterateAverager(average_iterates, ema_decay)
-        )
+        self._averager = None if average_iterates == "none" else IterateAverager(average_iterates, ema_decay)
         if self._averager is not None:
             self.add_callback(_IterateAveragingCallback(self))
 
@@ -303,24 +253,9 @@ class RobustMinibatchMixin:
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         raise NotImplementedError(f"{type(self).__name__} must implement _example_statistics")
 
-    @torch.no_grad()
-    def example_weights(self, inputs: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Analysis helper: per-example losses of one collated batch and ``q*`` over that batch alone.
-
-        For e-DPO the losses are those of the selected ensemble member.  Float64 CPU tensors.
-        """
-        self.model.train()
-        losses, _ = self._example_statistics(self.model, self._prepare_inputs(inputs))
-        weights, _, selected = solve_step_weights(
-            losses.double().cpu().numpy(), *self._robust_settings()
-        )
-        return torch.from_numpy(np.ascontiguousarray(selected)), torch.from_numpy(weights)
-
     # ------------------------------------------------------------------ minibatch pre-pass
     def get_batch_samples(self, epoch_iterator, num_batches, device):
-        batch_samples, num_items_in_batch = super().get_batch_samples(
-            epoch_iterator, num_batches, device
-        )
+        batch_samples, num_items_in_batch = super().get_batch_samples(epoch_iterator, num_batches, device)
         self._robust_queue.clear()
         if self._needs_global_batch() and len(batch_samples) > 1:
             self._prepass(batch_samples)
@@ -342,9 +277,7 @@ class RobustMinibatchMixin:
         weights = step.local_weights(sum(sizes), stats[0].device)
         start = 0
         for size in sizes:
-            self._robust_queue.append(
-                (weights[start : start + size], step.member, len(batch_samples))
-            )
+            self._robust_queue.append((weights[start : start + size], step.member, len(batch_samples)))
             start += size
 
     def _solve_and_record(self, local_losses: torch.Tensor) -> RobustStep:
@@ -352,9 +285,7 @@ class RobustMinibatchMixin:
         losses = global_losses.to(device="cpu", dtype=torch.float64).numpy()
         step_no = self.state.global_step + 1
         if not np.isfinite(losses).all():
-            bad = int(
-                np.flatnonzero(~np.isfinite(losses).reshape(losses.shape[0], -1).all(axis=1))[0]
-            )
+            bad = int(np.flatnonzero(~np.isfinite(losses).reshape(losses.shape[0], -1).all(axis=1))[0])
             raise FloatingPointError(
                 f"non-finite loss at optimiser step {step_no} (example {bad} of the global minibatch of "
                 f"{losses.shape[0]}); training stopped before the optimiser step, no checkpoint was written "
@@ -362,36 +293,25 @@ class RobustMinibatchMixin:
             )
         divergence, rho = self._robust_settings()
         weights, member, selected = solve_step_weights(losses, divergence, rho)
-        # core.dro.weight_statistics' definitions, inline (this runs every step)
         record: dict[str, Any] = {
             "step": step_no,
             "n": int(losses.shape[0]),
-            "robust_loss": float(weights @ selected),
-            "mean_loss": float(selected.mean()),
-            "max_weight": float(weights.max()),
-            "ess": float(1.0 / (weights @ weights)),
-            "frac_zero_weights": float(np.count_nonzero(weights <= 0.0)) / weights.shape[0],
+            **weight_statistics(weights, selected),
         }
         if member is not None:
             record["member"] = member
-            record["member_counts"] = np.bincount(
-                np.argmin(losses, axis=1), minlength=losses.shape[1]
-            ).tolist()
+            record["member_counts"] = np.bincount(np.argmin(losses, axis=1), minlength=losses.shape[1]).tolist()
         self.robust_history.append(record)
         metrics = self._metrics["train"]
         for key, name in _METRIC_NAMES:
             metrics[name].append(record[key])
         if member is not None:
             metrics["edpo/member"].append(float(member))
-        step = RobustStep(
-            losses=selected, weights=weights, member=member, offset=offset, record=record
-        )
+        step = RobustStep(losses=selected, weights=weights, member=member, offset=offset, record=record)
         self.last_robust_step = step
         return step
 
-    def _microbatch_weights(
-        self, local_losses: torch.Tensor
-    ) -> tuple[torch.Tensor, int | None, float]:
+    def _microbatch_weights(self, local_losses: torch.Tensor) -> tuple[torch.Tensor, int | None, float]:
         """Weights of the current micro-batch, the e-DPO member (or None) and the loss scale ``W * G``.
 
         The micro-batch loss to back-propagate is ``scale * sum_i w_i l_i`` (see the module docstring).
@@ -444,9 +364,7 @@ class RobustMinibatchMixin:
     def _save_checkpoint(self, model, trial):
         self._raise_if_nonfinite_parameters()
         if self.args.should_save:
-            folder = os.path.join(
-                self._get_output_dir(trial=trial), f"{_CHECKPOINT_PREFIX}-{self.state.global_step}"
-            )
+            folder = os.path.join(self._get_output_dir(trial=trial), f"{_CHECKPOINT_PREFIX}-{self.state.global_step}")
             self._write_robust_state(folder)
         super()._save_checkpoint(model, trial)
 
@@ -498,12 +416,3 @@ class RobustMinibatchMixin:
         if self._averager is not None and self._averager.count > 0:
             self._averager.copy_to(self.model)
         return output
-
-    def dump_step_records(self, path: str) -> None:
-        """Write the per-step records (robust/mean loss, weight statistics, e-DPO member and
-        per-member counts: the data of the distillation paper's Figure B.3) as JSON, atomically.
-
-        Every rank holds the same records; only the main process writes.
-        """
-        if self.is_world_process_zero():
-            atomic_write_json(path, self.robust_history, indent=1)

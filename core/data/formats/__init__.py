@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from core.data import bigbench
+import core.data.bigbench as bigbench
 from core.data.formats import (
     hh_rlhf,
     hhh,

@@ -76,7 +76,5 @@ def split_conversations(
     while k > 0 and ma[k - 1]["role"] == "assistant":
         k -= 1
     if k == 0:
-        raise RowError(
-            f"fields '{what_a}' and '{what_b}' share no prompt (their first messages differ)"
-        )
+        raise RowError(f"fields '{what_a}' and '{what_b}' share no prompt (their first messages differ)")
     return ma[:k], ma[k:], mb[k:]

@@ -34,8 +34,7 @@ def _subset(record: Mapping[str, Any], ctx: RecordContext) -> str:
         if part in SUBSETS:
             return part
     raise ValueError(
-        f"{ctx.location}: cannot tell the HHH subset (none of {SUBSETS} in the task or file path); "
-        "pass subset=..."
+        f"{ctx.location}: cannot tell the HHH subset (none of {SUBSETS} in the task or file path); pass subset=..."
     )
 
 

@@ -53,9 +53,7 @@ def convert(record: Mapping[str, Any], ctx: RecordContext) -> list[dict[str, Any
         ctx.report.n_ties += 1
         return []
     if winner not in ("model_a", "model_b"):
-        raise RowError(
-            f"field 'winner' must be model_a, model_b, tie or 'tie (bothbad)', got {winner!r}"
-        )
+        raise RowError(f"field 'winner' must be model_a, model_b, tie or 'tie (bothbad)', got {winner!r}")
     if isinstance(turn, bool) or not isinstance(turn, int) or turn < 1:
         raise RowError(f"field 'turn' must be a positive integer, got {turn!r}")
     for key, conv in (("conversation_a", conv_a), ("conversation_b", conv_b)):

@@ -1,4 +1,4 @@
-"""The project's own normalised files (``save_preferences`` output) -> rows, as they are."""
+"""The project's own normalised files (e.g. ``core.data.io.write_pairs`` output) -> rows, as they are."""
 
 from __future__ import annotations
 

@@ -11,36 +11,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from core.data.formats._common import RecordContext, as_text, require
+from core.vocab import REWARDBENCH_SECTIONS
 
 OPTIONS: frozenset[str] = frozenset()
 HUB_SPLIT = "filtered"
 
-SECTIONS: dict[str, tuple[str, ...]] = {
-    "chat": (
-        "alpacaeval-easy",
-        "alpacaeval-length",
-        "alpacaeval-hard",
-        "mt-bench-easy",
-        "mt-bench-med",
-    ),
-    "chat-hard": (
-        "mt-bench-hard",
-        "llmbar-natural",
-        "llmbar-adver-neighbor",
-        "llmbar-adver-GPTInst",
-        "llmbar-adver-GPTOut",
-        "llmbar-adver-manual",
-    ),
-    "safety": (
-        "refusals-dangerous",
-        "refusals-offensive",
-        "xstest-should-refuse",
-        "xstest-should-respond",
-        "donotanswer",
-    ),
-    "reasoning": ("math-prm", "hep-cpp", "hep-go", "hep-java", "hep-js", "hep-python", "hep-rust"),
+#: subset -> its section as a ``domain`` value: ``core.vocab.REWARDBENCH_SECTIONS``' names in
+#: lower case, spaces as hyphens (chat, chat-hard, safety, reasoning).
+SECTION_OF: dict[str, str] = {
+    subset: section.lower().replace(" ", "-") for section, subsets in REWARDBENCH_SECTIONS.items() for subset in subsets
 }
-SECTION_OF: dict[str, str] = {s: sec for sec, subsets in SECTIONS.items() for s in subsets}
 
 
 def convert(record: Mapping[str, Any], ctx: RecordContext) -> list[dict[str, Any]]:

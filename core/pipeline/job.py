@@ -1,6 +1,7 @@
-"""What every workflow script shares: the job description, its log, threads, MLflow run, launching.
+"""The job adapter of the workflow scripts: a Snakemake job as plain data, its log, threads, MLflow
+run, metrics file and multi-process launch.
 
-A script defines ``main(job: Job) -> None`` and ends with ``entrypoint(main, globals())``:
+A script ends with ``entrypoint(main, globals())`` for a ``main(job: Job) -> None`` from ``core``:
 
 * run by Snakemake's ``script:`` directive, the job comes from the ``snakemake`` object;
 * when the job's params ask for ``nproc > 1`` processes, the script relaunches itself through
@@ -27,10 +28,6 @@ from pathlib import Path
 from typing import Any
 
 LAUNCHED_ENV = "ROBUST_RLHF_LAUNCHED"
-# the repository root, so `core` imports even where the project is not pip-installed
-REPO_ROOT = str(Path(__file__).resolve().parents[1])
-if REPO_ROOT not in sys.path:
-    sys.path.append(REPO_ROOT)
 
 
 @dataclass
@@ -99,6 +96,16 @@ class Job:
         value = self.input.get(key, [])
         return [value] if isinstance(value, str) else list(value)
 
+    def model_source(self, key: str) -> str:
+        """A model folder the job reads: its input ``key`` when the workflow built it, else the
+        hub id or local path in ``params[key]``."""
+        files = self.inputs(key)
+        if files:
+            return self.one(self.input, key)
+        if not self.params.get(key):
+            raise ValueError(f"rule {self.rule}: neither input nor params name the model {key!r}")
+        return str(self.params[key])
+
     @property
     def run_name(self) -> str:
         wc = ",".join(f"{k}={v}" for k, v in sorted(self.wildcards.items()))
@@ -134,8 +141,12 @@ def git_commit(path: str) -> str:
         head = subprocess.run(["git", "-C", path, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
         if head.returncode != 0:
             return "none"
-        dirty = subprocess.run(["git", "-C", path, "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(
+            ["git", "-C", path, "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return "none"
@@ -177,14 +188,30 @@ def _relaunch(job: Job) -> None:
     spec = (job.log[0] if job.log else job.out(next(iter(job.output)))) + ".job.json"
     os.makedirs(os.path.dirname(os.path.abspath(spec)), exist_ok=True)
     job.to_json(spec)
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
-           "--num_processes", str(job.nproc), "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", job.script, "--job", spec]
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        str(job.nproc),
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        job.script,
+        "--job",
+        spec,
+    ]
     env = dict(os.environ, **{LAUNCHED_ENV: "1"})
     print("launching:", " ".join(cmd), flush=True)
     result = subprocess.run(cmd, env=env)
     if result.returncode != 0:
-        raise RuntimeError(f"rule {job.rule}: `accelerate launch` of {job.nproc} processes exited with {result.returncode}")
+        raise RuntimeError(
+            f"rule {job.rule}: `accelerate launch` of {job.nproc} processes exited with {result.returncode}"
+        )
 
 
 def entrypoint(main: Callable[[Job], None], scope: dict[str, Any]) -> None:
@@ -207,8 +234,9 @@ def entrypoint(main: Callable[[Job], None], scope: dict[str, Any]) -> None:
         else:
             main(job)
         cpu = time.process_time()  # this process's CPU seconds, imports included
-        print(f"[workflow] {job.run_name} rank {rank()} done in {time.time() - start:.1f} s "
-              f"(cpu {cpu:.1f} s)", flush=True)
+        print(
+            f"[workflow] {job.run_name} rank {rank()} done in {time.time() - start:.1f} s (cpu {cpu:.1f} s)", flush=True
+        )
     except BaseException:
         traceback.print_exc()
         sys.stderr.flush()
@@ -243,22 +271,64 @@ def tracked_run(job: Job, extra_params: Mapping[str, Any] | None = None) -> Iter
     }
     params.update(extra_params or {})
     tags = {"rule": job.rule, **{f"wildcard.{k}": v for k, v in job.wildcards.items()}}
-    with mlflow_run(tracking["experiment"], job.run_name, params=params,
-                    tracking_uri=tracking["uri"], tags=tags) as run:
+    with mlflow_run(
+        tracking["experiment"], job.run_name, params=params, tracking_uri=tracking["uri"], tags=tags
+    ) as run:
         yield run
 
 
 def log_metrics_file(run: Any, path: str, metrics: Mapping[str, Any]) -> None:
     """Final metrics (flattened, numeric) and the metrics file as an artifact."""
-    flat: dict[str, Any] = {}
+    from core.eval.results import flatten
 
-    def walk(node: Any, prefix: str) -> None:
-        if isinstance(node, Mapping):
-            for k, v in node.items():
-                walk(v, f"{prefix}{k}." if prefix or k else "")
-        elif isinstance(node, int | float) and not isinstance(node, bool):
-            flat[prefix.rstrip(".")] = node
-
-    walk(metrics, "")
+    flat = {k: v for k, v in flatten(metrics).items() if isinstance(v, int | float) and not isinstance(v, bool)}
     run.log_metrics({k.replace("/", ".").replace(" ", "_"): v for k, v in flat.items()})
     run.log_artifact(path)
+
+
+def write_job_metrics(
+    job: Job,
+    path: str,
+    metrics: Mapping[str, Any],
+    *,
+    model_path: Any,
+    dataset_path: Any,
+    counts: Mapping[str, Any],
+    seed: int,
+    run_id: str | None,
+    train_run_id: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> None:
+    """A metrics file (core.eval.results layout) that records the MLflow runs behind it."""
+    from core.eval.results import write_metrics
+
+    info = dict(extra or {})
+    info["run_id"] = run_id or ""
+    info["train_run_id"] = train_run_id or ""
+    info["rule"] = job.rule
+    info["wildcards"] = job.wildcards
+    write_metrics(
+        path,
+        metrics,
+        model_path=model_path,
+        dataset_path=dataset_path,
+        counts=counts,
+        seed=seed,
+        config=job_config(job),
+        name=Path(path).stem,
+        extra=info,
+    )
+
+
+def run_id_of(metrics_path: str) -> str:
+    """The MLflow run id recorded in a metrics file written by :func:`write_job_metrics`."""
+    with open(metrics_path, encoding="utf-8") as fh:
+        return str(json.load(fh).get("extra", {}).get("run_id", ""))
+
+
+def write_json(path: str, payload: Any) -> None:
+    """A JSON file (sorted keys, numpy values as plain numbers) written atomically."""
+    from core.atomic import atomic_write_text
+    from core.eval.results import to_jsonable
+
+    atomic_write_text(path, json.dumps(to_jsonable(payload), indent=2, sort_keys=True) + "\n")

@@ -1,18 +1,22 @@
-"""Shared pieces of the training scripts: trainer arguments from the config slice, atomic saving
-of the final model (LoRA merged, so every later stage loads a plain HF folder), step curves."""
+"""Shared pieces of the training jobs: trainer arguments from the config slice, atomic saving of
+the final model (LoRA merged, so every later stage loads a plain HF folder), step curves, the DR
+weight and e-DPO member summaries."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from wf_job import Job, rank
+from core.pipeline.job import Job, rank
 
 PAIR_COLUMNS = ("prompt", "chosen", "rejected")
 
 
-def trainer_args(job: Job, config_cls: Any, output_dir: str, seed: int, **fields: Any) -> Any:
-    """``config_cls`` (a TrainingArguments subclass) from ``params.train`` plus fixed workflow
+def trainer_args(
+    job: Job, config_cls: Any, output_dir: str, seed: int, train: Mapping[str, Any] | None = None, **fields: Any
+) -> Any:
+    """``config_cls`` (a TrainingArguments subclass) from ``train`` (default: the job's
+    ``params.train``) and the trainer ``fields``, plus fixed workflow
     settings: no checkpoints or third-party reporting (MLflow is logged by the workflow), CPU when
     the job has no GPU, the job's seed for model init and data order, and float32 unless the
     config's ``train`` block says ``bf16: true`` (trl's configs default to bf16 autocast, which
@@ -29,7 +33,7 @@ def trainer_args(job: Job, config_cls: Any, output_dir: str, seed: int, **fields
         "dataloader_num_workers": 0,
         "logging_steps": 10,
     }
-    args.update(job.params.get("train") or {})
+    args.update(job.params.get("train") or {} if train is None else train)
     args.update(fields)
     args.setdefault("bf16", False)
     return config_cls(**args)
@@ -84,3 +88,29 @@ def robust_summary(history: list[Mapping[str, Any]]) -> dict[str, float]:
         if vals:
             out[f"mean_{key}"] = sum(vals) / len(vals)
     return out
+
+
+def member_fractions(history: list[Mapping[str, Any]], members: list[str]) -> tuple[dict, dict]:
+    """Figure B.3: share of examples (summed over steps) on which each member attains the min of
+    the distillation loss, and the share of steps whose minibatch min picked each member."""
+    counts = [0] * len(members)
+    steps = [0] * len(members)
+    for rec in history:
+        for k, c in enumerate(rec.get("member_counts", [])):
+            counts[k] += int(c)
+        if "member" in rec:
+            steps[int(rec["member"])] += 1
+    total, nsteps = max(sum(counts), 1), max(sum(steps), 1)
+    return (
+        {m: counts[k] / total for k, m in enumerate(members)},
+        {m: steps[k] / nsteps for k, m in enumerate(members)},
+    )
+
+
+def target_columns(loss_type: str, n_members: int) -> tuple[str, ...]:
+    """The target-reward columns a distilling loss reads (written by the score_targets rule)."""
+    if loss_type in ("ddpo", "dpdpo"):
+        return ("target_chosen", "target_rejected")
+    if loss_type == "edpo":
+        return tuple(f"target_{side}_{i}" for side in ("chosen", "rejected") for i in range(n_members))
+    return ()

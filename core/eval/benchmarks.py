@@ -1,0 +1,123 @@
+"""One benchmark as the tables see it: which rows it keeps and their subsets, and its scores.
+
+Reward model: a pair is correct when r(x, y+) > r(x, y-) (strict; ties per ``eval.ties``).
+Policy: both the likelihood rule pi(y+|x) > pi(y-|x) (DR paper §5.2) and the implicit reward
+log pi/pi_ref(y+) > log pi/pi_ref(y-) (RewardBench's DPO mode); the tables pick one by config.
+Scores by benchmark kind: RewardBench sections with the official weights, HHH subsets, MT-Bench
+per turn, or plain accuracy (with per-subset accuracies when the benchmark maps subsets).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+__all__ = ["POLICY_MODES", "benchmark_view", "evaluate_benchmark", "score_benchmark"]
+
+TURN = re.compile(r"-t(\d+)-")
+POLICY_MODES = ("likelihood", "implicit")
+
+
+def _map(name: Any, subset_map: Mapping[str, str]) -> str | None:
+    if name in subset_map:
+        return subset_map[name]
+    hits = sorted({v for k, v in subset_map.items() if fnmatch.fnmatchcase(str(name), k)})
+    if len(hits) > 1:
+        raise ValueError(f"subset {name!r} matches subset_map patterns with different targets {hits}")
+    return hits[0] if hits else None
+
+
+def benchmark_view(ds: Any, bench: Mapping[str, Any]) -> tuple[Any, list]:
+    """(rows kept, their group labels): the benchmark's subset of each row after subset_map.
+
+    The subset is the ``subset`` column when present (synthetic world), else RewardBench's
+    ``source`` / HHH's ``domain``; MT-Bench's turn is read from the loader's id (``-t<turn>-``).
+    """
+    kind, smap = bench["kind"], dict(bench.get("subset_map") or {})
+    cols = ds.column_names
+    if "subset" in cols:
+        raw = list(ds["subset"])
+    elif kind == "rewardbench":
+        raw = list(ds["source"])
+    elif kind == "hhh":
+        raw = list(ds["domain"])
+    elif kind == "mtbench":
+        raw = []
+        for i, rid in enumerate(ds["id"]):
+            m = TURN.search(str(rid))
+            if not m:
+                raise ValueError(f"MT-Bench row {i} (id {rid!r}): cannot read its turn from the id")
+            raw.append(int(m.group(1)))
+    else:
+        raw = [None] * len(ds)
+    if not smap or kind == "rewardbench":
+        return ds, raw
+    labels = [_map(r, smap) for r in raw]
+    keep = [i for i, lab in enumerate(labels) if lab is not None]
+    if not keep:
+        raise ValueError(f"benchmark {bench.get('label')!r}: subset_map {smap} keeps no rows")
+    return ds.select(keep), [labels[i] for i in keep]
+
+
+def score_benchmark(bench: Mapping[str, Any], labels: Sequence[Any], correct: Sequence[float]) -> dict[str, Any]:
+    """``{"accuracy", "scores"}`` of one benchmark from per-pair outcomes and their subsets."""
+    from core.eval.hhh import score_hhh
+    from core.eval.mtbench import score_mtbench
+    from core.eval.rewardbench import score_rewardbench
+    from core.eval.scoring import accuracy, grouped_accuracy
+
+    kind = bench["kind"]
+    if kind == "rewardbench":
+        scores = score_rewardbench(labels, correct, subset_map=bench.get("subset_map") or None).to_dict()
+    elif kind == "hhh":
+        scores = score_hhh(labels, correct).to_dict()
+    elif kind == "mtbench":
+        turns = [int(str(t).split("_")[-1]) for t in labels]
+        scores = score_mtbench(turns, correct).to_dict()
+    else:
+        scores = {"overall": accuracy(correct)}
+        if any(lab is not None for lab in labels):
+            scores["subsets"] = {str(k): v for k, v in grouped_accuracy([str(x) for x in labels], correct).items()}
+    return {"accuracy": accuracy(correct), "scores": scores}
+
+
+def evaluate_benchmark(
+    ds: Any,
+    bench: Mapping[str, Any],
+    tok: Any,
+    model: Any,
+    ref: Any,
+    *,
+    batch_size: int,
+    max_length: int,
+    ties: str,
+    source: str,
+) -> tuple[dict[str, Any], int]:
+    """Metrics of one benchmark and its pair count: a reward model's accuracy (``ref`` None), or
+    a policy's in both modes (``{"likelihood": ..., "implicit": ...}``)."""
+    from core.eval.encoding import encode_pairs, resolve_pad_id
+    from core.eval.pairwise import pair_logprobs, policy_pairwise, reward_model_pairwise
+
+    ds, labels = benchmark_view(ds, bench)
+    if ref is None:
+        res = reward_model_pairwise(
+            model, tok, ds, source=source, batch_size=batch_size, max_length=max_length, ties=ties
+        )
+        return score_benchmark(bench, labels, res.correct), len(ds)
+    enc = encode_pairs(ds, tok, max_length=max_length, source=source)
+    ref_lp = pair_logprobs(ref, enc, resolve_pad_id(tok, ref), batch_size)
+    metrics = {}
+    for mode in POLICY_MODES:
+        res = policy_pairwise(
+            model,
+            tok,
+            enc,
+            mode=mode,
+            ref_logprobs=ref_lp if mode == "implicit" else None,
+            batch_size=batch_size,
+            ties=ties,
+        )
+        metrics[mode] = score_benchmark(bench, labels, res.correct)
+    return metrics, len(ds)

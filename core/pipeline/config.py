@@ -1,0 +1,192 @@
+"""Config validation of the workflow: the JSON schema (schemas/config.schema.yaml, defaults
+filled in) and the cross-key checks it cannot express. Every error names the offending key.
+
+This is the one place a config value is checked; later layers trust it (core.dro re-checks rho
+only for direct library users)."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from core.pipeline.paths import WORLD_DATASETS
+
+SCHEMA = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
+HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?$")
+LOCAL_SUFFIXES = (".json", ".jsonl", ".gz", ".parquet", ".csv")
+
+
+class ConfigError(ValueError):
+    """An invalid workflow config; the message names the key."""
+
+
+def _key_path(error: Any) -> str:
+    """'dr.reward.grids.unfiltered.tv[0]' from a jsonschema error's absolute path."""
+    out = ""
+    for part in error.absolute_path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "<top level>"
+
+
+def _schema_error_message(error: Any) -> str:
+    import jsonschema
+
+    # descend into the most specific sub-error (oneOf/anyOf report their branches as context)
+    best = jsonschema.exceptions.best_match([error]) if error.context else error
+    key = _key_path(best)
+    if best.validator == "additionalProperties":
+        allowed = sorted(best.schema.get("properties", {}))
+        return f"config key {key}: {best.message} (allowed keys: {allowed})"
+    return f"config key {key}: {best.message}"
+
+
+def validate_config(cfg: dict) -> None:
+    """Validate ``cfg`` against the schema (filling its defaults in place), then run the cross-key
+    checks; raise :class:`ConfigError` naming the offending key."""
+    import jsonschema
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    try:
+        validate(cfg, str(SCHEMA))
+    except WorkflowError as exc:
+        # snakemake.utils.validate raises WorkflowError while handling jsonschema's error
+        cause = exc.__cause__ or exc.__context__
+        if not isinstance(cause, jsonschema.exceptions.ValidationError):
+            raise
+        raise ConfigError(_schema_error_message(cause)) from None
+    problems = semantic_problems(cfg)
+    if problems:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+
+
+def _check_model(key: str, spec: dict) -> list[str]:
+    """A model path must exist (local), look like a hub id (hub) or be an installed package."""
+    src, path = spec["source"], spec.get("path", "")
+    if src == "local" and not Path(os.path.expanduser(path)).exists():
+        return [f"config key {key}.path: local model path {path!r} does not exist"]
+    if src == "hub" and not HUB_ID.match(path):
+        return [f"config key {key}.path: {path!r} is not a hub id (owner/name)"]
+    if src == "package":
+        from core.models import PACKAGED_MODELS, packaged_model_available
+
+        if path not in PACKAGED_MODELS:
+            known = sorted(PACKAGED_MODELS)
+            return [f"config key {key}.path: unknown packaged model {path!r} (known: {known})"]
+        ok, why = packaged_model_available(path)
+        if not ok:
+            return [f"config key {key}.path: packaged model {path!r} is not available: {why}"]
+    return []
+
+
+def raw_datasets(cfg: dict) -> list[str]:
+    """Names of data/raw/<name>.parquet this config can produce."""
+    if cfg["data"]["kind"] == "synthetic":
+        return list(WORLD_DATASETS)
+    return list(cfg["data"]["sources"])
+
+
+def _model_problems(cfg: dict) -> list[str]:
+    out = []
+    models = cfg["models"]
+    for role in [r for r in ("policy", "reward", "ppo_reward") if r in models]:
+        out += _check_model(f"models.{role}", models[role])
+        if models[role]["source"] == "build" and cfg["data"]["kind"] != "synthetic":
+            out.append(
+                f"config key models.{role}.source: 'build' trains a tokenizer on the synthetic "
+                "world's corpus, so it needs data.kind: synthetic"
+            )
+    ppo_rm, pol = models.get("ppo_reward", models["reward"]), models["policy"]
+    same_tokenizer = (ppo_rm["source"] == pol["source"] == "build") or (
+        ppo_rm["source"] == pol["source"] and ppo_rm.get("path") == pol.get("path")
+    )
+    if not same_tokenizer:
+        out.append(
+            "config key models.ppo_reward: PPO scores the policy's tokens with its reward model, so "
+            "that model needs the policy's tokenizer; models.reward differs from models.policy, so "
+            "set models.ppo_reward to a reward-model spec on the policy's backbone"
+        )
+    return out
+
+
+def _data_problems(cfg: dict) -> list[str]:
+    out, raw = [], raw_datasets(cfg)
+    if cfg["data"]["kind"] == "real":
+        if "pool" not in cfg["data"]["sources"]:
+            out.append("config key data.sources.pool: required when data.kind is 'real' (the DR training pool)")
+        for name, spec in cfg["data"]["sources"].items():
+            src = spec["source"]
+            if src.startswith("bigbench:"):
+                continue
+            looks_local = src.startswith((".", "/", "~")) or os.path.splitext(src)[1] in LOCAL_SUFFIXES
+            if looks_local and not Path(os.path.expanduser(src)).exists():
+                out.append(f"config key data.sources.{name}.source: local path {src!r} does not exist")
+    for key, name in (("sft.dataset", cfg["sft"]["dataset"]), ("distill.data", cfg["distill"]["data"])):
+        if name not in raw:
+            out.append(f"config key {key}: unknown dataset {name!r} (available: {raw})")
+    for bench, spec in cfg["eval"]["benchmarks"].items():
+        if spec["data"] not in raw:
+            out.append(f"config key eval.benchmarks.{bench}.data: unknown dataset {spec['data']!r} (available: {raw})")
+    variants = cfg["data"]["variants"]
+    refs = [
+        ("dr.ppo.variant", cfg["dr"]["ppo"]["variant"]),
+        ("dr.dpo.variant", cfg["dr"]["dpo"]["variant"]),
+        ("report.rm_variant", cfg["report"]["rm_variant"]),
+    ]
+    refs += [(f"report.subset_tables.{t}", v[0]) for t, v in cfg["report"]["subset_tables"].items()]
+    refs += [(f"dr.reward.grids.{v}", v) for v in cfg["dr"]["reward"]["grids"]]
+    for key, variant in refs:
+        if variant not in variants:
+            out.append(f"config key {key}: unknown variant {variant!r} (data.variants has {sorted(variants)})")
+    return out
+
+
+def _grid_problems(cfg: dict) -> list[str]:
+    out = []
+    cvar_lists = [(f"dr.reward.grids.{v}.cvar", g.get("cvar", [])) for v, g in cfg["dr"]["reward"]["grids"].items()]
+    cvar_lists += [(f"dr.{k}.rho", cfg["dr"][k]["rho"]) for k in ("ppo", "dpo") if cfg["dr"][k]["divergence"] == "cvar"]
+    for key, values in cvar_lists:
+        if any(r > 1 for r in values):
+            out.append(f"config key {key}: cvar reads rho as alpha, which must be <= 1")
+    d = cfg["distill"]
+    n, n_ens = d["n_train"], d["ensemble_n"]
+    for bias in d["biases"]:
+        longer = math.floor(bias * n + 0.5)
+        for b in d["ensemble_b"]:
+            k = math.floor(b * n_ens + 0.5)
+            if k > longer or n_ens - k > n - longer:
+                out.append(
+                    f"config key distill.ensemble_n: {n_ens} pairs with longer-preferred fraction {b} "
+                    f"cannot be drawn from D_bias (bias={bias}, {n} pairs: {longer} longer-preferred)"
+                )
+    b1 = cfg["report"]["figureB1"]
+    if b1["bias"] not in d["biases"]:
+        out.append(f"config key report.figureB1.bias: {b1['bias']} is not in distill.biases")
+    if b1["beta"] not in d["beta"]:
+        out.append(f"config key report.figureB1.beta: {b1['beta']} is not in distill.beta")
+    return out
+
+
+def _resource_problems(cfg: dict) -> list[str]:
+    out = []
+    for kind, r in cfg["resources"].items():
+        gpu, nproc = r.get("gpu", 0), r.get("nproc", 1)
+        if kind != "train" and nproc != 1:
+            out.append(
+                f"config key resources.{kind}.nproc: only training jobs run in several processes "
+                f"(resources.train.nproc); expected 1, got {nproc}"
+            )
+        if gpu and nproc > gpu:
+            out.append(
+                f"config key resources.{kind}.nproc: {nproc} processes need one GPU each, "
+                f"but resources.{kind}.gpu is {gpu}"
+            )
+    return out
+
+
+def semantic_problems(cfg: dict) -> list[str]:
+    """Cross-key checks: model paths, dataset names, variant references, grid ranges, resources."""
+    return _model_problems(cfg) + _data_problems(cfg) + _grid_problems(cfg) + _resource_problems(cfg)

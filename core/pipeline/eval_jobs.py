@@ -1,0 +1,120 @@
+"""The evaluation jobs of the workflow.
+
+* :func:`eval_pairs` — pairwise accuracy of a reward model or a policy on every benchmark of the
+  DR tables (core.eval.benchmarks), one metrics file per benchmark;
+* :func:`oracle_eval` — oracle reward of policy samples on held-out prompts (distillation paper
+  §6): one seeded completion per prompt scored by the oracle; for a trained policy the advantage
+  mean r*(pi) - mean r*(SFT) with a paired percentile-bootstrap 95% interval, plus the per-prompt
+  rewards the Wald tests of Figure 2 compare.
+"""
+
+from __future__ import annotations
+
+import json
+
+from core.data.io import read_pairs
+from core.pipeline.job import (
+    Job,
+    log_metrics_file,
+    run_id_of,
+    set_torch_threads,
+    tracked_run,
+    write_job_metrics,
+)
+
+
+def eval_pairs(job: Job) -> None:
+    """Score the job's model (``params.kind``: reward_model or policy) on ``params.benches``."""
+    set_torch_threads(job)
+    from core.eval.benchmarks import evaluate_benchmark
+    from core.models import load_causal_lm, load_reward_model, load_tokenizer
+
+    model_dir, ev = job.inp("model"), job.params["eval"]
+    tok = load_tokenizer(model_dir)
+    if job.params["kind"] == "reward_model":
+        model, ref = load_reward_model(model_dir).eval(), None
+    else:
+        model = load_causal_lm(model_dir).eval()
+        ref = load_causal_lm(job.model_source("reference")).eval()
+    train_run = run_id_of(job.inp("train"))
+    seed = int(job.wildcards.get("seed", 0))
+    with tracked_run(job) as run:
+        for name, bench in job.params["benches"].items():
+            metrics, n = evaluate_benchmark(
+                read_pairs(job.inp(name)),
+                bench,
+                tok,
+                model,
+                ref,
+                batch_size=int(ev["batch_size"]),
+                max_length=int(ev["max_length"]),
+                ties=ev["ties"],
+                source=job.inp(name),
+            )
+            out = job.out(name)
+            write_job_metrics(
+                job,
+                out,
+                metrics,
+                model_path=model_dir,
+                dataset_path=job.inp(name),
+                counts={"pairs": n},
+                seed=seed,
+                run_id=run.run_id,
+                train_run_id=train_run,
+                extra={"benchmark": name, "label": bench.get("label", name)},
+            )
+            log_metrics_file(run, out, {name: metrics})
+
+
+def oracle_eval(job: Job) -> None:
+    """Oracle rewards of a policy's samples (the SFT policy's when the job has no ``train`` input)."""
+    set_torch_threads(job)
+    from core.eval.generation import GenerationSettings
+    from core.eval.oracle import heldout_prompts, load_oracle, oracle_advantage, sample_and_score
+    from core.models import load_causal_lm, load_tokenizer
+
+    p = job.params
+    policy = "train" in job.input
+    model_path = job.inp("model") if policy else job.model_source("model")
+    oracle = load_oracle(
+        job.inp("oracle"), p["oracle"]["kind"], int(p["eval"]["batch_size"]), int(p["eval"]["max_length"])
+    )
+    settings = GenerationSettings.from_mapping(p["generation"])
+    tok = load_tokenizer(model_path)
+    model = load_causal_lm(model_path).eval()
+    train_run = run_id_of(job.inp("train")) if policy else ""
+    with tracked_run(job) as run:
+        for split in ("val", "test"):
+            prompts = heldout_prompts(read_pairs(job.inp(split)), int(p["n_prompts"]))
+            sampled = sample_and_score(model, tok, prompts, oracle, settings)
+            metrics = {"mean_reward": sampled.mean, "rewards": sampled.rewards.tolist()}
+            if policy:
+                with open(job.inp(f"sft_{split}"), encoding="utf-8") as fh:
+                    sft_rewards = json.load(fh)["metrics"]["rewards"]
+                adv = oracle_advantage(
+                    sampled.rewards,
+                    sft_rewards,
+                    paired=True,
+                    n_resamples=int(p["bootstrap"]["n_resamples"]),
+                    seed=int(p["bootstrap"]["seed"]),
+                )
+                metrics.update(adv.to_dict())
+            examples = [
+                {"prompt": q, "completion": c, "reward": float(r)}
+                for q, c, r in zip(sampled.prompts[:5], sampled.completions[:5], sampled.rewards[:5], strict=True)
+            ]
+            out = job.out(split)
+            write_job_metrics(
+                job,
+                out,
+                metrics,
+                model_path=model_path,
+                dataset_path=job.inp(split),
+                counts={"prompts": len(prompts)},
+                seed=int(job.wildcards.get("seed", settings.seed)),
+                run_id=run.run_id,
+                train_run_id=train_run,
+                extra={"split": split, "generation": settings.to_dict(), "examples": examples},
+            )
+            log_metrics_file(run, out, {split: {k: v for k, v in metrics.items() if k != "rewards"}})

@@ -1,0 +1,536 @@
+"""Table, figure and report specs of both papers, computed from the config.
+
+A spec names the metrics files of each cell (core.report.tables reads the numbers), so a table's
+rule asks for exactly the files that table reads, and through them only the models it needs.
+Adding a table is one entry in :meth:`Specs.tables`; rows come from the grids
+(core.pipeline.grids), file paths from the one path scheme (core.pipeline.paths).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.pipeline.paths import fmt
+from core.vocab import DIVERGENCE_LABELS, GAMMA_LABELS, METHOD_LABELS, REWARDBENCH_SECTIONS
+
+SECTION_NAMES = tuple(REWARDBENCH_SECTIONS)
+#: the DR paper's tables in the report's order
+DR_ORDER = (
+    "table1",
+    "table2",
+    "table3",
+    "table4",
+    "table5",
+    "table6",
+    "table8",
+    "table9",
+    "table10",
+    "table11",
+    "table12",
+    "table14",
+    "table15",
+    "table7",
+    "table13",
+)
+#: figure -> the data tables shown under it (distillation paper's order)
+DISTILL_ORDER = (
+    ("figure2", ("figure2", "figure2_wald")),
+    ("figureB1", ("figureB1",)),
+    ("figureB3", ("figureB3",)),
+    ("figureB4", ("figureB4",)),
+    ("figureB5", ("figureB5",)),
+)
+FIGURES = {
+    "figure2": {"kind": "bias_lines", "table": "figure2", "ylabel": "oracle reward advantage over SFT"},
+    "figureB1": {"kind": "curves"},
+    "figureB3": {"kind": "stacked_bars", "table": "figureB3", "ylabel": "share of examples (%)"},
+    "figureB4": {"kind": "sweep", "table": "figureB4", "ylabel": "validation oracle advantage"},
+    "figureB5": {"kind": "bias_lines", "table": "figureB5", "ylabel": "validation oracle advantage"},
+}
+#: Figure B.1's methods and the gamma schedule each is shown with
+B1_SERIES = (("dpo", "none"), ("pdpo", "linear"), ("ddpo", "none"), ("dpdpo", "linear"))
+B1_PANELS = ["preferred_log_likelihood", "dispreferred_log_likelihood", "kl_loss_ref", "loss"]
+
+
+def make_spec(name: str, title: str, caption: str, row_header: str, columns: list, rows: list) -> dict:
+    """Attach each row's files to the columns' sources (cells) and drop the source names."""
+    out_rows = []
+    for r in rows:
+        cells = {c["label"]: {"files": r["files"][c["source"]]} for c in columns}
+        out_rows.append({"label": r["label"], "group": r.get("group"), "cells": cells})
+    cols = [{k: v for k, v in c.items() if k != "source"} for c in columns]
+    return {
+        "name": name,
+        "title": title,
+        "caption": caption,
+        "row_header": row_header,
+        "columns": cols,
+        "rows": out_rows,
+    }
+
+
+def spec_files(spec: dict) -> list[str]:
+    """Every metrics file a spec reads (the table rule's inputs)."""
+    out: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k in ("files", "select") and isinstance(v, list):
+                    out.extend(v)
+                else:
+                    walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(spec.get("rows", []) if spec.get("kind") != "settings" else [])
+    return sorted(set(out))
+
+
+def _rho_label(prefix: str, rho: float) -> str:
+    return f"{prefix} ρ = {fmt(rho)}"
+
+
+class Specs:
+    """Every table and figure spec of one config (a :class:`core.pipeline.workflow.Pipeline`)."""
+
+    def __init__(self, pipeline: Any) -> None:
+        self.p, self.cfg, self.paths = pipeline, pipeline.cfg, pipeline.paths
+        self.note = self.cfg["report"]["note"]
+        self._tables: dict[str, dict] | None = None
+
+    # ------------------------------------------------------------------ files
+    def seed_files(self, dir_of: Any, leaf: str) -> list[str]:
+        return [self.paths.metrics(dir_of(s), leaf) for s in self.p.seeds()]
+
+    # ------------------------------------------------------------ row builders
+    def rm_rows(self, variant: str, div: str, benches: list, group: str | None = None) -> list:
+        rows = []
+        for v, d, rho in self.p.rm_grid(variant, div):
+            label = "BTL RM" if d == "none" else _rho_label("DR RM", rho)
+            files = {b: self.seed_files(lambda s, v=v, d=d, rho=rho: self.paths.rm(v, d, rho, s), b) for b in benches}
+            rows.append({"label": label, "group": group, "files": files})
+        return rows
+
+    def ppo_rows(self, benches: list, versions: list | None = None) -> list:
+        variant = self.cfg["dr"]["ppo"]["variant"]
+        rows = []
+        for version, d, rho in self.p.ppo_grid(versions):
+            label = "BTL RM, Std. PPO" if version == "none" else _rho_label(f"DR PPO ({version})", rho)
+            files = {
+                b: self.seed_files(lambda s, ver=version, d=d, rho=rho: self.paths.ppo(variant, ver, d, rho, s), b)
+                for b in benches
+            }
+            rows.append({"label": label, "group": None, "files": files})
+        return rows
+
+    def dpo_rows(self, benches: list) -> list:
+        variant = self.cfg["dr"]["dpo"]["variant"]
+        rows = []
+        for d, rho in self.p.dpo_grid():
+            label = "Std. DPO" if d == "none" else _rho_label("DR DPO", rho)
+            files = {b: self.seed_files(lambda s, d=d, rho=rho: self.paths.dpo(variant, d, rho, s), b) for b in benches}
+            rows.append({"label": label, "group": None, "files": files})
+        return rows
+
+    # --------------------------------------------------------- column builders
+    def score_prefix(self, kind: str) -> str:
+        """Where a metrics file keeps its numbers: reward models at the top, policies per mode."""
+        if kind == "rm":
+            return "metrics"
+        mode = self.cfg["report"]["ppo_mode"] if kind == "ppo" else self.cfg["report"]["dpo_mode"]
+        return f"metrics/{mode}"
+
+    def bench_columns(self, kind: str, benches: list) -> list:
+        cols = []
+        for b in benches:
+            key = "accuracy" if b == "id" else "scores/overall"
+            cols.append(
+                {"label": self.p.bench_label(b), "source": b, "key": f"{self.score_prefix(kind)}/{key}", "scale": 100}
+            )
+        return cols
+
+    def section_columns(self, kind: str) -> list:
+        p = self.score_prefix(kind)
+        cols = [
+            {"label": s, "source": "rewardbench", "key": f"{p}/scores/sections/{s}", "scale": 100}
+            for s in SECTION_NAMES
+        ]
+        return cols + [{"label": "Avg.", "source": "rewardbench", "key": f"{p}/scores/overall", "scale": 100}]
+
+    def rb_subsets(self, section: str) -> list[str]:
+        """Official RewardBench subsets of a section that this config's benchmark covers."""
+        spec = self.cfg["eval"]["benchmarks"].get("rewardbench", {})
+        targets = set(spec.get("subset_map", {}).values())
+        members = REWARDBENCH_SECTIONS[section]
+        return [s for s in members if s in targets] if targets else list(members)
+
+    def subset_columns(self, kind: str, sections: tuple = SECTION_NAMES, with_sections: bool = True) -> list:
+        p = self.score_prefix(kind)
+        cols = []
+        for s in sections:
+            for sub in self.rb_subsets(s):
+                cols.append({"label": sub, "source": "rewardbench", "key": f"{p}/scores/subsets/{sub}", "scale": 100})
+            if with_sections:
+                cols.append(
+                    {
+                        "label": f"{s} (section)",
+                        "source": "rewardbench",
+                        "key": f"{p}/scores/sections/{s}",
+                        "scale": 100,
+                    }
+                )
+        if with_sections:
+            cols.append({"label": "Avg.", "source": "rewardbench", "key": f"{p}/scores/overall", "scale": 100})
+        return cols
+
+    # ----------------------------------------------------- the DR paper's tables
+    def dr_catalogue(self) -> dict[str, tuple]:
+        """The DR paper's tables as data: name -> (needs RewardBench, title, caption, row header,
+        columns, rows). Adding a table is one entry here."""
+        rep, note, rb = self.cfg["report"], self.note, ["rewardbench"]
+        rmv, ood, ppo_v = rep["rm_variant"], self.p.dr_benchmarks_ood(), [rep["ppo_version"]]
+        reasoning = ("Reasoning",)
+        rows8 = [
+            row
+            for variant, grids in self.cfg["dr"]["reward"]["grids"].items()
+            for div in grids
+            for row in self.rm_rows(variant, div, ood, group=f"{variant}; {DIVERGENCE_LABELS[div]}")
+        ]
+        cat: dict[str, tuple] = {
+            "table1": (True, "Table 1: reward models on RewardBench (BTL vs DR, TV)",
+                       f"Pairwise accuracy (%) by RewardBench section, trained on variant '{rmv}'. {note}",
+                       "Reward Model", self.section_columns("rm"), self.rm_rows(rmv, "tv", rb)),
+            "table2": (True, "Table 2: reward models on RewardBench's reasoning subsets",
+                       f"Accuracy (%) per reasoning subset, variant '{rmv}', TV. {note}",
+                       "Reward Model", self.subset_columns("rm", reasoning, False), self.rm_rows(rmv, "tv", rb)),
+            "table3": (False, "Table 3: PPO and DR-PPO (vA, vB), in- and out-of-distribution",
+                       f"Policy accuracy (%) with {rep['ppo_mode']} scoring; reward model and PPO share rho. {note}",
+                       "Model", self.bench_columns("ppo", ood), self.ppo_rows(ood)),
+            "table4": (True, "Table 4: DR-PPO on RewardBench sections",
+                       f"Policy accuracy (%) by section ({rep['ppo_mode']}). {note}",
+                       "Reward Model", self.section_columns("ppo"), self.ppo_rows(rb, ppo_v)),
+            "table5": (True, "Table 5: DR-PPO on RewardBench's reasoning subsets",
+                       f"Policy accuracy (%) per reasoning subset. {note}",
+                       "Reward Model", self.subset_columns("ppo", reasoning, False), self.ppo_rows(rb, ppo_v)),
+            "table6": (False, "Table 6: DPO vs DR-DPO, in- and out-of-distribution",
+                       f"Policy accuracy (%) with {rep['dpo_mode']} scoring. {note}",
+                       "Model", self.bench_columns("dpo", ood), self.dpo_rows(ood)),
+            "table8": (False, "Table 8: reward models by dataset variant and divergence",
+                       f"Pairwise accuracy (%); groups are training-set variants and divergences. {note}",
+                       "Reward Model", self.bench_columns("rm", ood), rows8),
+        }  # fmt: skip
+        for name, (variant, div) in rep["subset_tables"].items():
+            cat[name] = (True, f"{name.replace('table', 'Table ')}: reward models per RewardBench subset "
+                         f"(variant '{variant}', {DIVERGENCE_LABELS[div]})",
+                         f"Accuracy (%) per subset, section and average. {note}",
+                         "Reward Model", self.subset_columns("rm"), self.rm_rows(variant, div, rb))  # fmt: skip
+        cat["table14"] = (True, "Table 14: PPO per RewardBench subset",
+                          f"Policy accuracy (%) per subset ({rep['ppo_mode']}). {note}",
+                          "Model", self.subset_columns("ppo"), self.ppo_rows(rb, ppo_v))  # fmt: skip
+        cat["table15"] = (True, "Table 15: DPO per RewardBench subset",
+                          f"Policy accuracy (%) per subset ({rep['dpo_mode']}). {note}",
+                          "Model", self.subset_columns("dpo"), self.dpo_rows(rb))  # fmt: skip
+        return cat
+
+    def dr_tables(self) -> dict[str, dict]:
+        """The DR paper's table specs this config has (RewardBench tables need that benchmark)."""
+        has_rb = "rewardbench" in self.cfg["eval"]["benchmarks"]
+        return {
+            name: make_spec(name, title, caption, header, cols, rows)
+            for name, (needs_rb, title, caption, header, cols, rows) in self.dr_catalogue().items()
+            if has_rb or not needs_rb
+        }
+
+    # ---------------------------------------------- the distillation paper's tables
+    def distill_seed_files(self, method: str, bias: float, beta: float, gamma: str, leaf: str) -> list[str]:
+        return self.seed_files(lambda s: self.paths.distill(method, bias, beta, gamma, s), leaf)
+
+    def candidates(self, method: str, bias: float, modes: list, leaf: str) -> list:
+        """Model selection over beta (tau for IPO) on the validation split (distillation paper §6.1)."""
+        hp = "τ" if method == "ipo" else "β"
+        return [
+            {
+                "label": f"{hp}={fmt(beta)}",
+                "select": self.distill_seed_files(method, bias, beta, g, "oracle_val"),
+                "files": self.distill_seed_files(method, bias, beta, g, leaf),
+            }
+            for beta in self.p.distill_hparams(method)
+            for g in modes
+        ]
+
+    def selected(self, method: str, bias: float, leaf: str, gamma: str | None = None) -> dict:
+        modes = [gamma] if gamma else self.p.gamma_modes(method)[:1]
+        return {
+            "candidates": self.candidates(method, bias, modes, leaf),
+            "select_key": "metrics/advantage",
+            "select": "max",
+        }
+
+    def bias_columns(self) -> list:
+        """One column per length bias, with the bootstrap interval keys."""
+        return [
+            {
+                "label": f"ρ = {fmt(b)}",
+                "key": "metrics/advantage",
+                "scale": 1.0,
+                "digits": 3,
+                "x": float(b),
+                "ci_keys": ["metrics/ci_low", "metrics/ci_high"],
+            }
+            for b in self.cfg["distill"]["biases"]
+        ]
+
+    def b1_series(self) -> list[tuple[str, str]]:
+        """Figure B.1's (method, gamma) pairs present in this config."""
+        out = []
+        for m, g in B1_SERIES:
+            if m in self.cfg["distill"]["methods"]:
+                out.append((m, g if g in self.p.gamma_modes(m) else self.p.gamma_modes(m)[0]))
+        return out
+
+    def distill_tables(self) -> dict[str, dict]:
+        d, note = self.cfg["distill"], self.note
+        biases, methods, cols = [float(b) for b in d["biases"]], list(d["methods"]), self.bias_columns()
+        specs = {}
+        rows = [
+            {
+                "label": METHOD_LABELS[m],
+                "group": None,
+                "cells": {c["label"]: self.selected(m, b, "oracle_test") for c, b in zip(cols, biases, strict=True)},
+            }
+            for m in methods
+        ]
+        specs["figure2"] = {
+            "name": "figure2",
+            "row_header": "Method",
+            "columns": cols,
+            "rows": rows,
+            "title": "Figure 2 (data): oracle-reward advantage over SFT vs length bias",
+            "caption": (
+                "Mean oracle reward of policy samples on test prompts minus the SFT policy's, "
+                "with bootstrap 95% intervals; beta (tau for IPO) chosen on the validation "
+                f"prompts (shown in parentheses). {note}"
+            ),
+        }
+        wald_rows = []
+        for a in [m for m in ("ddpo", "dpdpo", "edpo", "pdpo") if m in methods]:
+            for b in [m for m in ("dpo", "ipo") if m in methods]:
+                cells = {
+                    c["label"]: {
+                        "wald": [self.selected(a, bias, "oracle_test"), self.selected(b, bias, "oracle_test")],
+                        "samples_key": "metrics/rewards",
+                    }
+                    for c, bias in zip(cols, biases, strict=True)
+                }
+                wald_rows.append({"label": f"{METHOD_LABELS[a]} vs {METHOD_LABELS[b]}", "group": None, "cells": cells})
+        if wald_rows:
+            specs["figure2_wald"] = {
+                "name": "figure2_wald",
+                "row_header": "Comparison",
+                "rows": wald_rows,
+                "columns": [{"label": c["label"], "key": "metrics/rewards", "scale": 1.0, "digits": 4} for c in cols],
+                "title": "Figure 2 (tests): Wald test p-values between methods",
+                "caption": f"Two-sided paired Wald tests of equal mean oracle reward on the test prompts. {note}",
+            }
+        sweep_rows = []
+        for m in methods:
+            g, hp = self.p.gamma_modes(m)[0], ("τ" if m == "ipo" else "β")
+            for beta in self.p.distill_hparams(m):
+                cells = {
+                    c["label"]: {"files": self.distill_seed_files(m, b, beta, g, "oracle_val")}
+                    for c, b in zip(cols, biases, strict=True)
+                }
+                sweep_rows.append(
+                    {"label": f"{hp} = {fmt(beta)}", "group": METHOD_LABELS[m], "cells": cells, "x": beta}
+                )
+        specs["figureB4"] = {
+            "name": "figureB4",
+            "row_header": "Setting",
+            "columns": cols,
+            "rows": sweep_rows,
+            "title": "Figure B.4 (data): validation oracle advantage across beta / tau",
+            "caption": f"Validation-prompt oracle advantage of every hyper-parameter setting. {note}",
+        }
+        if "edpo" in methods and d["gamma"]["compare_constant"]:
+            rows_b5 = []
+            for g in ("linear", "constant"):
+                cells = {
+                    c["label"]: {
+                        "candidates": self.candidates("edpo", b, [g], "oracle_val"),
+                        "select_key": "metrics/advantage",
+                        "select": "max",
+                    }
+                    for c, b in zip(cols, biases, strict=True)
+                }
+                rows_b5.append({"label": GAMMA_LABELS[g], "group": None, "cells": cells})
+            specs["figureB5"] = {
+                "name": "figureB5",
+                "row_header": "e-DPO gamma",
+                "columns": cols,
+                "rows": rows_b5,
+                "title": "Figure B.5 (data): e-DPO with and without annealing of gamma",
+                "caption": f"Validation oracle advantage at the best beta per bias. {note}",
+            }
+        if "edpo" in methods:
+            mcols = [
+                {"label": f"b = {fmt(b)}", "key": f"metrics/member_fraction/{m}", "scale": 100, "digits": 1}
+                for b, m in zip(d["ensemble_b"], self.p.ensemble_members(), strict=True)
+            ]
+            edpo_modes = self.p.gamma_modes("edpo")[:1]
+            rows_b3 = [
+                {
+                    "label": f"ρ = {fmt(b)}",
+                    "group": None,
+                    "x": b,
+                    "cells": {
+                        c["label"]: {
+                            "candidates": self.candidates("edpo", b, edpo_modes, "train"),
+                            "select_key": "metrics/advantage",
+                            "select": "max",
+                        }
+                        for c in mcols
+                    },
+                }
+                for b in biases
+            ]
+            specs["figureB3"] = {
+                "name": "figureB3",
+                "row_header": "Length bias",
+                "columns": mcols,
+                "rows": rows_b3,
+                "title": "Figure B.3 (data): which ensemble reward model e-DPO matches, by bias",
+                "caption": (
+                    "Share (%) of training examples on which each r_{rho,b} attained the minimum of "
+                    f"the distillation loss, for the e-DPO policy selected on validation. {note}"
+                ),
+            }
+        b1 = self.cfg["report"]["figureB1"]
+        if self.b1_series():
+            pcols = [{"label": k, "key": f"metrics/probes/{k}", "scale": 1.0, "digits": 3} for k in B1_PANELS[:3]]
+            prow = []
+            for m, g in self.b1_series():
+                files = self.distill_seed_files(m, b1["bias"], b1["beta"], g, "train")
+                prow.append(
+                    {"label": METHOD_LABELS[m], "group": None, "cells": {c["label"]: {"files": files} for c in pcols}}
+                )
+            specs["figureB1"] = {
+                "name": "figureB1",
+                "row_header": "Method",
+                "columns": pcols,
+                "rows": prow,
+                "title": "Figure B.1 (data): likelihood collapse at the end of training",
+                "caption": (
+                    f"Probe-set log-likelihoods and KL(pi_ref || pi) after training, bias {fmt(b1['bias'])}, "
+                    f"beta {fmt(b1['beta'])}. {note}"
+                ),
+            }
+        return specs
+
+    def settings_tables(self) -> dict[str, dict]:
+        """Tables 7 and 13: the training settings, read from the config."""
+
+        def row(name, *vals):
+            return [name] + [v if not isinstance(v, float) else fmt(v) for v in vals]
+
+        rm, ppo, dpo = self.cfg["dr"]["reward"], self.cfg["dr"]["ppo"], self.cfg["dr"]["dpo"]
+        keys = sorted(set(rm["train"]) | set(ppo["train"]) | set(dpo["train"]))
+        t7 = [
+            row("Base model", self.p.base_model("reward")),
+            row("Training pairs", rm["n_train"]),
+            row("Average iterates", rm["average_iterates"]),
+        ]
+        t7 += [row(k, rm["train"][k]) for k in sorted(rm["train"])]
+        lora = self.cfg["models"]["reward"].get("lora")
+        if lora:
+            t7 += [row(f"LoRA {k}", v) for k, v in sorted(lora.items())]
+        ref = self.p.reference_policy("dr")
+        t13 = [
+            row("Base model", ref, ref),
+            row("Training pairs", ppo["n_train"], dpo["n_train"]),
+            row("KL coefficient beta", ppo["train"].get("kl_coef"), dpo["beta"]),
+        ]
+        t13 += [row(k, ppo["train"].get(k), dpo["train"].get(k)) for k in keys if k != "kl_coef"]
+        return {
+            "table7": {
+                "name": "table7",
+                "kind": "settings",
+                "title": "Table 7: reward-model training settings",
+                "caption": "Read from the config.",
+                "columns": ["Setting", "Value"],
+                "rows": t7,
+            },
+            "table13": {
+                "name": "table13",
+                "kind": "settings",
+                "title": "Table 13: PPO and DPO training settings",
+                "caption": "Read from the config.",
+                "columns": ["Setting", "PPO", "DPO"],
+                "rows": t13,
+            },
+        }
+
+    # ------------------------------------------------------------- the catalogue
+    def tables(self) -> dict[str, dict]:
+        """Every table spec by name (built once)."""
+        if self._tables is None:
+            self._tables = {**self.dr_tables(), **self.distill_tables(), **self.settings_tables()}
+        return self._tables
+
+    def table_files(self, name: str) -> list[str]:
+        return spec_files(self.tables()[name])
+
+    def figures(self) -> list[str]:
+        """Figures whose data table this config has."""
+        return [n for n, f in FIGURES.items() if "table" not in f or f["table"] in self.tables()]
+
+    def figure(self, name: str) -> dict:
+        fig = dict(FIGURES[name], name=name)
+        if "table" in fig:
+            fig["table"] = self.tables()[fig["table"]]
+        if fig["kind"] == "curves":
+            b1 = self.cfg["report"]["figureB1"]
+            fig["series"] = [
+                {"label": METHOD_LABELS[m], "files": self.distill_seed_files(m, b1["bias"], b1["beta"], g, "train")}
+                for m, g in self.b1_series()
+            ]
+            fig["panels"] = list(B1_PANELS)
+            fig["title"] = f"Likelihood collapse (bias {fmt(b1['bias'])}, beta {fmt(b1['beta'])})"
+        return fig
+
+    def figure_files(self, name: str) -> list[str]:
+        fig = self.figure(name)
+        if "table" in fig:
+            return spec_files(fig["table"])
+        return sorted({f for s in fig["series"] for f in s["files"]})
+
+    def theory_names(self) -> list[str]:
+        return list(self.cfg["theory"]["experiments"])
+
+    def report_inputs(self) -> dict[str, list[str]]:
+        tp, theory = self.paths, self.theory_names()
+        return {
+            "tables": [tp.table(n) for n in self.tables()],
+            "csvs": [tp.table(n, "csv") for n in self.tables()],
+            "figures": [tp.figure(n) for n in self.figures()],
+            "theory": [tp.figure(f"theory_{n}") for n in theory] + [tp.table(f"theory_{n}") for n in theory],
+        }
+
+    def report_sections(self) -> list[dict]:
+        """The document's outline: headings with tables / figures in paper order."""
+        specs = self.tables()
+        dr = [{"table": f"tables/{n}.md"} for n in DR_ORDER if n in specs]
+        distill: list[dict] = []
+        for fig, tabs in DISTILL_ORDER:
+            if fig in self.figures():
+                distill.append({"figure": f"figures/{fig}.png"})
+            distill += [{"table": f"tables/{t}.md"} for t in tabs if t in specs]
+        theory: list[dict] = []
+        for n in self.theory_names():
+            theory += [{"figure": f"figures/theory_{n}.png"}, {"table": f"tables/theory_{n}.md"}]
+        return [
+            {"heading": "Distributionally robust RLHF (DR paper)", "items": dr},
+            {"heading": "Reward-model distillation and pessimism (distillation paper)", "items": distill},
+            {"heading": "Theory experiments", "items": theory},
+        ]

@@ -1,0 +1,228 @@
+"""The training jobs of the workflow: one function per trainer, ``job -> model folder + train.json``.
+
+* reward models (BTL, DR RM: DR paper Alg. 1) on core.trainers.reward;
+* the SFT reference policy on trl's SFTTrainer;
+* the DPO family (DPO, IPO, DR-DPO Alg. 3, d-/p-/dp-/e-DPO: distillation paper eqs. 7-13) on
+  core.trainers.dpo, with the Figure B.1 probes and e-DPO's member shares (Figure B.3);
+* PPO / DR-PPO vA, vB (DR paper §5.2) on core.trainers.ppo.
+
+Each writes its model atomically (rank 0), a metrics file with the step curves, and one MLflow run.
+"""
+
+from __future__ import annotations
+
+import shutil
+from typing import Any
+
+from core.data.io import read_pairs
+from core.pipeline.job import (
+    Job,
+    log_metrics_file,
+    rank,
+    run_id_of,
+    set_torch_threads,
+    tracked_run,
+    write_job_metrics,
+)
+from core.pipeline.training import (
+    curves,
+    last_values,
+    member_fractions,
+    pairs_only,
+    robust_summary,
+    save_final,
+    target_columns,
+    trainer_args,
+)
+
+
+def _fit(job: Job, trainer: Any, tok: Any, out: str, plain_final: bool = False) -> dict | None:
+    """Train, save the model atomically, and return the metrics every trainer shares (rank 0; None
+    on other ranks): final loss, steps, last logged values, step curves, DR weight statistics."""
+    result = trainer.train()
+    save_final(trainer.model, tok, out, trainer)
+    if rank() != 0:
+        return None
+    series = curves(trainer.state.log_history)
+    last = {k: v for k, v in series.items() if "/" not in k} if plain_final else series
+    metrics = {"train_loss": float(result.training_loss), "steps": int(trainer.state.global_step)}
+    metrics["final"] = last_values(last)
+    if hasattr(trainer, "robust_history"):
+        metrics["dr"] = robust_summary(trainer.robust_history)
+    metrics["curves"] = series
+    return metrics
+
+
+def _finish(job: Job, metrics: dict, run: Any, out: str, counts: dict, seed: int, logged: dict) -> None:
+    """The metrics file (naming the MLflow run) and its numbers in the run."""
+    write_job_metrics(
+        job,
+        job.out("metrics"),
+        metrics,
+        model_path=out,
+        dataset_path=job.inp("data"),
+        counts=counts,
+        seed=seed,
+        run_id=run.run_id,
+    )
+    log_metrics_file(run, job.out("metrics"), logged)
+
+
+def train_reward(job: Job) -> None:
+    """BTL (divergence none / rho 0) or DR reward model (DR paper Alg. 1)."""
+    set_torch_threads(job)
+    from core.models import load_reward_model, load_tokenizer
+    from core.trainers.reward import DRRewardConfig, DRRewardTrainer
+
+    seed, dr, spec = int(job.params["seed"]), job.params["dr"], job.params["model_spec"]
+    base = job.model_source("base")
+    data = pairs_only(read_pairs(job.inp("data")))
+    tok = load_tokenizer(base)
+    model = load_reward_model(base, dtype=spec.get("dtype"), lora=spec.get("lora"), seed=seed)
+    out = job.out("model")
+    with tracked_run(job) as run:
+        args = trainer_args(job, DRRewardConfig, out + ".work", seed, **dr)
+        trainer = DRRewardTrainer(
+            model=model, args=args, train_dataset=data, processing_class=tok, callbacks=[run.callback()]
+        )
+        metrics = _fit(job, trainer, tok, out)
+        if metrics is not None:
+            logged = {k: metrics[k] for k in ("train_loss", "steps", "dr")}
+            _finish(job, metrics, run, out, {"pairs": len(data)}, seed, logged)
+    shutil.rmtree(out + ".work", ignore_errors=True)
+
+
+def demonstrations(ds: Any) -> Any:
+    """prompt/completion rows: the dataset's own, or the chosen responses of preference pairs."""
+    if "completion" in ds.column_names:
+        return ds.select_columns(["prompt", "completion"])
+    if "chosen" in ds.column_names:
+        return ds.select_columns(["prompt", "chosen"]).rename_column("chosen", "completion")
+    raise ValueError(f"SFT dataset has neither a 'completion' nor a 'chosen' column: {ds.column_names}")
+
+
+def train_sft(job: Job) -> None:
+    """The reference policy pi_ref: SFT of the base LM, loss on completion tokens only."""
+    set_torch_threads(job)
+    from trl import SFTConfig, SFTTrainer
+
+    from core.models import load_causal_lm, load_tokenizer
+
+    seed, spec, base = int(job.params["seed"]), job.params["model_spec"], job.model_source("base")
+    data = demonstrations(read_pairs(job.inp("data")))
+    tok = load_tokenizer(base)
+    model = load_causal_lm(base, dtype=spec.get("dtype"), lora=spec.get("lora"))
+    out = job.out("model")
+    with tracked_run(job) as run:
+        args = trainer_args(job, SFTConfig, out + ".work", seed)
+        trainer = SFTTrainer(
+            model=model, args=args, train_dataset=data, processing_class=tok, callbacks=[run.callback()]
+        )
+        metrics = _fit(job, trainer, tok, out)
+        if metrics is not None:
+            logged = {k: metrics[k] for k in ("train_loss", "steps")}
+            _finish(job, metrics, run, out, {"examples": len(data)}, seed, logged)
+    shutil.rmtree(out + ".work", ignore_errors=True)
+
+
+def _probe_callback(job: Job, ref: Any, tok: Any, seed: int, run: Any) -> Any:
+    """Figure B.1's probes: log-likelihoods of preferred / dispreferred validation responses and
+    KL(pi_ref || pi) on samples of pi_ref, every ``probes.every`` steps."""
+    from core.eval.generation import GenerationSettings
+    from core.eval.probes import LikelihoodProbeCallback, build_probe_set
+
+    p, max_length = job.params["probes"], job.params["train"].get("max_length")
+    rows = read_pairs(job.inp("probes"))
+    rows = rows.select(range(min(int(p["n"]), len(rows))))
+    settings = GenerationSettings(max_new_tokens=int(max_length or 128) // 4, seed=seed, batch_size=int(p["n"]))
+    probes = build_probe_set(ref, tok, rows, sample_settings=settings, batch_size=int(p["n"]), max_length=max_length)
+    return LikelihoodProbeCallback(probes, int(p["every"]), log_fn=lambda m, s: run.log_metrics(m, step=s))
+
+
+def train_dpo(job: Job) -> None:
+    """A DPO-family policy from pi_ref; ``params.loss`` holds DRDPOConfig's own fields."""
+    set_torch_threads(job)
+    from core.models import load_causal_lm, load_tokenizer
+    from core.trainers.dpo import DRDPOConfig, DRDPOTrainer
+
+    seed, loss, spec = int(job.params["seed"]), dict(job.params["loss"]), job.params["model_spec"]
+    members = list(job.params.get("members") or [])
+    reference = job.model_source("reference")
+    data = pairs_only(read_pairs(job.inp("data")), target_columns(loss["loss_type"], len(members)))
+    tok = load_tokenizer(reference)
+    policy = load_causal_lm(reference, dtype=spec.get("dtype"), lora=spec.get("lora"))
+    ref = load_causal_lm(reference, dtype=spec.get("dtype")).eval()
+    out = job.out("model")
+    with tracked_run(job) as run:
+        probe_cb = _probe_callback(job, ref, tok, seed, run) if job.params.get("probes") else None
+        callbacks = [run.callback()] + ([probe_cb] if probe_cb is not None else [])
+        loss["loss_type"] = [loss["loss_type"]]
+        args = trainer_args(job, DRDPOConfig, out + ".work", seed, **loss)
+        trainer = DRDPOTrainer(
+            model=policy, ref_model=ref, args=args, train_dataset=data, processing_class=tok, callbacks=callbacks
+        )
+        metrics = _fit(job, trainer, tok, out, plain_final=True)
+        if metrics is not None:
+            if probe_cb is not None and probe_cb.history:
+                last = probe_cb.history[-1]
+                metrics["probes"] = {k.split("/", 1)[1]: v for k, v in last.items() if k.startswith("probe/")}
+            if members:
+                metrics["member_fraction"], metrics["member_step_fraction"] = member_fractions(
+                    trainer.robust_history, members
+                )
+            _finish(
+                job, metrics, run, out, {"pairs": len(data)}, seed, {k: v for k, v in metrics.items() if k != "curves"}
+            )
+    shutil.rmtree(out + ".work", ignore_errors=True)
+
+
+def train_ppo(job: Job) -> None:
+    """PPO / DR-PPO against the reward model trained with the same divergence and rho; policy and
+    value model start from pi_ref and that reward model (which shares the policy's tokenizer)."""
+    set_torch_threads(job)
+    from core.atomic import atomic_directory
+    from core.models import load_causal_lm, load_reward_model, load_tokenizer
+    from core.trainers.ppo import DRPPOConfig, DRPPOTrainer, tokenize_prompts
+
+    seed, dr, spec = int(job.params["seed"]), job.params["dr"], job.params["model_spec"]
+    reference, reward_dir = job.model_source("reference"), job.inp("reward")
+    train = dict(job.params["train"])
+    max_prompt = train.pop("max_prompt_length", None)
+    tok = load_tokenizer(reference)
+    tok.padding_side = "left"
+    prompts = tokenize_prompts(
+        read_pairs(job.inp("data")).select_columns(["prompt"]), tok, max_prompt_length=max_prompt
+    )
+    policy = load_causal_lm(reference, dtype=spec.get("dtype"), lora=spec.get("lora"))
+    ref = None if spec.get("lora") else load_causal_lm(reference, dtype=spec.get("dtype")).eval()
+    reward = load_reward_model(reward_dir).eval()
+    value = load_reward_model(reward_dir)
+    out = job.out("model")
+    with tracked_run(job, {"reward_model_run": run_id_of(job.inp("reward_metrics"))}) as run:
+        args = trainer_args(job, DRPPOConfig, out + ".work", seed, train=train, stop_token="eos", **dr)
+        trainer = DRPPOTrainer(
+            args=args,
+            processing_class=tok,
+            model=policy,
+            ref_model=ref,
+            reward_model=reward,
+            train_dataset=prompts,
+            value_model=value,
+            callbacks=[run.callback()],
+        )
+        final = trainer.train()
+        if rank() != 0:
+            # collective under DeepSpeed/FSDP; only rank 0 writes (others at most create the folder)
+            trainer.save_model(args.output_dir)
+        else:
+            with atomic_directory(out) as tmp:
+                trainer.save_model(str(tmp))
+            series = curves(trainer.state.log_history)
+            metrics = {
+                "updates": int(trainer.state.global_step),
+                "final": dict(final),
+                "curves": series,
+                "last": last_values(series),
+            }
+            _finish(job, metrics, run, out, {"prompts": len(prompts)}, seed, {"updates": metrics["updates"]})
+    shutil.rmtree(out + ".work", ignore_errors=True)

@@ -1,0 +1,182 @@
+"""The workflow's view of one config: where every file goes (core.pipeline.paths), the grids
+(core.pipeline.grids), and what each rule needs (resources, params, base models, inputs).
+
+The ``.smk`` files build one ``Pipeline(config)`` and call its methods; nothing here knows
+about Snakemake's objects, so it is unit-tested like the rest of ``core``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.pipeline.config import validate_config
+from core.pipeline.grids import Grids
+from core.pipeline.paths import MATERIALISED_SOURCES, RMSET_ROLE, Paths
+from core.vocab import DISTILLED_LOSS_TYPES, PESSIMISTIC_LOSS_TYPES
+
+RESULTS = "results"
+
+
+class Pipeline(Grids):
+    """Grids, paths and rule helpers of one config (validated, defaults filled, on creation)."""
+
+    def __init__(self, cfg: dict, results: str = RESULTS) -> None:
+        validate_config(cfg)
+        super().__init__(cfg)
+        self.root = f"{results}/{cfg['name']}"
+        self.paths = Paths(self.root)
+        self._specs: Any = None
+
+    @property
+    def specs(self) -> Any:
+        """The table, figure and report specs (core.pipeline.specs), built once."""
+        if self._specs is None:
+            from core.pipeline.specs import Specs
+
+            self._specs = Specs(self)
+        return self._specs
+
+    # ------------------------------------------------------------------- resources
+    def threads(self, kind: str) -> int:
+        """Cores a job of ``kind`` occupies: ``threads`` per process times ``nproc`` processes."""
+        r = self.cfg["resources"][kind]
+        return r["threads"] * r.get("nproc", 1)
+
+    def resources(self, kind: str) -> dict[str, Any]:
+        """Scheduler resources of a job: memory and CPUs scale with its processes (``nproc``)."""
+        r = self.cfg["resources"][kind]
+        out = {"mem_mb": r["mem_mb"] * r.get("nproc", 1), "runtime": r["runtime"], "cpus_per_task": self.threads(kind)}
+        if r.get("gpu", 0):
+            out["gpu"] = r["gpu"]
+        return out
+
+    def conda_env(self, kind: str) -> str:
+        """The conda environment of a rule (used with --software-deployment-method conda)."""
+        return "../envs/gpu.yaml" if self.cfg["resources"][kind].get("gpu", 0) > 0 else "../envs/cpu.yaml"
+
+    def job(self, kind: str) -> dict[str, int]:
+        """Launch settings every script gets: processes and GPUs."""
+        r = self.cfg["resources"][kind]
+        return {"nproc": r.get("nproc", 1), "gpu": r.get("gpu", 0)}
+
+    def tracking(self) -> dict[str, str]:
+        return {"uri": self.cfg["tracking"]["uri"], "experiment": self.cfg["name"]}
+
+    def control(self, kind: str) -> dict[str, Any]:
+        """The params every job gets besides its own: launch settings and MLflow tracking."""
+        return {"job": self.job(kind), "tracking": self.tracking()}
+
+    # -------------------------------------------------------------------- models
+    def materialised(self, role: str) -> bool:
+        return self.cfg["models"][role]["source"] in MATERIALISED_SOURCES
+
+    def base_model_input(self, role: str) -> list[str]:
+        """The materialised base-model folder of ``role`` as an input, or nothing (hub/local)."""
+        return [self.paths.model(f"base/{role}")] if self.materialised(role) else []
+
+    def base_model_ref(self, role: str) -> str | None:
+        """A hub id or local path of ``role``'s base model, None when it is an input file."""
+        return None if self.materialised(role) else self.cfg["models"][role]["path"]
+
+    def base_model(self, role: str) -> str:
+        return self.paths.model(f"base/{role}") if self.materialised(role) else self.cfg["models"][role]["path"]
+
+    def reference_input(self, which: str) -> list[str]:
+        """pi_ref of the DR ('dr') or distillation ('distill') experiments: SFT or the base LM."""
+        if self.cfg[which]["reference"] == "sft":
+            return [self.paths.model("sft")]
+        return self.base_model_input("policy")
+
+    def reference_ref(self, which: str) -> str | None:
+        return None if self.cfg[which]["reference"] == "sft" else self.base_model_ref("policy")
+
+    def reference_policy(self, which: str) -> str:
+        return self.paths.model("sft") if self.cfg[which]["reference"] == "sft" else self.base_model("policy")
+
+    def rm_role(self, rmset: str) -> str:
+        return RMSET_ROLE[rmset]
+
+    def ppo_rmset(self) -> str:
+        """PPO's reward models need the policy's tokenizer: models.ppo_reward when it is set."""
+        return "rm_ppo" if "ppo_reward" in self.cfg["models"] else "rm"
+
+    def ppo_reward_dir(self, variant: str, div: str, rho: str, seed: str) -> str:
+        """The reward model of a PPO run (relative to models/): same divergence and rho as the
+        run (DR paper §5.2); the BTL model for standard PPO."""
+        v, d, r = self.rm_key(variant, div, float(rho))
+        return self.paths.rm(v, d, r, seed, self.ppo_rmset())
+
+    def oracle_input(self) -> str:
+        """The oracle: the world's exact reward (embedded default) or a trained oracle RM."""
+        if self.cfg["distill"]["oracle"]["kind"] == "exact":
+            return self.paths.world_file("oracle.json")
+        return self.paths.model("oracle")
+
+    # ----------------------------------------------------------------- params
+    def train_params(self, section: dict, **extra: Any) -> dict[str, Any]:
+        """A training job's params: its config slice (a rerun trigger), launch, tracking."""
+        return {"train": section["train"], **self.control("train"), **extra}
+
+    def subsample_n(self, purpose: str) -> int:
+        return self.cfg["dr"][{"rm": "reward", "ppo": "ppo", "dpo": "dpo"}[purpose]]["n_train"]
+
+    def dr_dpo_loss(self, div: str, rho: str) -> dict[str, Any]:
+        """DRDPOConfig fields of a DPO / DR-DPO run (DR paper Alg. 3)."""
+        return {"loss_type": "dpo", "beta": self.cfg["dr"]["dpo"]["beta"], "divergence": div, "rho": float(rho)}
+
+    def distill_loss(self, method: str, beta: str, gamma: str) -> dict[str, Any]:
+        """DRDPOConfig fields of one distillation policy: beta (tau for IPO), the gamma schedule
+        of the pessimistic losses, their forward-KL estimator (distillation paper eqs. 7-13)."""
+        d, g = self.cfg["distill"], self.cfg["distill"]["gamma"]
+        loss: dict[str, Any] = {"loss_type": method, "beta": float(beta), "divergence": "none", "rho": 0.0}
+        if gamma == "linear":
+            loss.update(gamma_schedule="linear", gamma_start=g["start"], gamma_end=g["end"])
+        elif gamma == "constant":
+            loss.update(gamma_schedule="constant", gamma=g["constant"])
+        if method in PESSIMISTIC_LOSS_TYPES:
+            loss["forward_kl_estimator"] = d["kl_estimator"]
+        return loss
+
+    def distill_members(self, method: str) -> list[str]:
+        """The ensemble members whose target rewards an e-DPO policy distils from."""
+        return self.ensemble_members() if method == "edpo" else []
+
+    def distill_policy_data(self, method: str, bias: str) -> str:
+        """Distilling methods read D_bias with its precomputed target rewards; the others D_bias."""
+        name = "targets" if method in DISTILLED_LOSS_TYPES else "train"
+        return self.paths.data(self.paths.distill_data(name, bias))
+
+    def distill_rm_data(self, bias: str, member: str) -> str:
+        return self.paths.data(self.paths.distill_data("train" if member == "full" else member, bias))
+
+    def oracle_eval_params(self) -> dict[str, Any]:
+        e = self.cfg["eval"]
+        return {
+            "oracle": self.cfg["distill"]["oracle"],
+            "generation": e["generation"],
+            "n_prompts": e["n_prompts"],
+            "bootstrap": e["bootstrap"],
+        }
+
+    # -------------------------------------------------------------- benchmarks
+    def benchmark_data(self, bench: str, variant: str) -> str:
+        if bench == "id":
+            return self.paths.data(self.paths.dr_data(variant, "test"))
+        return self.paths.raw(self.cfg["eval"]["benchmarks"][bench]["data"])
+
+    def bench_inputs(self, variant: str) -> dict[str, str]:
+        """The data file of every DR benchmark ('id' = the variant's held-out test split)."""
+        return {b: self.benchmark_data(b, variant) for b in self.dr_benchmarks()}
+
+    def bench_outputs(self, rel: str) -> dict[str, str]:
+        return {b: self.paths.metrics(rel, b) for b in self.dr_benchmarks()}
+
+    def bench_specs(self) -> dict[str, dict]:
+        return {b: self.benchmark_spec(b) for b in self.dr_benchmarks()}
+
+    def raw_outputs(self) -> dict[str, str]:
+        """The synthetic world's outputs: every raw dataset, its corpus and its exact oracle."""
+        from core.pipeline.paths import WORLD_DATASETS
+
+        out = {name: self.paths.raw(name) for name in WORLD_DATASETS}
+        return {**out, "corpus": self.paths.world_file("corpus.jsonl"), "oracle": self.paths.world_file("oracle.json")}

@@ -1,0 +1,235 @@
+"""core.pipeline: the path scheme, the grids, the specs and the rule helpers, tested without
+Snakemake; and the workflow layer's shape (rules hold rules, thin scripts)."""
+
+from __future__ import annotations
+
+import ast
+import copy
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from core.pipeline import Pipeline
+from core.pipeline.config import ConfigError
+from core.pipeline.paths import WILDCARD_CONSTRAINTS, Paths, fmt
+from core.pipeline.specs import spec_files
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def smoke() -> dict:
+    return yaml.safe_load((REPO / "tests" / "smoke.yaml").read_text())
+
+
+@pytest.fixture(scope="module")
+def pipe() -> Pipeline:
+    return Pipeline(smoke())
+
+
+def test_fmt_writes_canonical_numbers_and_keeps_placeholders():
+    assert [fmt(x) for x in (0.1, 1.0, 1, 1e-4, 0.25, 2.5e-7)] == ["0.1", "1", "1", "0.0001", "0.25", "0.00000025"]
+    assert fmt("{rho}") == "{rho}" and fmt("0.50") == "0.50"
+
+
+def test_one_function_builds_a_path_for_rules_and_specs():
+    paths = Paths("results/x")
+    pattern = paths.metrics(paths.rm("{variant}", "{div}", "{rho}", "{seed}"), "id")
+    concrete = paths.metrics(paths.rm("unfiltered", "tv", 0.5, 3), "id")
+    assert pattern.format(variant="unfiltered", div="tv", rho="0.5", seed=3) == concrete
+    assert concrete == "results/x/metrics/dr/rm/unfiltered/tv/rho0.5/seed3/id.json"
+    assert (
+        paths.model(paths.distill("edpo", 0.5, 1.0, "linear", 0))
+        == "results/x/models/distill/edpo/bias0.5/beta1/linear/seed0"
+    )
+
+
+def test_outputs_live_under_the_config_name(pipe):
+    assert pipe.root == "results/smoke"
+    other = smoke()
+    other["name"] = "other-world"
+    assert Pipeline(other).paths.report() == "results/other-world/report.md"
+
+
+def test_every_file_a_spec_names_matches_the_path_scheme(pipe):
+    """Each metrics file a table reads is one the rules can write: its wildcards satisfy the
+    constraints (so a spec can never ask for a file no rule makes)."""
+    c = WILDCARD_CONSTRAINTS
+    patterns = [
+        rf"dr/(rm|rm_ppo)/{c['variant']}/({c['div']})/rho({c['rho']})/seed\d+/({c['bench']})",
+        rf"dr/ppo/{c['variant']}/({c['version']})/({c['div']})/rho({c['rho']})/seed\d+/({c['bench']})",
+        rf"dr/dpo/{c['variant']}/({c['div']})/rho({c['rho']})/seed\d+/({c['bench']})",
+        rf"distill/({c['method']})/bias({c['bias']})/beta({c['beta']})/({c['gamma']})/seed\d+/(train|oracle_val|oracle_test)",
+    ]
+    scheme = re.compile(rf"^results/smoke/metrics/({'|'.join(patterns)})\.json$")
+    files = [f for name in pipe.specs.tables() for f in pipe.specs.table_files(name)]
+    assert files
+    bad = [f for f in files if not scheme.match(f)]
+    assert not bad, bad[:5]
+
+
+def test_grids_of_the_smoke_config(pipe):
+    assert pipe.rm_grid("no-hh-rlhf", "tv") == [("no-hh-rlhf", "none", 0.0), ("no-hh-rlhf", "tv", 0.5)]
+    assert pipe.rm_key("v", "tv", 0.0) == ("v", "none", 0.0) == pipe.rm_key("v", "none", 0.3)
+    assert pipe.ppo_grid() == [("none", "none", 0.0)] + [(v, "tv", 0.5) for v in pipe.cfg["dr"]["ppo"]["versions"]]
+    assert pipe.ppo_grid(["vA"]) == [("none", "none", 0.0), ("vA", "tv", 0.5)]
+    assert pipe.gamma_modes("dpo") == ["none"] and pipe.gamma_modes("edpo") == ["linear", "constant"]
+    runs = pipe.distill_runs()
+    assert len(runs) == len(set(runs)) and ("edpo", 0.5, 0.5, "constant") in runs
+
+
+def test_table1_reads_exactly_its_reward_models(pipe):
+    files = pipe.specs.table_files("table1")
+    assert files == [
+        f"results/smoke/metrics/dr/rm/no-hh-rlhf/{d}/rho{r}/seed0/rewardbench.json"
+        for d, r in (("none", "0"), ("tv", "0.5"))
+    ]
+    assert spec_files(pipe.specs.tables()["table7"]) == []  # settings tables read the config only
+
+
+def test_base_models_are_inputs_when_built_and_params_when_named():
+    cfg = smoke()
+    p = Pipeline(copy.deepcopy(cfg))
+    assert p.base_model_input("policy") == ["results/smoke/models/base/policy"]
+    assert p.base_model_ref("policy") is None
+    cfg["models"]["reward"] = {"source": "hub", "path": "owner/reward-model"}
+    cfg["models"]["ppo_reward"] = {"source": "build", "arch": cfg["models"]["policy"]["arch"]}
+    p = Pipeline(cfg)
+    assert p.base_model_input("reward") == [] and p.base_model_ref("reward") == "owner/reward-model"
+
+
+def test_loss_settings_are_the_trainers_own_fields(pipe, tmp_path):
+    """What a rule passes is DRDPOConfig's / DRPPOConfig's vocabulary: no renaming on the way."""
+    from core.trainers.dpo import DRDPOConfig
+    from core.trainers.ppo import DRPPOConfig
+
+    for method, beta, gamma in [("dpo", "0.5", "none"), ("pdpo", "0.5", "linear"), ("edpo", "0.5", "constant")]:
+        loss = pipe.distill_loss(method, beta, gamma)
+        loss["loss_type"] = [loss["loss_type"]]
+        args = DRDPOConfig(output_dir=str(tmp_path), use_cpu=True, report_to="none", **loss)
+        assert args.beta == 0.5
+        if gamma != "none":
+            assert args.gamma_schedule == gamma
+    dr = pipe.dr_dpo_loss("tv", "0.5")
+    assert dr == {"loss_type": "dpo", "beta": pipe.cfg["dr"]["dpo"]["beta"], "divergence": "tv", "rho": 0.5}
+    for version, div, rho in pipe.ppo_grid():
+        DRPPOConfig(
+            output_dir=str(tmp_path), use_cpu=True, report_to="none", robust_version=version, divergence=div, rho=rho
+        )
+
+
+@pytest.mark.parametrize(
+    ("mutate", "key"),
+    [
+        (
+            lambda c: c["dr"]["reward"]["grids"]["no-hh-rlhf"].__setitem__("tv", [-0.1]),
+            "dr.reward.grids.no-hh-rlhf.tv[0]",
+        ),
+        (lambda c: c["distill"]["gamma"].__setitem__("schedule", "anneal"), "distill.gamma.schedule"),
+        (lambda c: c["dr"]["ppo"].__setitem__("variant", "nope"), "dr.ppo.variant"),
+        (
+            lambda c: c["dr"]["reward"]["grids"]["no-hh-rlhf"].__setitem__("cvar", [1.5]),
+            "dr.reward.grids.no-hh-rlhf.cvar",
+        ),
+    ],
+)
+def test_bad_config_names_the_key(mutate, key):
+    cfg = smoke()
+    mutate(cfg)
+    with pytest.raises(ConfigError, match=re.escape(f"config key {key}")):
+        Pipeline(cfg)
+
+
+# ------------------------------------------------------------------ the workflow layer's shape
+def code_lines(path: Path) -> int:
+    """Lines that are not blank, not comments and not docstrings."""
+    text = path.read_text()
+    docstring_lines: set[int] = set()
+    if path.suffix == ".py":
+        for node in ast.walk(ast.parse(text)):
+            body = getattr(node, "body", None)
+            if (
+                isinstance(body, list)
+                and body
+                and isinstance(body[0], ast.Expr)
+                and isinstance(getattr(body[0], "value", None), ast.Constant)
+                and isinstance(body[0].value.value, str)
+            ):
+                docstring_lines.update(range(body[0].lineno, body[0].end_lineno + 1))
+    return sum(
+        1
+        for i, line in enumerate(text.splitlines(), 1)
+        if line.strip() and not line.strip().startswith("#") and i not in docstring_lines
+    )
+
+
+def test_workflow_scripts_are_thin():
+    sizes = {p.name: code_lines(p) for p in (REPO / "workflow_scripts").glob("*.py")}
+    assert sizes and max(sizes.values()) <= 60, {k: v for k, v in sizes.items() if v > 60}
+
+
+def test_rules_hold_rules():
+    smk = sorted((REPO / "rules").glob("*.smk"))
+    defs = {p.name: len(re.findall(r"^def ", p.read_text(), re.M)) for p in smk}
+    assert sum(defs.values()) <= 15, defs
+    assert {k for k, v in defs.items() if v} <= {"common.smk"}, defs  # functions in one file, no rules there
+    assert not re.search(r"^\s*rule ", (REPO / "rules" / "common.smk").read_text(), re.M)
+    sizes = {
+        p.name: sum(1 for line in p.read_text().splitlines() if line.strip() and not line.strip().startswith("#"))
+        for p in smk
+    }
+    assert max(sizes.values()) <= 250, sizes
+
+
+def test_no_tracked_file_points_outside_the_repository():
+    import subprocess
+
+    files = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    hits = [
+        f
+        for f in files
+        if (REPO / f).is_file()
+        and f != "tests/test_pipeline.py"
+        and (
+            "../shared" in (REPO / f).read_text(errors="ignore") or "DESIGN.md" in (REPO / f).read_text(errors="ignore")
+        )
+    ]
+    assert not hits, hits
+
+
+LAYER = {
+    "vocab": 0,
+    "atomic": 0,
+    "dro": 1,
+    "losses": 1,
+    "data": 2,
+    "models": 2,
+    "trainers": 3,
+    "eval": 4,
+    "theory": 5,
+    "report": 6,
+    "tracking": 7,
+    "pipeline": 8,
+}
+
+
+def test_lower_layers_never_import_upper_ones():
+    """docs/design.md §4: a module of core imports only its own layer or the layers below."""
+    bad = []
+    for path in (REPO / "core").rglob("*.py"):
+        rel = path.relative_to(REPO / "core").parts
+        if rel[0] == "__init__.py":
+            continue
+        own = LAYER[rel[0].removesuffix(".py")]
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else ([node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
+            )
+            for name in names:
+                parts = name.split(".")
+                if parts[0] == "core" and len(parts) > 1 and LAYER[parts[1]] > own:
+                    bad.append(f"{'/'.join(rel)} imports {name}")
+    assert not bad, bad
