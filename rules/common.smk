@@ -33,3 +33,7 @@ def ppo_reward_metrics(wc):
 
 def bench_inputs(wc):
     return P.bench_inputs(wc.variant)
+
+
+def reference_inputs(wc):
+    return P.reference_inputs(wc.variant)

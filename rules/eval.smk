@@ -134,3 +134,25 @@ rule oracle_eval:
         P.conda_env("eval")
     script:
         "../workflow_scripts/oracle_eval.py"
+
+
+rule eval_reference:
+    """The reference rows of a variant's benchmark tables: 'longer response preferred', a fair
+    coin, and the oracle's ceiling where the oracle is exact (core.eval.reference)."""
+    input:
+        unpack(reference_inputs),
+    output:
+        **P.reference_outputs("{variant}"),
+    params:
+        **EVAL,
+        rules=P.reference_rules(),
+        benches={b: P.benchmark_spec(b) for b in P.dr_benchmarks()},
+    log:
+        PATHS.log("reference/{variant}"),
+    threads: P.threads("eval")
+    resources:
+        **P.resources("eval"),
+    conda:
+        P.conda_env("eval")
+    script:
+        "../workflow_scripts/eval_reference.py"

@@ -5,6 +5,7 @@
 
 
 localrules:
+    claims,
     table,
     figure,
     report,
@@ -51,6 +52,27 @@ rule figure:
         P.conda_env("light")
     script:
         "../workflow_scripts/make_figure.py"
+
+
+rule claims:
+    """Every claim of both papers with its measured effect, 95% interval, seeds and verdict."""
+    input:
+        SPECS.claim_files(),
+    output:
+        csv=PATHS.claims("csv"),
+        md=PATHS.claims("md"),
+    params:
+        cells=SPECS.claims(),
+        gates=SPECS.gates(),
+    log:
+        PATHS.log("claims"),
+    threads: 1
+    resources:
+        **P.resources("light"),
+    conda:
+        P.conda_env("light")
+    script:
+        "../workflow_scripts/make_claims.py"
 
 
 rule report:

@@ -160,3 +160,18 @@ def test_settings_table_and_report(tmp_path):
     assert "<table>" in html and "data:image/png;base64," in html
     with pytest.raises(ValueError, match="does not exist"):
         write_report(str(tmp_path / "r2.md"), None, "R", "", [{"heading": "S", "items": [{"table": "tables/no.md"}]}])
+
+
+def test_report_contents_link_to_every_section(tmp_path):
+    import re
+
+    from core.report.report import assemble_markdown, markdown_to_html
+
+    (tmp_path / "t.md").write_text("### T\n\n| a |\n| --- |\n| 1 |\n")
+    sections = [{"heading": "Claims: what this run says", "items": [{"table": "t.md"}]},
+                {"heading": "Distributionally robust RLHF (DR paper)", "items": []}]  # fmt: skip
+    md = assemble_markdown("R", "", sections, str(tmp_path))
+    links = re.findall(r"\]\(#([a-z0-9-]+)\)", md)
+    assert links == ["claims-what-this-run-says", "distributionally-robust-rlhf-dr-paper"]
+    html = markdown_to_html(md, str(tmp_path), "R")
+    assert all(f'id="{a}"' in html and f'href="#{a}"' in html for a in links)

@@ -181,6 +181,18 @@ def test_every_table_and_figure_exists(smoke):
     for name in TABLES + FIGURES:
         assert (f"tables/{name}.md" in report) or (f"figures/{name}.png" in report), name
     assert "<table>" in (res / "report.html").read_text()
+    # the claims come first: one row per claim, each with a computed verdict
+    from core.report.claims import CLAIMS, VERDICTS
+
+    claims = pd.read_csv(res / "claims.csv")
+    assert {c.id for c in CLAIMS} <= {str(x).split(":")[0] for x in claims["claim"]}
+    assert set(claims["verdict"]) <= set(VERDICTS) and (claims["verdict"] != "n/a").any()
+    assert report.index("Claims of both papers") < report.index("Table 1:")
+    # theory sections are summaries linking their per-replicate CSVs; every table has reference rows
+    assert "Per-replicate table: [`tables/theory_" in report and "theory_alg1_rate.md" not in report
+    t1 = pd.read_csv(res / "tables" / "table1.csv")
+    assert {"Reference: longer response preferred", "Reference: random (expected)"} <= set(t1["Reward Model"])
+    assert _row(t1, "Reference: random (expected)")["Avg."] == pytest.approx(50.0)
 
 
 def _row(frame: pd.DataFrame, label: str) -> pd.Series:

@@ -25,7 +25,7 @@ def main(job: Job) -> None:
             intro,
             job.params["sections"],
         )
-        for key in ("tables", "csvs", "figures", "theory"):
+        for key in ("claims", "tables", "csvs", "figures", "theory"):
             for path in job.inputs(key):
                 run.log_artifact(path, os.path.dirname(os.path.relpath(path, os.path.dirname(job.out("md")))))
         run.log_artifact(job.out("md"))

@@ -14,10 +14,14 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["POLICY_MODES", "benchmark_view", "evaluate_benchmark", "score_benchmark"]
+__all__ = ["SCORED_MODES", "benchmark_view", "evaluate_benchmark", "evaluate_reference", "score_benchmark", "spread"]
 
 TURN = re.compile(r"-t(\d+)-")
-POLICY_MODES = ("likelihood", "implicit")
+#: the policy scoring modes every evaluation writes (the tables pick one by config)
+SCORED_MODES = ("likelihood", "implicit")
+#: a model whose scores spread less than this (standard deviation over every scored response)
+#: has learned a constant: it is flagged ``degenerate`` (eval.degenerate_std)
+DEGENERATE_STD = 1e-3
 
 
 def _map(name: Any, subset_map: Mapping[str, str]) -> str | None:
@@ -94,9 +98,11 @@ def evaluate_benchmark(
     max_length: int,
     ties: str,
     source: str,
+    degenerate_std: float = DEGENERATE_STD,
 ) -> tuple[dict[str, Any], int]:
     """Metrics of one benchmark and its pair count: a reward model's accuracy (``ref`` None), or
-    a policy's in both modes (``{"likelihood": ..., "implicit": ...}``)."""
+    a policy's in both modes (``{"likelihood": ..., "implicit": ...}``), each with its
+    :func:`spread` (the degeneracy flag)."""
     from core.eval.encoding import encode_pairs, resolve_pad_id
     from core.eval.pairwise import pair_logprobs, policy_pairwise, reward_model_pairwise
 
@@ -105,11 +111,11 @@ def evaluate_benchmark(
         res = reward_model_pairwise(
             model, tok, ds, source=source, batch_size=batch_size, max_length=max_length, ties=ties
         )
-        return score_benchmark(bench, labels, res.correct), len(ds)
+        return {**score_benchmark(bench, labels, res.correct), "spread": spread(res, degenerate_std)}, len(ds)
     enc = encode_pairs(ds, tok, max_length=max_length, source=source)
     ref_lp = pair_logprobs(ref, enc, resolve_pad_id(tok, ref), batch_size)
     metrics = {}
-    for mode in POLICY_MODES:
+    for mode in SCORED_MODES:
         res = policy_pairwise(
             model,
             tok,
@@ -119,5 +125,31 @@ def evaluate_benchmark(
             batch_size=batch_size,
             ties=ties,
         )
-        metrics[mode] = score_benchmark(bench, labels, res.correct)
+        metrics[mode] = {**score_benchmark(bench, labels, res.correct), "spread": spread(res, degenerate_std)}
     return metrics, len(ds)
+
+
+def spread(res: Any, degenerate_std: float = DEGENERATE_STD) -> dict[str, Any]:
+    """How far a model's scores spread over the benchmark's responses: the standard deviation of
+    every score (chosen and rejected) and the mean |margin|; ``degenerate`` when the standard
+    deviation is below ``degenerate_std`` (a near-constant reward or implicit reward)."""
+    import numpy as np
+
+    scores = np.concatenate([np.asarray(res.score_chosen, float), np.asarray(res.score_rejected, float)])
+    std = float(np.std(scores)) if scores.size else float("nan")
+    margin = (
+        float(np.mean(np.abs(np.asarray(res.score_chosen) - np.asarray(res.score_rejected)))) if scores.size else 0.0
+    )
+    return {"score_std": std, "mean_abs_margin": margin, "degenerate": bool(not std >= degenerate_std)}
+
+
+def evaluate_reference(
+    ds: Any, bench: Mapping[str, Any], rule: str, ties: str, oracle: Any = None
+) -> tuple[dict[str, Any], int]:
+    """Metrics of a reference rule (core.eval.reference) in the layout of both a reward model's and
+    a policy's metrics (the rule is the same in every scoring mode), and the pair count."""
+    from core.eval.reference import reference_correct
+
+    ds, labels = benchmark_view(ds, bench)
+    scores = score_benchmark(bench, labels, reference_correct(ds, rule, ties, oracle))
+    return {**scores, **{mode: scores for mode in SCORED_MODES}}, len(ds)

@@ -50,6 +50,7 @@ def eval_pairs(job: Job) -> None:
                 max_length=int(ev["max_length"]),
                 ties=ev["ties"],
                 source=job.inp(name),
+                degenerate_std=float(ev["degenerate_std"]),
             )
             out = job.out(name)
             write_job_metrics(
@@ -118,3 +119,22 @@ def oracle_eval(job: Job) -> None:
                 extra={"split": split, "generation": settings.to_dict(), "examples": examples},
             )
             log_metrics_file(run, out, {split: {k: v for k, v in metrics.items() if k != "rewards"}})
+
+
+def eval_reference(job: Job) -> None:
+    """The reference rows (core.eval.reference) of one variant's benchmarks: ``<rule>_<bench>``."""
+    from core.eval.benchmarks import evaluate_reference
+    from core.eval.oracle import load_oracle
+
+    ev, benches = job.params["eval"], job.params["benches"]
+    oracle = load_oracle(job.inp("oracle"), "exact") if "oracle" in job.input else None
+    with tracked_run(job) as run:
+        for rule in job.params["rules"]:
+            for name, bench in benches.items():
+                ds = read_pairs(job.inp(name))
+                metrics, n = evaluate_reference(ds, bench, rule, ev["ties"], oracle if rule == "oracle" else None)
+                out = job.out(f"{rule}_{name}")
+                write_job_metrics(job, out, metrics, model_path=f"reference:{rule}", dataset_path=job.inp(name),
+                                  counts={"pairs": n}, seed=0, run_id=run.run_id,
+                                  extra={"benchmark": name, "rule": rule})  # fmt: skip
+                log_metrics_file(run, out, {f"{rule}.{name}": metrics["accuracy"]})

@@ -9,6 +9,8 @@ from typing import Any
 from core.pipeline.paths import fmt
 from core.vocab import BENCHMARKS, NO_GAMMA, PESSIMISTIC_LOSS_TYPES
 
+#: the benchmark name of a variant's validation split (selection only; no table shows it)
+VALIDATION = "val"
 #: one grid point of a DR reward model: (variant, divergence, rho)
 RMKey = tuple[str, str, float]
 
@@ -61,6 +63,17 @@ class Grids:
         """Benchmarks of the DR tables in this config ('id' = the variant's test split)."""
         return ["id"] + [b for b in BENCHMARKS[1:] if b in self.cfg["eval"]["benchmarks"]]
 
+    def eval_benchmarks(self) -> list[str]:
+        """What each DR-paper model is scored on: the tables' benchmarks and the variant's
+        validation split (model selection over rho for the claims; never a test split)."""
+        return [*self.dr_benchmarks(), VALIDATION]
+
+    def reference_rules(self) -> list[str]:
+        """Reference rows of every benchmark table (core.eval.reference); the oracle's ceiling
+        where the config's oracle is the world's exact reward."""
+        exact = self.cfg["distill"]["oracle"]["kind"] == "exact"
+        return ["longer", "random"] + (["oracle"] if exact else [])
+
     def dr_benchmarks_ood(self) -> list[str]:
         """ID plus the OOD benchmarks of Tables 3, 6, 8 (HHH, MT-Bench) that this config has."""
         return [b for b in self.dr_benchmarks() if b != "rewardbench"]
@@ -68,6 +81,8 @@ class Grids:
     def benchmark_spec(self, bench: str) -> dict[str, Any]:
         if bench == "id":
             return {"kind": "pairs", "label": self.cfg["report"]["id_label"]}
+        if bench == VALIDATION:
+            return {"kind": "pairs", "label": "Validation (in-distribution)"}
         return self.cfg["eval"]["benchmarks"][bench]
 
     def bench_label(self, bench: str) -> str:
@@ -105,4 +120,5 @@ class Grids:
     def eval_settings(self) -> dict[str, Any]:
         """The evaluation settings every scoring job shares (a rerun trigger of those jobs)."""
         e = self.cfg["eval"]
-        return {"batch_size": e["batch_size"], "max_length": e["max_length"], "ties": e["ties"]}
+        return {"batch_size": e["batch_size"], "max_length": e["max_length"], "ties": e["ties"],
+                "degenerate_std": e["degenerate_std"]}  # fmt: skip

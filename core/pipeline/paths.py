@@ -89,6 +89,10 @@ class Paths:
     def figure(self, name: str) -> str:
         return f"{self.root}/figures/{name}.png"
 
+    def claims(self, ext: str = "md") -> str:
+        """The claims table (core.report.claims): every claim's measured verdict."""
+        return f"{self.root}/claims.{ext}"
+
     def report(self, ext: str = "md") -> str:
         return f"{self.root}/report.{ext}"
 
@@ -122,6 +126,11 @@ class Paths:
     def distill(method, bias, beta, gamma, seed) -> str:
         """A distillation-paper policy (method x length bias x beta (tau for IPO) x gamma)."""
         return f"distill/{method}/bias{fmt(bias)}/beta{fmt(beta)}/{gamma}/seed{seed}"
+
+    @staticmethod
+    def reference(variant, rule) -> str:
+        """A reference rule's scores on a variant's benchmarks (core.eval.reference)."""
+        return f"reference/{variant}/{rule}"
 
     # ------------------------------------------------------ data files (relative to data/)
     @staticmethod

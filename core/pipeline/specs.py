@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.eval.reference import REFERENCE_LABELS
 from core.pipeline.paths import fmt
 from core.vocab import DIVERGENCE_LABELS, GAMMA_LABELS, METHOD_LABELS, REWARDBENCH_SECTIONS
 
@@ -134,6 +135,14 @@ class Specs:
             rows.append({"label": label, "group": None, "files": files})
         return rows
 
+    def reference_rows(self, variant: str, benches: list, group: str | None = None) -> list:
+        """The reference rows (core.eval.reference) under a table of ``variant``'s benchmarks."""
+        rows = []
+        for rule in self.p.reference_rules():
+            files = {b: [self.paths.metrics(self.paths.reference(variant, rule), b)] for b in benches}
+            rows.append({"label": REFERENCE_LABELS[rule], "group": group, "files": files})
+        return rows
+
     # --------------------------------------------------------- column builders
     def score_prefix(self, kind: str) -> str:
         """Where a metrics file keeps its numbers: reward models at the top, policies per mode."""
@@ -188,60 +197,70 @@ class Specs:
     # ----------------------------------------------------- the DR paper's tables
     def dr_catalogue(self) -> dict[str, tuple]:
         """The DR paper's tables as data: name -> (needs RewardBench, title, caption, row header,
-        columns, rows). Adding a table is one entry here."""
+        columns, rows, variant of the reference rows appended under them). Adding a table is one
+        entry here."""
         rep, note, rb = self.cfg["report"], self.note, ["rewardbench"]
         rmv, ood, ppo_v = rep["rm_variant"], self.p.dr_benchmarks_ood(), [rep["ppo_version"]]
         reasoning = ("Reasoning",)
-        rows8 = [
-            row
-            for variant, grids in self.cfg["dr"]["reward"]["grids"].items()
-            for div in grids
-            for row in self.rm_rows(variant, div, ood, group=f"{variant}; {DIVERGENCE_LABELS[div]}")
-        ]
+        rows8 = []
+        for variant, grids in self.cfg["dr"]["reward"]["grids"].items():
+            for div in grids:
+                rows8 += self.rm_rows(variant, div, ood, group=f"{variant}; {DIVERGENCE_LABELS[div]}")
+            rows8 += self.reference_rows(variant, ood, group=f"{variant}; reference")
+        ppo_var, dpo_var = self.cfg["dr"]["ppo"]["variant"], self.cfg["dr"]["dpo"]["variant"]
+        rm_reasoning, ppo_reasoning = (
+            self.subset_columns("rm", reasoning, False),
+            self.subset_columns("ppo", reasoning, False),
+        )
+
         cat: dict[str, tuple] = {
             "table1": (True, "Table 1: reward models on RewardBench (BTL vs DR, TV)",
                        f"Pairwise accuracy (%) by RewardBench section, trained on variant '{rmv}'. {note}",
-                       "Reward Model", self.section_columns("rm"), self.rm_rows(rmv, "tv", rb)),
+                       "Reward Model", self.section_columns("rm"), self.rm_rows(rmv, "tv", rb), rmv),
             "table2": (True, "Table 2: reward models on RewardBench's reasoning subsets",
                        f"Accuracy (%) per reasoning subset, variant '{rmv}', TV. {note}",
-                       "Reward Model", self.subset_columns("rm", reasoning, False), self.rm_rows(rmv, "tv", rb)),
+                       "Reward Model", rm_reasoning, self.rm_rows(rmv, "tv", rb), rmv),
             "table3": (False, "Table 3: PPO and DR-PPO (vA, vB), in- and out-of-distribution",
                        f"Policy accuracy (%) with {rep['ppo_mode']} scoring; reward model and PPO share rho. {note}",
-                       "Model", self.bench_columns("ppo", ood), self.ppo_rows(ood)),
+                       "Model", self.bench_columns("ppo", ood), self.ppo_rows(ood), ppo_var),
             "table4": (True, "Table 4: DR-PPO on RewardBench sections",
                        f"Policy accuracy (%) by section ({rep['ppo_mode']}). {note}",
-                       "Reward Model", self.section_columns("ppo"), self.ppo_rows(rb, ppo_v)),
+                       "Reward Model", self.section_columns("ppo"), self.ppo_rows(rb, ppo_v), ppo_var),
             "table5": (True, "Table 5: DR-PPO on RewardBench's reasoning subsets",
                        f"Policy accuracy (%) per reasoning subset. {note}",
-                       "Reward Model", self.subset_columns("ppo", reasoning, False), self.ppo_rows(rb, ppo_v)),
+                       "Reward Model", ppo_reasoning, self.ppo_rows(rb, ppo_v), ppo_var),
             "table6": (False, "Table 6: DPO vs DR-DPO, in- and out-of-distribution",
                        f"Policy accuracy (%) with {rep['dpo_mode']} scoring. {note}",
-                       "Model", self.bench_columns("dpo", ood), self.dpo_rows(ood)),
+                       "Model", self.bench_columns("dpo", ood), self.dpo_rows(ood), dpo_var),
             "table8": (False, "Table 8: reward models by dataset variant and divergence",
                        f"Pairwise accuracy (%); groups are training-set variants and divergences. {note}",
-                       "Reward Model", self.bench_columns("rm", ood), rows8),
+                       "Reward Model", self.bench_columns("rm", ood), rows8, None),
         }  # fmt: skip
         for name, (variant, div) in rep["subset_tables"].items():
             cat[name] = (True, f"{name.replace('table', 'Table ')}: reward models per RewardBench subset "
                          f"(variant '{variant}', {DIVERGENCE_LABELS[div]})",
                          f"Accuracy (%) per subset, section and average. {note}",
-                         "Reward Model", self.subset_columns("rm"), self.rm_rows(variant, div, rb))  # fmt: skip
+                         "Reward Model", self.subset_columns("rm"), self.rm_rows(variant, div, rb),
+                         variant)  # fmt: skip
         cat["table14"] = (True, "Table 14: PPO per RewardBench subset",
                           f"Policy accuracy (%) per subset ({rep['ppo_mode']}). {note}",
-                          "Model", self.subset_columns("ppo"), self.ppo_rows(rb, ppo_v))  # fmt: skip
+                          "Model", self.subset_columns("ppo"), self.ppo_rows(rb, ppo_v), ppo_var)  # fmt: skip
         cat["table15"] = (True, "Table 15: DPO per RewardBench subset",
                           f"Policy accuracy (%) per subset ({rep['dpo_mode']}). {note}",
-                          "Model", self.subset_columns("dpo"), self.dpo_rows(rb))  # fmt: skip
+                          "Model", self.subset_columns("dpo"), self.dpo_rows(rb), dpo_var)  # fmt: skip
         return cat
 
     def dr_tables(self) -> dict[str, dict]:
         """The DR paper's table specs this config has (RewardBench tables need that benchmark)."""
         has_rb = "rewardbench" in self.cfg["eval"]["benchmarks"]
-        return {
-            name: make_spec(name, title, caption, header, cols, rows)
-            for name, (needs_rb, title, caption, header, cols, rows) in self.dr_catalogue().items()
-            if has_rb or not needs_rb
-        }
+        specs = {}
+        for name, (needs_rb, title, caption, header, cols, rows, ref_variant) in self.dr_catalogue().items():
+            if needs_rb and not has_rb:
+                continue
+            if ref_variant is not None:
+                rows = rows + self.reference_rows(ref_variant, list(dict.fromkeys(c["source"] for c in cols)))
+            specs[name] = make_spec(name, title, caption, header, cols, rows)
+        return specs
 
     # ---------------------------------------------- the distillation paper's tables
     def distill_seed_files(self, method: str, bias: float, beta: float, gamma: str, leaf: str) -> list[str]:
@@ -471,6 +490,142 @@ class Specs:
             },
         }
 
+    # ------------------------------------------------------------------ claims
+    def _rho_selection(self, dir_of: Any, grid: list, bench: str, prefix: str) -> dict:
+        """Rows of ``grid`` (rho values) as selection candidates: the rho with the best seed-mean
+        validation accuracy is the treated row (never chosen on a test split)."""
+        cands = [{"label": f"ρ={fmt(r)}", "select": self.seed_files(lambda s, r=r: dir_of(r, s), "val"),
+                  "files": self.seed_files(lambda s, r=r: dir_of(r, s), bench)} for r in grid]  # fmt: skip
+        return {"candidates": cands, "select_key": f"{prefix}/accuracy", "select": "max"}
+
+    def _bench_key(self, prefix: str, bench: str) -> str:
+        return f"{prefix}/accuracy" if bench == "id" else f"{prefix}/scores/overall"
+
+    def _dr_claim(self, cid: str, bench: str, kind: str) -> dict | None:
+        """A DR-paper paired claim: BTL / PPO / DPO against its DR row with rho chosen on validation."""
+        if bench not in self.p.dr_benchmarks():
+            return None
+        p, prefix = self.paths, self.score_prefix(kind)
+        if kind == "rm":
+            variant = self.cfg["report"]["rm_variant"]
+            grid = [r for _, d, r in self.p.rm_grid(variant, "tv") if d == "tv"]
+            base = lambda s: p.rm(variant, "none", 0.0, s)  # noqa: E731
+            dir_of = lambda r, s: p.rm(variant, "tv", r, s)  # noqa: E731
+        elif kind == "dpo":
+            variant = self.cfg["dr"]["dpo"]["variant"]
+            grid = [r for d, r in self.p.dpo_grid() if d != "none"]
+            div = self.cfg["dr"]["dpo"]["divergence"]
+            base = lambda s: p.dpo(variant, "none", 0.0, s)  # noqa: E731
+            dir_of = lambda r, s: p.dpo(variant, div, r, s)  # noqa: E731
+        else:
+            variant, div = self.cfg["dr"]["ppo"]["variant"], self.cfg["dr"]["ppo"]["divergence"]
+            grid = [r for v, _, r in self.p.ppo_grid(["vA"]) if v == "vA"]
+            base = lambda s: p.ppo(variant, "none", "none", 0.0, s)  # noqa: E731
+            dir_of = lambda r, s: p.ppo(variant, "vA", div, r, s)  # noqa: E731
+        if not grid:
+            return None
+        key = self._bench_key(prefix, bench)
+        treatment = self._rho_selection(dir_of, grid, bench, prefix)
+        models = [base(s) for s in self.p.seeds()] + [dir_of(r, s) for r in grid for s in self.p.seeds()]
+        flag_key = f"{prefix}/spread/degenerate"
+        return {"id": cid, "benchmark": bench, "key": key, "scale": 100,
+                "baseline": {"files": self.seed_files(base, bench)}, "treatment": treatment,
+                "degenerate": [[p.metrics(m, bench), flag_key] for m in models]}  # fmt: skip
+
+    def _chi2_claim(self) -> dict | None:
+        """Claim (h): the chi-square DR RM at the largest rho against the smallest (RewardBench)."""
+        if "rewardbench" not in self.p.dr_benchmarks():
+            return None
+        tables = self.cfg["report"]["subset_tables"]
+        variants = [v for v, d in tables.values() if d == "chi2"] or [
+            v for v, g in self.cfg["dr"]["reward"]["grids"].items() if "chi2" in g]  # fmt: skip
+        grid = sorted(r for r in self.cfg["dr"]["reward"]["grids"].get(variants[0], {}).get("chi2", []) if r > 0) \
+            if variants else []  # fmt: skip
+        if len(grid) < 2:
+            return None
+        v, p = variants[0], self.paths
+        lo, hi = (lambda s: p.rm(v, "chi2", grid[0], s)), (lambda s: p.rm(v, "chi2", grid[-1], s))
+        models = [lo(s) for s in self.p.seeds()] + [hi(s) for s in self.p.seeds()]
+        return {"id": "h", "benchmark": "rewardbench", "key": "metrics/scores/overall", "scale": 100,
+                "baseline": {"files": self.seed_files(lo, "rewardbench")},
+                "treatment": {"files": self.seed_files(hi, "rewardbench")},
+                "baseline_label": f"DR RM (chi2, ρ={fmt(grid[0])}, variant '{v}')",
+                "treatment_label": f"DR RM (chi2, ρ={fmt(grid[-1])}, variant '{v}')",
+                "degenerate": [[p.metrics(m, "rewardbench"), "metrics/spread/degenerate"] for m in models]}  # fmt: skip
+
+    def _theory_claims(self) -> dict[str, list]:
+        exps, p, out = self.theory_names(), self.paths, {}
+        for cid, exp in (("g1", "alg1_rate"), ("g3", "alg3_dpo")):
+            if exp in exps:
+                out[cid] = [{"id": cid, "table": p.table(f"theory_{exp}", "csv"), "claimed": -0.5, "margin": 0.1}]
+        if "alg2_npg" in exps:
+            out["g2"] = [{"id": "g2", "file": p.metrics("theory", "alg2_npg"), "reference": 1.0,
+                          "key": "metrics/summary/fitted_contraction"}]  # fmt: skip
+        if "bandit_closure" in exps:
+            out["f"] = [{"id": "f", "file": p.metrics("theory", "bandit_closure"),
+                         "key": "metrics/summary/ipo_spread_ratio_min",
+                         "reference_key": "metrics/summary/pdpo_max_spread_ratio"}]  # fmt: skip
+        return out
+
+    def _distill_claims(self) -> dict[str, list]:
+        d, out = self.cfg["distill"], {"d": [], "e": []}
+        methods = d["methods"]
+        for bias in [float(b) for b in d["biases"] if abs(float(b) - 0.5) >= 0.25]:
+            for a in [m for m in ("ddpo", "edpo") if m in methods]:
+                for b in [m for m in ("dpo", "ipo") if m in methods]:
+                    out["d"].append({
+                        "id": f"d:{a}-vs-{b}@bias{fmt(bias)}", "benchmark": f"oracle (length bias {fmt(bias)})",
+                        "key": "metrics/advantage", "baseline": self.selected(b, bias, "oracle_test"),
+                        "treatment": self.selected(a, bias, "oracle_test"),
+                        "baseline_label": METHOD_LABELS[b], "treatment_label": METHOD_LABELS[a]})  # fmt: skip
+        b1 = self.cfg["report"]["figureB1"]
+        series = dict(self.b1_series())
+        if "dpo" in series:
+            base = self.distill_seed_files("dpo", b1["bias"], b1["beta"], series["dpo"], "train")
+            for m in [m for m in ("pdpo", "ddpo") if m in series]:
+                out["e"].append({
+                    "id": f"e:{m}-vs-dpo", "benchmark": f"probes (bias {fmt(b1['bias'])}, beta {fmt(b1['beta'])})",
+                    "key": "metrics/probes/preferred_log_likelihood", "baseline": {"files": base},
+                    "treatment": {"files": self.distill_seed_files(m, b1["bias"], b1["beta"], series[m], "train")},
+                    "baseline_label": "DPO", "treatment_label": METHOD_LABELS[m]})  # fmt: skip
+        return {k: v for k, v in out.items() if v}
+
+    def claims(self) -> dict[str, list]:
+        """Claim id (core.report.claims.CLAIMS) -> the cells this config measures it on."""
+        out: dict[str, list] = {}
+        for cid, bench, kind in (("a1", "rewardbench", "rm"), ("a2", "hhh", "rm"), ("a3", "mtbench", "rm"),
+                                 ("b1", "id", "dpo"), ("b2", "hhh", "dpo"), ("b3", "mtbench", "dpo"),
+                                 ("c1", "id", "ppo"), ("c2", "hhh", "ppo"), ("c3", "mtbench", "ppo")):  # fmt: skip
+            cell = self._dr_claim(cid, bench, kind)
+            if cell is not None:
+                out[cid] = [cell]
+        chi2 = self._chi2_claim()
+        if chi2 is not None:
+            out["h"] = [chi2]
+        return {**out, **self._theory_claims(), **self._distill_claims()}
+
+    def gates(self) -> dict[str, dict]:
+        """Sanity gates (core.report.claims.GATES) of this config."""
+        p, variant = self.paths, self.cfg["report"]["rm_variant"]
+        out = {"btl_learned": {
+            "key": "metrics/accuracy", "files": self.seed_files(lambda s: p.rm(variant, "none", 0.0, s), "id"),
+            "above": [p.metrics(p.reference(variant, r), "id") for r in ("random", "longer")]}}  # fmt: skip
+        biases = [float(b) for b in self.cfg["distill"]["biases"]]
+        if "dpo" in self.cfg["distill"]["methods"]:
+            mid = min(biases, key=lambda b: abs(b - 0.5))
+            out["policy_learned"] = {**self.selected("dpo", mid, "oracle_test"), "key": "metrics/advantage",
+                                     "threshold": 0.0}  # fmt: skip
+        return out
+
+    def claim_files(self) -> list[str]:
+        """Every file the claims table reads (the claims rule's inputs)."""
+        cells = [c for cs in self.claims().values() for c in cs]
+        files = spec_files({"rows": cells}) + spec_files({"rows": list(self.gates().values())})
+        files += [c[k] for c in cells for k in ("table", "file") if k in c]
+        files += [f for c in cells for f, _ in c.get("degenerate", [])]
+        files += [f for g in self.gates().values() for f in g.get("above", [])]
+        return sorted(set(files))
+
     # ------------------------------------------------------------- the catalogue
     def tables(self) -> dict[str, dict]:
         """Every table spec by name (built once)."""
@@ -511,10 +666,13 @@ class Specs:
     def report_inputs(self) -> dict[str, list[str]]:
         tp, theory = self.paths, self.theory_names()
         return {
+            "claims": [tp.claims("md"), tp.claims("csv")],
             "tables": [tp.table(n) for n in self.tables()],
             "csvs": [tp.table(n, "csv") for n in self.tables()],
             "figures": [tp.figure(n) for n in self.figures()],
-            "theory": [tp.figure(f"theory_{n}") for n in theory] + [tp.table(f"theory_{n}") for n in theory],
+            "theory": [tp.figure(f"theory_{n}") for n in theory]
+            + [tp.table(f"theory_{n}", "csv") for n in theory]
+            + [tp.metrics("theory", n) for n in theory],
         }
 
     def report_sections(self) -> list[dict]:
@@ -528,8 +686,10 @@ class Specs:
             distill += [{"table": f"tables/{t}.md"} for t in tabs if t in specs]
         theory: list[dict] = []
         for n in self.theory_names():
-            theory += [{"figure": f"figures/theory_{n}.png"}, {"table": f"tables/theory_{n}.md"}]
+            theory += [{"figure": f"figures/theory_{n}.png"},
+                       {"summary": f"metrics/theory/{n}.json", "csv": f"tables/theory_{n}.csv"}]  # fmt: skip
         return [
+            {"heading": "Claims: what this run says about each paper's claims", "items": [{"table": "claims.md"}]},
             {"heading": "Distributionally robust RLHF (DR paper)", "items": dr},
             {"heading": "Reward-model distillation and pessimism (distillation paper)", "items": distill},
             {"heading": "Theory experiments", "items": theory},

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from core.pipeline.config import validate_config
-from core.pipeline.grids import Grids
+from core.pipeline.grids import VALIDATION, Grids
 from core.pipeline.paths import MATERIALISED_SOURCES, RMSET_ROLE, Paths
 from core.vocab import DISTILLED_LOSS_TYPES, PESSIMISTIC_LOSS_TYPES
 
@@ -160,19 +160,29 @@ class Pipeline(Grids):
 
     # -------------------------------------------------------------- benchmarks
     def benchmark_data(self, bench: str, variant: str) -> str:
-        if bench == "id":
-            return self.paths.data(self.paths.dr_data(variant, "test"))
+        if bench in ("id", VALIDATION):
+            return self.paths.data(self.paths.dr_data(variant, "test" if bench == "id" else "val"))
         return self.paths.raw(self.cfg["eval"]["benchmarks"][bench]["data"])
 
     def bench_inputs(self, variant: str) -> dict[str, str]:
-        """The data file of every DR benchmark ('id' = the variant's held-out test split)."""
-        return {b: self.benchmark_data(b, variant) for b in self.dr_benchmarks()}
+        """The data file of every benchmark a DR model is scored on ('id' = the variant's test split)."""
+        return {b: self.benchmark_data(b, variant) for b in self.eval_benchmarks()}
 
     def bench_outputs(self, rel: str) -> dict[str, str]:
-        return {b: self.paths.metrics(rel, b) for b in self.dr_benchmarks()}
+        return {b: self.paths.metrics(rel, b) for b in self.eval_benchmarks()}
 
     def bench_specs(self) -> dict[str, dict]:
-        return {b: self.benchmark_spec(b) for b in self.dr_benchmarks()}
+        return {b: self.benchmark_spec(b) for b in self.eval_benchmarks()}
+
+    def reference_inputs(self, variant: str) -> dict[str, str]:
+        """The benchmark files of a variant's reference rows, and the exact oracle if they use it."""
+        out = {b: self.benchmark_data(b, variant) for b in self.dr_benchmarks()}
+        return {**out, "oracle": self.oracle_input()} if "oracle" in self.reference_rules() else out
+
+    def reference_outputs(self, variant: str) -> dict[str, str]:
+        """The reference rows' metrics files of one variant's benchmarks: ``<rule>_<bench>``."""
+        return {f"{rule}_{b}": self.paths.metrics(self.paths.reference(variant, rule), b)
+                for rule in self.reference_rules() for b in self.dr_benchmarks()}  # fmt: skip
 
     def raw_outputs(self) -> dict[str, str]:
         """The synthetic world's outputs: every raw dataset, its corpus and its exact oracle."""

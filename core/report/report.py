@@ -16,11 +16,34 @@ from typing import Any
 
 from core.atomic import atomic_write_text
 
-__all__ = ["assemble_markdown", "markdown_to_html", "write_report"]
+__all__ = ["anchor", "assemble_markdown", "markdown_to_html", "write_report"]
 
 
 def _heading_shift(text: str, levels: int) -> str:
     return re.sub(r"^(#+) ", lambda m: "#" * min(6, len(m.group(1)) + levels) + " ", text, flags=re.M)
+
+
+def anchor(heading: str) -> str:
+    """The link target of a heading: lowercase words joined by hyphens (``Contents`` links)."""
+    words = re.findall(r"[a-z0-9]+", heading.lower())
+    return "-".join(words)
+
+
+def _summary_line(root: str, item: Mapping[str, Any]) -> str:
+    """A theory experiment in one paragraph: what it checks, its headline numbers, and a link to
+    its per-replicate table (CSV) instead of the table itself."""
+    import json
+
+    path = os.path.join(root, item["summary"])
+    if not os.path.exists(path):
+        raise ValueError(f"report: summary {path} does not exist")
+    with open(path, encoding="utf-8") as fh:
+        record = json.load(fh)
+    numbers = record["metrics"].get("summary", {})
+    shown = ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}" for k, v in numbers.items())
+    checks = record.get("extra", {}).get("checks", "")
+    name = os.path.splitext(os.path.basename(item["summary"]))[0]
+    return f"**{name}** — checks {checks}. {shown}. Per-replicate table: [`{item['csv']}`]({item['csv']})."
 
 
 def assemble_markdown(title: str, intro: str, sections: Sequence[Mapping[str, Any]], root: str) -> str:
@@ -29,10 +52,10 @@ def assemble_markdown(title: str, intro: str, sections: Sequence[Mapping[str, An
     if intro:
         lines += [intro, ""]
     lines.append("## Contents")
-    lines += [f"{i}. {s['heading']}" for i, s in enumerate(sections, 1)]
+    lines += [f"{i}. [{s['heading']}](#{anchor(s['heading'])})" for i, s in enumerate(sections, 1)]
     lines.append("")
     for section in sections:
-        lines += [f"## {section['heading']}", ""]
+        lines += [f'<a id="{anchor(section["heading"])}"></a>', "", f"## {section['heading']}", ""]
         for item in section["items"]:
             if "table" in item:
                 path = os.path.join(root, item["table"])
@@ -50,8 +73,10 @@ def assemble_markdown(title: str, intro: str, sections: Sequence[Mapping[str, An
                     raise ValueError(f"report: figure {path} does not exist")
                 name = os.path.splitext(os.path.basename(item["figure"]))[0]
                 lines += [f"![{name}]({item['figure']})", ""]
+            elif "summary" in item:
+                lines += [_summary_line(root, item), ""]
             else:
-                raise ValueError(f"report: an item must name a table or a figure, got {dict(item)}")
+                raise ValueError(f"report: an item must name a table, a figure or a summary, got {dict(item)}")
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -86,7 +86,7 @@ def read_metric(path: str, key: str | Sequence[str]) -> Any:
     return node
 
 
-def _number(path: str, key: str | Sequence[str]) -> float:
+def read_number(path: str, key: str | Sequence[str]) -> float:
     """A number of a metrics file; ``null`` (how core.eval.results stores NaN, e.g. a RewardBench
     section without examples) reads as NaN and shows as an empty cell."""
     value = read_metric(path, key)
@@ -110,7 +110,7 @@ def _run_ids(files: Sequence[str]) -> list[str]:
     return out
 
 
-def _t_quantile(n: int) -> float:
+def t_quantile(n: int) -> float:
     from scipy.stats import t
 
     return float(t.ppf(0.975, n - 1))
@@ -131,16 +131,16 @@ class Cell:
 def _mean_cell(files: Sequence[str], key: Any, scale: float, ci_keys: Sequence[Any] | None) -> Cell:
     if not files:
         raise ValueError(f"a table cell for key {key!r} has no metrics files")
-    values = [scale * _number(f, key) for f in files]
+    values = [scale * read_number(f, key) for f in files]
     n = len(values)
     mean = sum(values) / n
     lo = hi = math.nan
     if n > 1:
         sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-        half = _t_quantile(n) * sd / math.sqrt(n)
+        half = t_quantile(n) * sd / math.sqrt(n)
         lo, hi = mean - half, mean + half
     elif ci_keys:
-        lo, hi = (scale * _number(files[0], k) for k in ci_keys)
+        lo, hi = (scale * read_number(files[0], k) for k in ci_keys)
     return Cell(mean, lo, hi, n, _run_ids(files))
 
 
@@ -167,12 +167,12 @@ def _wald_cell(spec: Mapping[str, Any]) -> Cell:
     return Cell(test.p_value, n=min(ns), run_ids=run_ids)
 
 
-def _select(spec: Mapping[str, Any]) -> Mapping[str, Any]:
+def select_candidate(spec: Mapping[str, Any]) -> Mapping[str, Any]:
     """The candidate with the best seed-mean of ``select_key`` (first one on ties)."""
     sign = -1.0 if spec.get("select", "max") == "min" else 1.0
     best, best_score = None, -math.inf
     for cand in spec["candidates"]:
-        score = sign * sum(_number(f, spec["select_key"]) for f in cand["select"]) / len(cand["select"])
+        score = sign * sum(read_number(f, spec["select_key"]) for f in cand["select"]) / len(cand["select"])
         if best is None or score > best_score:
             best, best_score = cand, score
     if best is None:
@@ -182,7 +182,7 @@ def _select(spec: Mapping[str, Any]) -> Mapping[str, Any]:
 
 def _files_of(cell: Mapping[str, Any]) -> list[str]:
     if "candidates" in cell:
-        return list(_select(cell)["files"])
+        return list(select_candidate(cell)["files"])
     return list(cell["files"])
 
 
@@ -193,7 +193,7 @@ def evaluate_cell(cell: Mapping[str, Any], column: Mapping[str, Any]) -> Cell:
     if "wald" in cell:
         return _wald_cell(cell)
     if "candidates" in cell:
-        chosen = _select(cell)
+        chosen = select_candidate(cell)
         out = _mean_cell(chosen["files"], key, scale, column.get("ci_keys"))
         out.run_ids += [r for r in _run_ids(chosen["select"]) if r not in out.run_ids]
         out.selected = chosen.get("label")

@@ -1,0 +1,264 @@
+"""Every claim of both papers as data, and its measured verdict.
+
+A claim names what the paper says and its number, the metric, the baseline and treated rows, the
+benchmark and the direction the paper reports. The workflow (core.pipeline.specs) attaches to
+each claim the metrics files of this config; :func:`claims_table` computes
+
+* ``effect`` — oriented so that positive is the paper's direction:
+  - ``paired``: the mean over seeds of ``direction * (treated_s - baseline_s)``, paired by seed,
+    with the 95% Student-t interval of that mean (none with one seed);
+  - ``equivalence`` (a convergence rate): ``margin - |fitted - claimed|`` of the log-log slope,
+    with a percentile-bootstrap interval over the experiment's replicates;
+  - ``exact`` (a deterministic computation): ``direction * (value - reference)``, a point;
+* ``verdict`` from the interval, never typed by hand: ``reproduced`` (interval above 0),
+  ``opposite`` (below 0), ``inconclusive`` (contains 0, or no interval), ``n/a`` (not in this
+  config);
+* ``flags`` — degenerate models (near-constant scores) and failed sanity gates the claim rests on.
+  A flag never changes the verdict: a collapse is a finding, shown beside it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from core.report.tables import read_metric, read_number, select_candidate, t_quantile
+
+__all__ = ["CLAIMS", "GATES", "VERDICTS", "Claim", "claim_row", "claims_table", "verdict", "write_claims"]
+
+VERDICTS = ("reproduced", "opposite", "inconclusive", "n/a")
+COLUMNS = ["claim", "paper", "says", "paper_number", "metric", "benchmark", "baseline", "treatment", "effect",
+           "ci_low", "ci_high", "n_seeds", "verdict", "flags", "refs"]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One claim of a paper (the registry's entries; the numbers are the paper's)."""
+
+    id: str
+    paper: str
+    says: str
+    paper_number: str
+    metric: str
+    baseline: str
+    treatment: str
+    benchmark: str
+    direction: int = 1  # +1: the paper reports treatment > baseline; -1: treatment < baseline
+    kind: str = "paired"  # paired | equivalence | exact
+    refs: tuple[str, ...] = ()  # tables / figures of the report it rests on
+    gates: tuple[str, ...] = ()  # sanity gates it rests on
+
+
+DR, DIST = "DR-RLHF", "distillation"
+_RM, _DPO, _PPO = "BTL RM", "Std. DPO", "BTL RM, Std. PPO"
+_SEL = "rho chosen on validation"
+CLAIMS: tuple[Claim, ...] = (
+    Claim("a1", DR, "DR reward model beats BTL out of distribution", "Table 1: RewardBench avg BTL 71.8 vs "
+          "TV rho=0.4 74.7", "accuracy (%)", _RM, f"DR RM (TV, {_SEL})", "rewardbench", refs=("table1",),
+          gates=("btl_learned",)),
+    Claim("a2", DR, "DR reward model beats BTL out of distribution", "Table 8 (unfiltered): HHH BTL 83.3 vs DR "
+          "81.0-83.8 (mixed)", "accuracy (%)", _RM, f"DR RM (TV, {_SEL})", "hhh", refs=("table8",),
+          gates=("btl_learned",)),
+    Claim("a3", DR, "DR reward model beats BTL out of distribution", "Table 8 (unfiltered): MT-Bench BTL 72.7 "
+          "vs DR 71.9-73.6", "accuracy (%)", _RM, f"DR RM (TV, {_SEL})", "mtbench", refs=("table8",),
+          gates=("btl_learned",)),
+    Claim("b1", DR, "DR-DPO beats DPO", "Table 6: in-distribution DPO 60.9 vs DR-DPO rho=0.8 65.6", "accuracy (%)",
+          _DPO, f"DR DPO ({_SEL})", "id", refs=("table6",)),
+    Claim("b2", DR, "DR-DPO beats DPO", "Table 6: HHH DPO 69.0 vs DR-DPO 56.5-70.8", "accuracy (%)", _DPO,
+          f"DR DPO ({_SEL})", "hhh", refs=("table6",)),
+    Claim("b3", DR, "DR-DPO beats DPO", "Table 6: MT-Bench DPO 61.2 vs DR-DPO 62.1-68.2", "accuracy (%)", _DPO,
+          f"DR DPO ({_SEL})", "mtbench", refs=("table6",)),
+    Claim("c1", DR, "DR-PPO vA beats PPO", "Table 3: in-distribution PPO 59.3 vs vA 59.4-61.4", "accuracy (%)",
+          _PPO, f"DR PPO vA ({_SEL})", "id", refs=("table3",), gates=("btl_learned",)),
+    Claim("c2", DR, "DR-PPO vA beats PPO", "Table 3: HHH PPO 66.2 vs vA 66.7-69.0", "accuracy (%)", _PPO,
+          f"DR PPO vA ({_SEL})", "hhh", refs=("table3",), gates=("btl_learned",)),
+    Claim("c3", DR, "DR-PPO vA beats PPO", "Table 3: MT-Bench PPO 59.8 vs vA 59.8-64.7", "accuracy (%)", _PPO,
+          f"DR PPO vA ({_SEL})", "mtbench", refs=("table3",), gates=("btl_learned",)),
+    Claim("h", DR, "chi-square DR with large rho degrades", "Table 11: RewardBench avg chi2 rho<=0.2 73.4-74.5 vs "
+          "rho=0.4 56.5", "accuracy (%)", "DR RM (chi2, smallest rho)", "DR RM (chi2, largest rho)", "rewardbench",
+          direction=-1, refs=("table11",), gates=("btl_learned",)),
+    Claim("g1", DR, "Algorithm 1 converges as O(1/sqrt T)", "Theorem 1: 2/sqrt(T) + O(sqrt(log n / n))",
+          "log-log slope of suboptimality vs T (claimed -1/2, margin 0.1)", "claimed slope -1/2", "fitted slope",
+          "theory", kind="equivalence", refs=("theory_alg1_rate",)),
+    Claim("g2", DR, "Algorithm 2 (robust NPG) converges linearly", "Theorem 2: contraction 1 - eta beta q_min < 1",
+          "1 - fitted contraction factor", "contraction 1", "fitted contraction", "theory", -1, "exact",
+          refs=("theory_alg2_npg",)),
+    Claim("g3", DR, "Algorithm 3 (DR-DPO) converges with averaging", "Theorem 3: 2/sqrt(T) + O(sqrt(log n / n))",
+          "log-log slope of suboptimality vs T (claimed -1/2, margin 0.1)", "claimed slope -1/2", "fitted slope",
+          "theory", kind="equivalence", refs=("theory_alg3_dpo",)),
+    Claim("d", DIST, "d-DPO and e-DPO beat DPO and IPO under strong length bias", "Figure 2: p < .01 (Wald) for "
+          "bias <= 0.5 and > 0.6 (plot only)", "oracle advantage over SFT", "DPO / IPO (beta chosen on validation)",
+          "d-DPO / e-DPO (beta chosen on validation)", "oracle", refs=("figure2", "figure2_wald"),
+          gates=("policy_learned",)),
+    Claim("e", DIST, "DPO drives the preferred likelihood down while d-/p-DPO keep it", "Figure B.1, Props. 2-3 "
+          "(curves only)", "preferred log-likelihood at the end of training", "DPO", "p-DPO / d-DPO", "probes",
+          refs=("figureB1",)),
+    Claim("f", DIST, "the transitive closure compresses IPO's solution and not p-DPO's", "Prop. 7: IPO spread "
+          "ratio (n-1)/(2(n-1)/n) = 1.5 (n=3); p-DPO 'imperceptible'", "IPO spread ratio - p-DPO's", "p-DPO",
+          "IPO", "theory", kind="exact", refs=("theory_bandit_closure",)),
+)  # fmt: skip
+
+#: sanity gates: a claim resting on a failed gate is flagged
+GATES = {
+    "btl_learned": "the BTL reward model beats the random and longer-response references in distribution",
+    "policy_learned": "the DPO policy (beta chosen on validation) improves the oracle reward over SFT",
+}
+
+
+def verdict(ci_low: float, ci_high: float, available: bool = True) -> str:
+    """``reproduced`` / ``opposite`` / ``inconclusive`` from the 95% interval of the effect."""
+    if not available:
+        return "n/a"
+    if math.isnan(ci_low) or math.isnan(ci_high):
+        return "inconclusive"
+    if ci_low > 0:
+        return "reproduced"
+    if ci_high < 0:
+        return "opposite"
+    return "inconclusive"
+
+
+def _side_values(side: Mapping[str, Any], key: str, scale: float) -> tuple[list[float], str | None]:
+    """Per-seed values of one side (plain files or a selection), and the selected label."""
+    chosen = select_candidate(side) if "candidates" in side else side
+    return [scale * read_number(f, key) for f in chosen["files"]], chosen.get("label")
+
+
+def _paired(cell: Mapping[str, Any], direction: int) -> dict[str, Any]:
+    key, scale = cell["key"], float(cell.get("scale", 1.0))
+    base, base_label = _side_values(cell["baseline"], key, scale)
+    treat, treat_label = _side_values(cell["treatment"], key, scale)
+    if len(base) != len(treat):
+        raise ValueError(f"claim {cell.get('id')}: {len(base)} baseline seeds vs {len(treat)} treated")
+    diffs = np.asarray([direction * (t - b) for b, t in zip(base, treat, strict=True)], dtype=float)
+    n, effect = len(diffs), float(diffs.mean())
+    lo = hi = math.nan
+    if n > 1:
+        half = t_quantile(n) * float(diffs.std(ddof=1)) / math.sqrt(n)
+        lo, hi = effect - half, effect + half
+    return {"effect": effect, "ci_low": lo, "ci_high": hi, "n_seeds": n, "selected": (base_label, treat_label)}
+
+
+def _slope(x: np.ndarray, y: np.ndarray) -> float:
+    return float(np.polyfit(np.log(x), np.log(y), 1)[0])
+
+
+def _equivalence(cell: Mapping[str, Any]) -> dict[str, Any]:
+    """``margin - |slope - claimed|`` of log mean-suboptimality vs log T; bootstrap over replicates."""
+    frame = pd.read_csv(cell["table"])
+    x, y, rep = cell.get("x", "steps"), cell.get("y", "suboptimality"), cell.get("replicate", "replicate")
+    wide = frame.pivot_table(index=x, columns=rep, values=y)
+    steps, values = wide.index.to_numpy(dtype=float), wide.to_numpy(dtype=float)
+    claimed, margin = float(cell["claimed"]), float(cell["margin"])
+
+    def effect_of(cols: np.ndarray) -> float:
+        return margin - abs(_slope(steps, values[:, cols].mean(axis=1)) - claimed)
+
+    reps = values.shape[1]
+    rng = np.random.default_rng(int(cell.get("seed", 0)))
+    boot = [effect_of(rng.integers(0, reps, reps)) for _ in range(int(cell.get("n_boot", 2000)))]
+    lo, hi = np.percentile(boot, [2.5, 97.5]) if reps > 1 else (math.nan, math.nan)
+    return {"effect": effect_of(np.arange(reps)), "ci_low": float(lo), "ci_high": float(hi), "n_seeds": reps}
+
+
+def _exact(cell: Mapping[str, Any], direction: int) -> dict[str, Any]:
+    value = read_number(cell["file"], cell["key"])
+    ref = read_number(cell["file"], cell["reference_key"]) if "reference_key" in cell else float(cell["reference"])
+    effect = direction * (value - ref)
+    return {"effect": effect, "ci_low": effect, "ci_high": effect, "n_seeds": 1}
+
+
+def _degenerate(files: Sequence[str]) -> list[str]:
+    """Files whose ``metrics/.../spread/degenerate`` flag is set (near-constant scores)."""
+    out = []
+    for f, key in files:
+        try:
+            if read_metric(f, key) is True:
+                out.append(f)
+        except ValueError:
+            continue
+    return out
+
+
+def claim_row(claim: Claim, cell: Mapping[str, Any] | None, gates: Mapping[str, bool]) -> dict[str, Any]:
+    """One row of the claims table: the claim, its measured effect, interval, verdict and flags."""
+    row = {"claim": cell.get("id", claim.id) if cell else claim.id, "paper": claim.paper, "says": claim.says,
+           "paper_number": claim.paper_number, "metric": claim.metric,
+           "benchmark": (cell or {}).get("benchmark", claim.benchmark), "baseline": claim.baseline,
+           "treatment": claim.treatment, "refs": ", ".join(claim.refs)}  # fmt: skip
+    if cell is None:
+        return {**row, "effect": math.nan, "ci_low": math.nan, "ci_high": math.nan, "n_seeds": 0,
+                "verdict": "n/a", "flags": ""}  # fmt: skip
+    if "baseline_label" in cell:
+        row["baseline"] = cell["baseline_label"]
+    if "treatment_label" in cell:
+        row["treatment"] = cell["treatment_label"]
+    if claim.kind == "paired":
+        res = _paired(cell, claim.direction)
+        base_sel, treat_sel = res.pop("selected")
+        row["baseline"] += f" [{base_sel}]" if base_sel else ""
+        row["treatment"] += f" [{treat_sel}]" if treat_sel else ""
+    elif claim.kind == "equivalence":
+        res = _equivalence(cell)
+    else:
+        res = _exact(cell, claim.direction)
+    flags = [f"degenerate model: {f}" for f in _degenerate(cell.get("degenerate", []))]
+    flags += [f"failed gate {g}: {GATES[g]}" for g in claim.gates if not gates.get(g, True)]
+    return {**row, **res, "verdict": verdict(res["ci_low"], res["ci_high"]), "flags": "; ".join(flags)}
+
+
+def evaluate_gates(specs: Mapping[str, Mapping[str, Any]]) -> dict[str, bool]:
+    """Each gate passes when its ``value`` files' seed mean exceeds every ``above`` reference."""
+    out = {}
+    for name, spec in specs.items():
+        key = spec["key"]
+        value_files = select_candidate(spec)["files"] if "candidates" in spec else spec["files"]
+        value = float(np.mean([read_number(f, key) for f in value_files]))
+        refs = [read_number(f, spec.get("reference_key", key)) for f in spec.get("above", [])]
+        out[name] = bool(value > max(refs, default=spec.get("threshold", -math.inf)))
+    return out
+
+
+def claims_table(cells: Mapping[str, Sequence[Mapping[str, Any]]], gate_specs: Mapping[str, Any]) -> pd.DataFrame:
+    """The claims table: one row per (claim, cell) of this config, ``n/a`` for a claim without cells."""
+    gates = evaluate_gates(gate_specs)
+    rows = []
+    for claim in CLAIMS:
+        claim_cells = cells.get(claim.id) or [None]
+        rows += [claim_row(claim, cell, gates) for cell in claim_cells]
+    frame = pd.DataFrame(rows, columns=COLUMNS)
+    frame.attrs["gates"] = gates
+    return frame
+
+
+def claims_markdown(frame: pd.DataFrame, gates: Mapping[str, bool]) -> str:
+    """The report's first section: one line per claim with its verdict, effect and interval."""
+    lines = ["| claim | paper says | paper's number | benchmark | baseline | treatment | effect [95% CI] "
+             "| seeds | verdict | flags |", "|" + " --- |" * 10]  # fmt: skip
+    for r in frame.to_dict("records"):
+        ci = "" if math.isnan(r["ci_low"]) else f" [{r['ci_low']:.3g}, {r['ci_high']:.3g}]"
+        effect = "" if math.isnan(r["effect"]) else f"{r['effect']:.3g}{ci}"
+        refs = ", ".join(f"[{x}](tables/{x}.md)" for x in str(r["refs"]).split(", ") if x)
+        lines.append(f"| {r['claim']} | {r['says']} ({refs}) | {r['paper_number']} | {r['benchmark']} | "
+                     f"{r['baseline']} | {r['treatment']} | {effect} | {r['n_seeds']} | **{r['verdict']}** | "
+                     f"{r['flags']} |")  # fmt: skip
+    gate_lines = [f"- gate `{g}` ({GATES[g]}): {'passed' if ok else '**failed**'}" for g, ok in gates.items()]
+    counts = frame["verdict"].value_counts()
+    summary = ", ".join(f"{counts.get(v, 0)} {v}" for v in VERDICTS)
+    return "\n".join([f"Verdicts: {summary}.", "", *lines, "", "Sanity gates:", *gate_lines, ""])
+
+
+def write_claims(cells: Mapping[str, Any], gate_specs: Mapping[str, Any], csv_path: str, md_path: str) -> pd.DataFrame:
+    """``claims.csv`` and ``claims.md`` (written atomically)."""
+    from core.atomic import atomic_write_text
+
+    frame = claims_table(cells, gate_specs)
+    atomic_write_text(csv_path, frame.to_csv(index=False))
+    body = claims_markdown(frame, frame.attrs["gates"])
+    atomic_write_text(md_path, "### Claims of both papers, as measured on this config\n\n" + body)
+    return frame

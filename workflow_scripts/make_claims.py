@@ -1,0 +1,16 @@
+"""Rule `claims`: the claims table (core.report.claims) — per claim of both papers the paper's
+number, the measured effect (positive = the paper's direction), its 95% interval over seeds, the
+seed count, a verdict computed from the interval, and the flags (degenerate models, failed sanity
+gates) it rests on."""
+
+from core.pipeline.job import Job, entrypoint
+
+
+def main(job: Job) -> None:
+    from core.report.claims import write_claims
+
+    write_claims(job.params["cells"], job.params["gates"], job.out("csv"), job.out("md"))
+
+
+if __name__ == "__main__":
+    entrypoint(main, globals())
