@@ -61,6 +61,7 @@ def test_every_file_a_spec_names_matches_the_path_scheme(pipe):
         rf"dr/ppo/{c['variant']}/({c['version']})/({c['div']})/rho({c['rho']})/seed\d+/({c['bench']})",
         rf"dr/dpo/{c['variant']}/({c['div']})/rho({c['rho']})/seed\d+/({c['bench']})",
         rf"distill/({c['method']})/bias({c['bias']})/beta({c['beta']})/({c['gamma']})/seed\d+/(train|oracle_val|oracle_test)",
+        rf"reference/{c['variant']}/(longer|random|oracle)/({c['bench']})",
     ]
     scheme = re.compile(rf"^results/smoke/metrics/({'|'.join(patterns)})\.json$")
     files = [f for name in pipe.specs.tables() for f in pipe.specs.table_files(name)]
@@ -81,10 +82,10 @@ def test_grids_of_the_smoke_config(pipe):
 
 def test_table1_reads_exactly_its_reward_models(pipe):
     files = pipe.specs.table_files("table1")
-    assert files == [
-        f"results/smoke/metrics/dr/rm/no-hh-rlhf/{d}/rho{r}/seed0/rewardbench.json"
-        for d, r in (("none", "0"), ("tv", "0.5"))
-    ]
+    models = [f"results/smoke/metrics/dr/rm/no-hh-rlhf/{d}/rho{r}/seed0/rewardbench.json"
+              for d, r in (("none", "0"), ("tv", "0.5"))]  # fmt: skip
+    refs = [f"results/smoke/metrics/reference/no-hh-rlhf/{r}/rewardbench.json" for r in ("longer", "oracle", "random")]
+    assert files == sorted(models + refs)
     assert spec_files(pipe.specs.tables()["table7"]) == []  # settings tables read the config only
 
 

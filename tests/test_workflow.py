@@ -37,7 +37,7 @@ TABLES = [f"table{i}" for i in (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 1
     "figureB5",
 ]
 FIGURES = ["figure2", "figureB1", "figureB3", "figureB4", "figureB5"]
-UNLOGGED_RULES = {"table", "figure", "all"}  # cheap views of metrics files; the report run logs them
+UNLOGGED_RULES = {"table", "figure", "claims", "all"}  # cheap views of metrics files; the report run logs them
 
 
 def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -184,12 +184,12 @@ def test_every_table_and_figure_exists(smoke):
     # the claims come first: one row per claim, each with a computed verdict
     from core.report.claims import CLAIMS, VERDICTS
 
-    claims = pd.read_csv(res / "claims.csv")
+    claims = pd.read_csv(res / "claims.csv", keep_default_na=False)  # "n/a" is a verdict, not a missing value
     assert {c.id for c in CLAIMS} <= {str(x).split(":")[0] for x in claims["claim"]}
     assert set(claims["verdict"]) <= set(VERDICTS) and (claims["verdict"] != "n/a").any()
     assert report.index("Claims of both papers") < report.index("Table 1:")
     # theory sections are summaries linking their per-replicate CSVs; every table has reference rows
-    assert "Per-replicate table: [`tables/theory_" in report and "theory_alg1_rate.md" not in report
+    assert "Per-replicate table: [`tables/theory_" in report and "*Source: `tables/theory_" not in report
     t1 = pd.read_csv(res / "tables" / "table1.csv")
     assert {"Reference: longer response preferred", "Reference: random (expected)"} <= set(t1["Reward Model"])
     assert _row(t1, "Reference: random (expected)")["Avg."] == pytest.approx(50.0)
@@ -239,13 +239,13 @@ def test_table_numbers_equal_the_metrics_files(smoke):
     f2 = pd.read_csv(res / "tables" / "figure2.csv")
     ed = res / "metrics/distill/edpo/bias0.5/beta0.5/linear/seed0/oracle_test.json"
     row = _row(f2, "e-DPO")
-    assert row["ρ = 0.5"] == pytest.approx(metric(ed, "metrics", "advantage"), abs=1e-12)
-    assert row["ρ = 0.5 ci_low"] == pytest.approx(metric(ed, "metrics", "ci_low"), abs=1e-12)
-    assert row["ρ = 0.5 selected"] == "β=0.5"
+    assert row["bias = 0.5"] == pytest.approx(metric(ed, "metrics", "advantage"), abs=1e-12)
+    assert row["bias = 0.5 ci_low"] == pytest.approx(metric(ed, "metrics", "ci_low"), abs=1e-12)
+    assert row["bias = 0.5 selected"] == "β=0.5"
     b3 = pd.read_csv(res / "tables" / "figureB3.csv")
     train = res / "metrics/distill/edpo/bias0.5/beta0.5/linear/seed0/train.json"
     fractions = json.loads(train.read_text())["metrics"]["member_fraction"]
-    assert _row(b3, "ρ = 0.5")["b = 0.25"] == pytest.approx(100 * fractions["ens0.25"])
+    assert _row(b3, "bias = 0.5")["b = 0.25"] == pytest.approx(100 * fractions["ens0.25"])
     assert sum(fractions.values()) == pytest.approx(1.0)
     md = (res / "tables" / "table1.md").read_text()
     assert f"{_row(t1, 'BTL RM')['Chat']:.1f}" in md
@@ -309,9 +309,10 @@ def test_changing_one_value_reruns_only_its_dependents(smoke, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     stats = job_stats(proc.stdout)
     assert stats.pop("train_dpo_dr") == 2 and stats.pop("eval_dpo_dr") == 2
-    # tables reading DPO metrics (6, 15) and the settings table 13 (it shows beta), then the report
-    assert stats.pop("table") == 3 and stats.pop("report") == 1 and stats.pop("all") == 1
-    assert stats.pop("total") == 9 and not stats, stats
+    # tables reading DPO metrics (6, 15) and the settings table 13 (it shows beta), the claims
+    # (DR-DPO vs DPO), then the report
+    assert stats.pop("table") == 3 and stats.pop("claims") == 1 and stats.pop("report") == 1
+    assert stats.pop("all") == 1 and stats.pop("total") == 10 and not stats, stats
 
 
 def test_configs_keep_their_outputs_apart(smoke):

@@ -104,4 +104,6 @@ def test_two_processes_match_one_process_with_the_same_global_batch(runs):
         assert numbers1, bench
         assert sorted(numbers2) == sorted(numbers1), bench
         for key, value in numbers1.items():
-            assert numbers2[key] == pytest.approx(value, abs=1e-9), f"{bench}: {key}"
+            # accuracies are counts, so equal; the score spread is continuous in the parameters
+            tol = {"rel": 1e-3, "abs": 1e-6} if key.startswith("spread.") else {"abs": 1e-9}
+            assert numbers2[key] == pytest.approx(value, **tol), f"{bench}: {key}"

@@ -1,4 +1,4 @@
-"""Rule `bias_subsample`: D_rho, n pairs of which a rho fraction prefer the longer response
+"""Rule `bias_subsample`: D_bias (the paper's D_rho), n pairs of which a `bias` fraction prefer the longer response
 ("longer" = at least 10% more tokens under the policy's tokenizer; distillation paper §6.1)."""
 
 from core.data.io import read_pairs, write_pairs

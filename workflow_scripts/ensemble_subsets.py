@@ -1,5 +1,5 @@
-"""Rule `ensemble_subsets`: D_{rho,b} for every b of e-DPO's reward ensemble — subsamples of
-D_rho whose longer-preferred fraction is b (distillation paper §6.1)."""
+"""Rule `ensemble_subsets`: D_{bias,b} for every b of e-DPO's reward ensemble — subsamples of
+D_bias whose longer-preferred fraction is b (distillation paper §6.1)."""
 
 from core.data.io import read_pairs, write_pairs
 from core.pipeline.job import Job, entrypoint, tracked_run

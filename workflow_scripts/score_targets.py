@@ -1,6 +1,6 @@
-"""Rule `score_targets`: offline target rewards of D_rho for distillation (distillation paper eq. 7
-and 11): columns target_chosen/target_rejected from r_rho, and target_chosen_k/target_rejected_k
-from the k-th ensemble member r_{rho,b_k} (the order of distill.ensemble_b)."""
+"""Rule `score_targets`: offline target rewards of D_bias (the paper's D_rho) for distillation (distillation paper eq. 7
+and 11): columns target_chosen/target_rejected from r_bias, and target_chosen_k/target_rejected_k
+from the k-th ensemble member r_{bias,b_k} (the order of distill.ensemble_b)."""
 
 from core.data.io import read_pairs, write_pairs
 from core.pipeline.job import Job, entrypoint, set_torch_threads, tracked_run

@@ -53,6 +53,12 @@ B1_SERIES = (("dpo", "none"), ("pdpo", "linear"), ("ddpo", "none"), ("dpdpo", "l
 B1_PANELS = ["preferred_log_likelihood", "dispreferred_log_likelihood", "kl_loss_ref", "loss"]
 
 
+def table_spec(name: str, title: str, caption: str, row_header: str, columns: list, rows: list) -> dict:
+    """A table spec as core.report.tables reads it (rows already hold their cells)."""
+    return {"name": name, "title": title, "caption": caption, "row_header": row_header,
+            "columns": columns, "rows": rows}  # fmt: skip
+
+
 def make_spec(name: str, title: str, caption: str, row_header: str, columns: list, rows: list) -> dict:
     """Attach each row's files to the columns' sources (cells) and drop the source names."""
     out_rows = []
@@ -60,14 +66,7 @@ def make_spec(name: str, title: str, caption: str, row_header: str, columns: lis
         cells = {c["label"]: {"files": r["files"][c["source"]]} for c in columns}
         out_rows.append({"label": r["label"], "group": r.get("group"), "cells": cells})
     cols = [{k: v for k, v in c.items() if k != "source"} for c in columns]
-    return {
-        "name": name,
-        "title": title,
-        "caption": caption,
-        "row_header": row_header,
-        "columns": cols,
-        "rows": out_rows,
-    }
+    return table_spec(name, title, caption, row_header, cols, out_rows)
 
 
 def spec_files(spec: dict) -> list[str]:
@@ -291,7 +290,7 @@ class Specs:
         """One column per length bias, with the bootstrap interval keys."""
         return [
             {
-                "label": f"ρ = {fmt(b)}",
+                "label": f"bias = {fmt(b)}",
                 "key": "metrics/advantage",
                 "scale": 1.0,
                 "digits": 3,
@@ -321,18 +320,18 @@ class Specs:
             }
             for m in methods
         ]
-        specs["figure2"] = {
-            "name": "figure2",
-            "row_header": "Method",
-            "columns": cols,
-            "rows": rows,
-            "title": "Figure 2 (data): oracle-reward advantage over SFT vs length bias",
-            "caption": (
+        specs["figure2"] = table_spec(
+            "figure2",
+            "Figure 2 (data): oracle-reward advantage over SFT vs length bias",
+            (
                 "Mean oracle reward of policy samples on test prompts minus the SFT policy's, "
                 "with bootstrap 95% intervals; beta (tau for IPO) chosen on the validation "
                 f"prompts (shown in parentheses). {note}"
             ),
-        }
+            "Method",
+            cols,
+            rows,
+        )
         wald_rows = []
         for a in [m for m in ("ddpo", "dpdpo", "edpo", "pdpo") if m in methods]:
             for b in [m for m in ("dpo", "ipo") if m in methods]:
@@ -345,14 +344,14 @@ class Specs:
                 }
                 wald_rows.append({"label": f"{METHOD_LABELS[a]} vs {METHOD_LABELS[b]}", "group": None, "cells": cells})
         if wald_rows:
-            specs["figure2_wald"] = {
-                "name": "figure2_wald",
-                "row_header": "Comparison",
-                "rows": wald_rows,
-                "columns": [{"label": c["label"], "key": "metrics/rewards", "scale": 1.0, "digits": 4} for c in cols],
-                "title": "Figure 2 (tests): Wald test p-values between methods",
-                "caption": f"Two-sided paired Wald tests of equal mean oracle reward on the test prompts. {note}",
-            }
+            specs["figure2_wald"] = table_spec(
+                "figure2_wald",
+                "Figure 2 (tests): Wald test p-values between methods",
+                f"Two-sided paired Wald tests of equal mean oracle reward on the test prompts. {note}",
+                "Comparison",
+                [{"label": c["label"], "key": "metrics/rewards", "scale": 1.0, "digits": 4} for c in cols],
+                wald_rows,
+            )
         sweep_rows = []
         for m in methods:
             g, hp = self.p.gamma_modes(m)[0], ("τ" if m == "ipo" else "β")
@@ -364,14 +363,14 @@ class Specs:
                 sweep_rows.append(
                     {"label": f"{hp} = {fmt(beta)}", "group": METHOD_LABELS[m], "cells": cells, "x": beta}
                 )
-        specs["figureB4"] = {
-            "name": "figureB4",
-            "row_header": "Setting",
-            "columns": cols,
-            "rows": sweep_rows,
-            "title": "Figure B.4 (data): validation oracle advantage across beta / tau",
-            "caption": f"Validation-prompt oracle advantage of every hyper-parameter setting. {note}",
-        }
+        specs["figureB4"] = table_spec(
+            "figureB4",
+            "Figure B.4 (data): validation oracle advantage across beta / tau",
+            f"Validation-prompt oracle advantage of every hyper-parameter setting. {note}",
+            "Setting",
+            cols,
+            sweep_rows,
+        )
         if "edpo" in methods and d["gamma"]["compare_constant"]:
             rows_b5 = []
             for g in ("linear", "constant"):
@@ -384,14 +383,14 @@ class Specs:
                     for c, b in zip(cols, biases, strict=True)
                 }
                 rows_b5.append({"label": GAMMA_LABELS[g], "group": None, "cells": cells})
-            specs["figureB5"] = {
-                "name": "figureB5",
-                "row_header": "e-DPO gamma",
-                "columns": cols,
-                "rows": rows_b5,
-                "title": "Figure B.5 (data): e-DPO with and without annealing of gamma",
-                "caption": f"Validation oracle advantage at the best beta per bias. {note}",
-            }
+            specs["figureB5"] = table_spec(
+                "figureB5",
+                "Figure B.5 (data): e-DPO with and without annealing of gamma",
+                f"Validation oracle advantage at the best beta per bias. {note}",
+                "e-DPO gamma",
+                cols,
+                rows_b5,
+            )
         if "edpo" in methods:
             mcols = [
                 {"label": f"b = {fmt(b)}", "key": f"metrics/member_fraction/{m}", "scale": 100, "digits": 1}
@@ -400,7 +399,7 @@ class Specs:
             edpo_modes = self.p.gamma_modes("edpo")[:1]
             rows_b3 = [
                 {
-                    "label": f"ρ = {fmt(b)}",
+                    "label": f"bias = {fmt(b)}",
                     "group": None,
                     "x": b,
                     "cells": {
@@ -414,17 +413,17 @@ class Specs:
                 }
                 for b in biases
             ]
-            specs["figureB3"] = {
-                "name": "figureB3",
-                "row_header": "Length bias",
-                "columns": mcols,
-                "rows": rows_b3,
-                "title": "Figure B.3 (data): which ensemble reward model e-DPO matches, by bias",
-                "caption": (
+            specs["figureB3"] = table_spec(
+                "figureB3",
+                "Figure B.3 (data): which ensemble reward model e-DPO matches, by bias",
+                (
                     "Share (%) of training examples on which each r_{rho,b} attained the minimum of "
                     f"the distillation loss, for the e-DPO policy selected on validation. {note}"
                 ),
-            }
+                "Length bias",
+                mcols,
+                rows_b3,
+            )
         b1 = self.cfg["report"]["figureB1"]
         if self.b1_series():
             pcols = [{"label": k, "key": f"metrics/probes/{k}", "scale": 1.0, "digits": 3} for k in B1_PANELS[:3]]
@@ -434,17 +433,17 @@ class Specs:
                 prow.append(
                     {"label": METHOD_LABELS[m], "group": None, "cells": {c["label"]: {"files": files} for c in pcols}}
                 )
-            specs["figureB1"] = {
-                "name": "figureB1",
-                "row_header": "Method",
-                "columns": pcols,
-                "rows": prow,
-                "title": "Figure B.1 (data): likelihood collapse at the end of training",
-                "caption": (
+            specs["figureB1"] = table_spec(
+                "figureB1",
+                "Figure B.1 (data): likelihood collapse at the end of training",
+                (
                     f"Probe-set log-likelihoods and KL(pi_ref || pi) after training, bias {fmt(b1['bias'])}, "
                     f"beta {fmt(b1['beta'])}. {note}"
                 ),
-            }
+                "Method",
+                pcols,
+                prow,
+            )
         return specs
 
     def settings_tables(self) -> dict[str, dict]:

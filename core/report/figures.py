@@ -3,7 +3,7 @@
 Every figure except B.1 plots a table spec (:mod:`core.report.tables`) so a figure and its data
 table show the same numbers:
 
-* ``bias_lines`` (Figure 2, B.5): one line per row over the columns' ``x`` (length bias rho,
+* ``bias_lines`` (Figure 2, B.5): one line per row over the columns' ``x`` (the length bias,
   each series shifted slightly sideways), error bars = the cells' 95% intervals (bootstrap with
   one seed, Student-t over seeds otherwise).
 * ``stacked_bars`` (Figure B.3): per row (a length bias) the columns' shares stacked to 100%.
@@ -31,9 +31,16 @@ FIGURE_KINDS = ("bias_lines", "stacked_bars", "sweep", "curves")
 def _figure(ncols: int = 1, nrows: int = 1, width: float = 4.4, height: float = 3.4):
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width * ncols, height * nrows))
+    fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False)
     return fig, axes
+
+
+def _shared_legend(fig: Any, ax: Any, title: str | None = None) -> None:
+    """One legend for the whole figure, below the panels, so no legend covers data."""
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 6), fontsize=8, title=title)
 
 
 def _save(fig: Any, path: str) -> None:
@@ -64,9 +71,8 @@ def _bias_lines(spec: Mapping[str, Any], ax: Any) -> None:
         ]
         ax.errorbar(shifted, ys, yerr=err, marker="o", capsize=3, label=str(rec[header]))
     ax.axhline(0.0, color="grey", lw=0.8, ls=":")
-    ax.set_xlabel("length bias ρ")
+    ax.set_xlabel("length bias (share of pairs preferring the longer response)")
     ax.set_ylabel(spec.get("ylabel", ""))
-    ax.legend(fontsize=8)
 
 
 def _stacked_bars(spec: Mapping[str, Any], ax: Any) -> None:
@@ -81,7 +87,6 @@ def _stacked_bars(spec: Mapping[str, Any], ax: Any) -> None:
         bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
     ax.set_xlabel(header)
     ax.set_ylabel(spec.get("ylabel", ""))
-    ax.legend(fontsize=8, title="reward model")
 
 
 def _sweep(spec: Mapping[str, Any], fig: Any, axes: Any) -> None:
@@ -91,7 +96,7 @@ def _sweep(spec: Mapping[str, Any], fig: Any, axes: Any) -> None:
     for row in table["rows"]:
         if row["group"] not in groups:
             groups.append(row["group"])
-    for ax, group in zip(axes.flat, groups, strict=False):
+    for k, (ax, group) in enumerate(zip(axes.flat, groups, strict=False)):
         idx = [i for i, row in enumerate(table["rows"]) if row["group"] == group]
         xs = [float(table["rows"][i]["x"]) for i in idx]
         for col in table["columns"]:
@@ -101,8 +106,8 @@ def _sweep(spec: Mapping[str, Any], fig: Any, axes: Any) -> None:
         ax.axhline(0.0, color="grey", lw=0.8, ls=":")
         ax.set_title(group)
         ax.set_xlabel("τ" if group == "IPO" else "β")
-        ax.set_ylabel(spec.get("ylabel", ""))
-        ax.legend(fontsize=7)
+        if k % axes.shape[1] == 0:  # one y label per row of panels
+            ax.set_ylabel(spec.get("ylabel", ""))
     for ax in list(axes.flat)[len(groups) :]:
         ax.set_visible(False)
 
@@ -133,9 +138,8 @@ def _curves(spec: Mapping[str, Any], fig: Any, axes: Any) -> None:
         for series in spec["series"]:
             steps, vals = _mean_curve(series["files"], key)
             ax.plot(steps, vals, marker=".", label=series["label"])
-        ax.set_title(panel)
+        ax.set_title(panel.replace("_", " "), fontsize=9)
         ax.set_xlabel("step")
-        ax.legend(fontsize=7)
 
 
 def make_figure(spec: Mapping[str, Any], path: str) -> None:
@@ -148,12 +152,15 @@ def make_figure(spec: Mapping[str, Any], path: str) -> None:
         ncols = min(3, max(n, 1))
         fig, axes = _figure(ncols, math.ceil(max(n, 1) / ncols))
         _sweep(spec, fig, axes)
+        _shared_legend(fig, axes[0, 0], "length bias")
     elif kind == "curves":
         fig, axes = _figure(len(spec["panels"]), 1, width=3.6)
         _curves(spec, fig, axes)
+        _shared_legend(fig, axes[0, 0])
     else:
         fig, axes = _figure()
         (_bias_lines if kind == "bias_lines" else _stacked_bars)(spec, axes[0, 0])
+        _shared_legend(fig, axes[0, 0], "reward model" if kind == "stacked_bars" else None)
     title = spec.get("title") or (spec.get("table") or {}).get("title") or spec.get("name", "")
     fig.suptitle(title, fontsize=10)
     _save(fig, path)

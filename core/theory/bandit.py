@@ -328,32 +328,34 @@ def plot_bandit_closure(result: dict[str, Any], path: str) -> None:
     table = result["table"]
     k = int(result["config"]["n_arms"])
     fig, axes = new_figure(ncols=k, nrows=2, width=3.2, height=2.8)
+    from matplotlib.lines import Line2D
+
     styles = {False: "-", True: "--"}
+    betas = sorted(table[table.method == "p-DPO"]["beta"].unique())
+    colours = {beta: f"C{i}" for i, beta in enumerate(betas)}
     for col in range(k):
         arm = col + 1
         ax = axes[0, col]
         part = table[(table.method == "p-DPO") & (table.arm == arm)]
         for (beta, closed), grp in part.groupby(["beta", "closed"]):
             grp = grp.sort_values("tau_inv")
-            ax.plot(
-                grp["tau_inv"],
-                grp["prob"],
-                styles[bool(closed)],
-                marker="o",
-                ms=3,
-                label=f"beta={beta:g}, closed={bool(closed)}",
-            )
+            ax.plot(grp["tau_inv"], grp["prob"], styles[bool(closed)], color=colours[beta], marker="o", ms=3)
         ax.set_title(f"p-DPO: pi(y{arm})")
         ax = axes[1, col]
         part = table[(table.method == "IPO") & (table.arm == arm)]
         for closed, grp in part.groupby("closed"):
             grp = grp.sort_values("tau_inv")
-            ax.plot(grp["tau_inv"], grp["prob"], styles[bool(closed)], marker="o", ms=3, label=f"closed={bool(closed)}")
+            ax.plot(grp["tau_inv"], grp["prob"], styles[bool(closed)], color="k", marker="o", ms=3)
         ax.set_title(f"IPO: pi(y{arm})")
         for r in range(2):
             axes[r, col].set_xscale("log")
             axes[r, col].set_xlabel("(effective) 1/tau")
             axes[r, col].set_ylim(0, 1)
-    axes[0, 0].legend(fontsize=5)
-    axes[1, 0].legend(fontsize=6)
+    # colour = p-DPO's beta (IPO in black), line style = closure: two legends beside the panels
+    beta_handles = [Line2D([], [], color=colours[b], label=f"β = {b:g}") for b in betas]
+    closure_handles = [Line2D([], [], color="grey", ls=styles[c], label="closure" if c else "original data")
+                       for c in (False, True)]  # fmt: skip
+    fig.legend(handles=beta_handles, loc="upper left", bbox_to_anchor=(1.0, 0.95), fontsize=8, title="p-DPO")
+    fig.legend(handles=closure_handles, loc="upper left", bbox_to_anchor=(1.0, 0.45), fontsize=8, title="data")
+    fig.tight_layout()
     atomic_savefig(fig, path)
