@@ -532,7 +532,8 @@ class Specs:
                 "degenerate": [[p.metrics(m, bench), flag_key] for m in models]}  # fmt: skip
 
     def _chi2_claim(self) -> dict | None:
-        """Claim (h): the chi-square DR RM at the largest rho against the smallest (RewardBench)."""
+        """Claim (h): the chi-square DR RM at the largest rho against the smallest (RewardBench);
+        against BTL (rho 0) when the grid has one rho."""
         if "rewardbench" not in self.p.dr_benchmarks():
             return None
         tables = self.cfg["report"]["subset_tables"]
@@ -540,15 +541,17 @@ class Specs:
             v for v, g in self.cfg["dr"]["reward"]["grids"].items() if "chi2" in g]  # fmt: skip
         grid = sorted(r for r in self.cfg["dr"]["reward"]["grids"].get(variants[0], {}).get("chi2", []) if r > 0) \
             if variants else []  # fmt: skip
-        if len(grid) < 2:
+        if not grid:
             return None
+        grid = grid if len(grid) > 1 else [0.0, *grid]
         v, p = variants[0], self.paths
-        lo, hi = (lambda s: p.rm(v, "chi2", grid[0], s)), (lambda s: p.rm(v, "chi2", grid[-1], s))
+        lo_key, hi_key = self.p.rm_key(v, "chi2", grid[0]), self.p.rm_key(v, "chi2", grid[-1])
+        lo, hi = (lambda s: p.rm(*lo_key, s)), (lambda s: p.rm(*hi_key, s))
         models = [lo(s) for s in self.p.seeds()] + [hi(s) for s in self.p.seeds()]
         return {"id": "h", "benchmark": "rewardbench", "key": "metrics/scores/overall", "scale": 100,
                 "baseline": {"files": self.seed_files(lo, "rewardbench")},
                 "treatment": {"files": self.seed_files(hi, "rewardbench")},
-                "baseline_label": f"DR RM (chi2, ρ={fmt(grid[0])}, variant '{v}')",
+                "baseline_label": f"{'BTL RM' if grid[0] == 0 else 'DR RM'} (chi2, ρ={fmt(grid[0])}, variant '{v}')",
                 "treatment_label": f"DR RM (chi2, ρ={fmt(grid[-1])}, variant '{v}')",
                 "degenerate": [[p.metrics(m, "rewardbench"), "metrics/spread/degenerate"] for m in models]}  # fmt: skip
 
