@@ -1,7 +1,7 @@
 # Evaluation (docs/design.md §3): pairwise accuracy of reward models and policies on the
 # in-distribution test split, RewardBench (official section weighting), HHH and MT-Bench;
-# oracle-reward advantage of the distillation policies over the SFT policy with bootstrap
-# intervals. One evaluation job per model scores every benchmark (one metrics file each): a
+# the SFT policy's oracle rewards (the distillation policies' advantage over it is scored inside
+# their training jobs, rules/policy.smk). One evaluation job per model scores every benchmark (one metrics file each): a
 # job's start-up (torch, transformers, MLflow) costs more than scoring a benchmark here.
 
 EVAL = {"eval": P.eval_settings(), **P.control("eval")}
@@ -105,35 +105,7 @@ rule sample_sft:
     conda:
         P.conda_env("eval")
     script:
-        "../workflow_scripts/oracle_eval.py"
-
-
-rule oracle_eval:
-    """Oracle-reward advantage of a distillation-paper policy over SFT on the validation prompts
-    (model selection, Figure B.4) and test prompts (Figure 2), with bootstrap 95% intervals."""
-    input:
-        model=PATHS.model(PATHS.distill("{method}", "{bias}", "{beta}", "{gamma}", "{seed}")),
-        train=PATHS.metrics(PATHS.distill("{method}", "{bias}", "{beta}", "{gamma}", "{seed}"), "train"),
-        val=PATHS.data(PATHS.distill_data("val")),
-        test=PATHS.data(PATHS.distill_data("test")),
-        sft_val=PATHS.metrics("distill/sft", "oracle_val"),
-        sft_test=PATHS.metrics("distill/sft", "oracle_test"),
-        oracle=P.oracle_input(),
-    output:
-        val=PATHS.metrics(PATHS.distill("{method}", "{bias}", "{beta}", "{gamma}", "{seed}"), "oracle_val"),
-        test=PATHS.metrics(PATHS.distill("{method}", "{bias}", "{beta}", "{gamma}", "{seed}"), "oracle_test"),
-    params:
-        **EVAL,
-        **P.oracle_eval_params(),
-    log:
-        PATHS.log(PATHS.distill("{method}", "{bias}", "{beta}", "{gamma}", "{seed}"), "oracle"),
-    threads: P.threads("eval")
-    resources:
-        **P.resources("eval"),
-    conda:
-        P.conda_env("eval")
-    script:
-        "../workflow_scripts/oracle_eval.py"
+        "../workflow_scripts/sample_sft.py"
 
 
 rule eval_reference:

@@ -83,14 +83,23 @@ rule train_dpo_dr:
 
 
 rule train_distill_policy:
-    """One policy of the distillation paper's grid (method x length bias x beta x gamma)."""
+    """One policy of the distillation paper's grid (method x length bias x beta x gamma), and its
+    oracle-reward advantage over SFT on the validation prompts (model selection, Figure B.4) and
+    test prompts (Figure 2) with bootstrap 95% intervals, scored in the same job."""
     input:
         data=lambda wc: P.distill_policy_data(wc.method, wc.bias),
         reference=P.reference_input("distill"),
         probes=PATHS.data(PATHS.distill_data("val")),
+        val=PATHS.data(PATHS.distill_data("val")),
+        test=PATHS.data(PATHS.distill_data("test")),
+        sft_val=PATHS.metrics("distill/sft", "oracle_val"),
+        sft_test=PATHS.metrics("distill/sft", "oracle_test"),
+        oracle=P.oracle_input(),
     output:
         model=directory(PATHS.model(PATHS.distill("{method}", "{bias}", "{beta}", "{gamma}", "{seed}"))),
         metrics=PATHS.metrics(PATHS.distill("{method}", "{bias}", "{beta}", "{gamma}", "{seed}"), "train"),
+        oracle_val=PATHS.metrics(PATHS.distill("{method}", "{bias}", "{beta}", "{gamma}", "{seed}"), "oracle_val"),
+        oracle_test=PATHS.metrics(PATHS.distill("{method}", "{bias}", "{beta}", "{gamma}", "{seed}"), "oracle_test"),
     params:
         **P.train_params(
             config["distill"]["policy"],
@@ -100,6 +109,8 @@ rule train_distill_policy:
             members=lambda wc: P.distill_members(wc.method),
             probes=config["distill"]["probes"],
             seed=lambda wc: int(wc.seed),
+            eval=P.eval_settings(),
+            **P.oracle_eval_params(),
         ),
     log:
         PATHS.log(PATHS.distill("{method}", "{bias}", "{beta}", "{gamma}", "{seed}")),

@@ -2,7 +2,7 @@
 
 * :func:`eval_pairs` — pairwise accuracy of a reward model or a policy on every benchmark of the
   DR tables (core.eval.benchmarks), one metrics file per benchmark;
-* :func:`oracle_eval` — oracle reward of policy samples on held-out prompts (distillation paper
+* :func:`score_oracle_splits` — oracle reward of policy samples on held-out prompts (distillation paper
   §6): one seeded completion per prompt scored by the oracle; for a trained policy the advantage
   mean r*(pi) - mean r*(SFT) with a paired percentile-bootstrap 95% interval, plus the per-prompt
   rewards the Wald tests of Figure 2 compare.
@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from core.data.io import read_pairs
 from core.pipeline.job import (
@@ -68,57 +69,48 @@ def eval_pairs(job: Job) -> None:
             log_metrics_file(run, out, {name: metrics})
 
 
-def oracle_eval(job: Job) -> None:
-    """Oracle rewards of a policy's samples (the SFT policy's when the job has no ``train`` input)."""
+def sample_sft(job: Job) -> None:
+    """Oracle rewards of the SFT policy's samples (rule ``sample_sft``: the advantage baseline)."""
     set_torch_threads(job)
+    with tracked_run(job) as run:
+        score_oracle_splits(job, run, job.model_source("model"), train_run="")
+
+
+def score_oracle_splits(job: Job, run: Any, model_path: str, train_run: str) -> None:
+    """Oracle reward of one seeded sample per held-out prompt of the val and test splits; with
+    ``sft_val``/``sft_test`` inputs also the paired-bootstrap advantage over SFT. Writes the
+    job's ``oracle_val`` / ``oracle_test`` outputs (``val`` / ``test`` for ``sample_sft``)."""
     from core.eval.generation import GenerationSettings
     from core.eval.oracle import heldout_prompts, load_oracle, oracle_advantage, sample_and_score
     from core.models import load_causal_lm, load_tokenizer
 
-    p = job.params
-    policy = "train" in job.input
-    model_path = job.inp("model") if policy else job.model_source("model")
-    oracle = load_oracle(
-        job.inp("oracle"), p["oracle"]["kind"], int(p["eval"]["batch_size"]), int(p["eval"]["max_length"])
-    )
+    p, ev = job.params, job.params["eval"]
+    policy = "sft_val" in job.input
+    oracle = load_oracle(job.inp("oracle"), p["oracle"]["kind"], int(ev["batch_size"]), int(ev["max_length"]))
     settings = GenerationSettings.from_mapping(p["generation"])
     tok = load_tokenizer(model_path)
     model = load_causal_lm(model_path).eval()
-    train_run = run_id_of(job.inp("train")) if policy else ""
-    with tracked_run(job) as run:
-        for split in ("val", "test"):
-            prompts = heldout_prompts(read_pairs(job.inp(split)), int(p["n_prompts"]))
-            sampled = sample_and_score(model, tok, prompts, oracle, settings)
-            metrics = {"mean_reward": sampled.mean, "rewards": sampled.rewards.tolist()}
-            if policy:
-                with open(job.inp(f"sft_{split}"), encoding="utf-8") as fh:
-                    sft_rewards = json.load(fh)["metrics"]["rewards"]
-                adv = oracle_advantage(
-                    sampled.rewards,
-                    sft_rewards,
-                    paired=True,
-                    n_resamples=int(p["bootstrap"]["n_resamples"]),
-                    seed=int(p["bootstrap"]["seed"]),
-                )
-                metrics.update(adv.to_dict())
-            examples = [
-                {"prompt": q, "completion": c, "reward": float(r)}
-                for q, c, r in zip(sampled.prompts[:5], sampled.completions[:5], sampled.rewards[:5], strict=True)
-            ]
-            out = job.out(split)
-            write_job_metrics(
-                job,
-                out,
-                metrics,
-                model_path=model_path,
-                dataset_path=job.inp(split),
-                counts={"prompts": len(prompts)},
-                seed=int(job.wildcards.get("seed", settings.seed)),
-                run_id=run.run_id,
-                train_run_id=train_run,
-                extra={"split": split, "generation": settings.to_dict(), "examples": examples},
-            )
-            log_metrics_file(run, out, {split: {k: v for k, v in metrics.items() if k != "rewards"}})
+    for split in ("val", "test"):
+        prompts = heldout_prompts(read_pairs(job.inp(split)), int(p["n_prompts"]))
+        sampled = sample_and_score(model, tok, prompts, oracle, settings)
+        metrics = {"mean_reward": sampled.mean, "rewards": sampled.rewards.tolist()}
+        if policy:
+            with open(job.inp(f"sft_{split}"), encoding="utf-8") as fh:
+                sft_rewards = json.load(fh)["metrics"]["rewards"]
+            boot = p["bootstrap"]
+            adv = oracle_advantage(sampled.rewards, sft_rewards, paired=True,
+                                   n_resamples=int(boot["n_resamples"]), seed=int(boot["seed"]))  # fmt: skip
+            metrics.update(adv.to_dict())
+        examples = [
+            {"prompt": q, "completion": c, "reward": float(r)}
+            for q, c, r in zip(sampled.prompts[:5], sampled.completions[:5], sampled.rewards[:5], strict=True)
+        ]
+        out = job.out(f"oracle_{split}" if policy else split)
+        write_job_metrics(job, out, metrics, model_path=model_path, dataset_path=job.inp(split),
+                          counts={"prompts": len(prompts)}, seed=int(job.wildcards.get("seed", settings.seed)),
+                          run_id=run.run_id, train_run_id=train_run,
+                          extra={"split": split, "generation": settings.to_dict(), "examples": examples})  # fmt: skip
+        log_metrics_file(run, out, {split: {k: v for k, v in metrics.items() if k != "rewards"}})
 
 
 def eval_reference(job: Job) -> None:

@@ -3,7 +3,8 @@
 * reward models (BTL, DR RM: DR paper Alg. 1) on core.trainers.reward;
 * the SFT reference policy on trl's SFTTrainer;
 * the DPO family (DPO, IPO, DR-DPO Alg. 3, d-/p-/dp-/e-DPO: distillation paper eqs. 7-13) on
-  core.trainers.dpo, with the Figure B.1 probes and e-DPO's member shares (Figure B.3);
+  core.trainers.dpo, with the Figure B.1 probes and e-DPO's member shares (Figure B.3); a
+  distillation policy is scored by the oracle in the same process (one start-up instead of two);
 * PPO / DR-PPO vA, vB (DR paper §5.2) on core.trainers.ppo.
 
 Each writes its model atomically (rank 0), a metrics file with the step curves, and one MLflow run.
@@ -173,6 +174,10 @@ def train_dpo(job: Job) -> None:
             _finish(
                 job, metrics, run, out, {"pairs": len(data)}, seed, {k: v for k, v in metrics.items() if k != "curves"}
             )
+            if "oracle" in job.input:  # distillation policies: their oracle advantage, in the same process
+                from core.pipeline.eval_jobs import score_oracle_splits
+
+                score_oracle_splits(job, run, out, train_run=run.run_id)
     shutil.rmtree(out + ".work", ignore_errors=True)
 
 
