@@ -328,7 +328,7 @@ def run_id_of(metrics_path: str) -> str:
 
 def write_json(path: str, payload: Any) -> None:
     """A JSON file (sorted keys, numpy values as plain numbers) written atomically."""
-    from core.atomic import atomic_write_text
+    from core.atomic import atomic_write_json
     from core.eval.results import to_jsonable
 
-    atomic_write_text(path, json.dumps(to_jsonable(payload), indent=2, sort_keys=True) + "\n")
+    atomic_write_json(path, to_jsonable(payload), indent=2, sort_keys=True)

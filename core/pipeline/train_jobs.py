@@ -32,7 +32,6 @@ from core.pipeline.training import (
     pairs_only,
     robust_summary,
     save_final,
-    target_columns,
     trainer_args,
 )
 
@@ -144,12 +143,14 @@ def train_dpo(job: Job) -> None:
     """A DPO-family policy from pi_ref; ``params.loss`` holds DRDPOConfig's own fields."""
     set_torch_threads(job)
     from core.models import load_causal_lm, load_tokenizer
-    from core.trainers.dpo import DRDPOConfig, DRDPOTrainer
+    from core.trainers.dpo import DRDPOConfig, DRDPOTrainer, resolve_target_columns
 
     seed, loss, spec = int(job.params["seed"]), dict(job.params["loss"]), job.params["model_spec"]
     members = list(job.params.get("members") or [])
     reference = job.model_source("reference")
-    data = pairs_only(read_pairs(job.inp("data")), target_columns(loss["loss_type"], len(members)))
+    raw = read_pairs(job.inp("data"))
+    chosen, rejected = resolve_target_columns(raw.column_names, loss["loss_type"], "target_chosen", "target_rejected")
+    data = pairs_only(raw, (*chosen, *rejected))
     tok = load_tokenizer(reference)
     policy = load_causal_lm(reference, dtype=spec.get("dtype"), lora=spec.get("lora"))
     ref = load_causal_lm(reference, dtype=spec.get("dtype")).eval()

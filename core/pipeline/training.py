@@ -105,12 +105,3 @@ def member_fractions(history: list[Mapping[str, Any]], members: list[str]) -> tu
         {m: counts[k] / total for k, m in enumerate(members)},
         {m: steps[k] / nsteps for k, m in enumerate(members)},
     )
-
-
-def target_columns(loss_type: str, n_members: int) -> tuple[str, ...]:
-    """The target-reward columns a distilling loss reads (written by the score_targets rule)."""
-    if loss_type in ("ddpo", "dpdpo"):
-        return ("target_chosen", "target_rejected")
-    if loss_type == "edpo":
-        return tuple(f"target_{side}_{i}" for side in ("chosen", "rejected") for i in range(n_members))
-    return ()
