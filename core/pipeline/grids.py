@@ -37,13 +37,6 @@ class Grids:
         grid = self.cfg["dr"]["reward"]["grids"].get(variant, {}).get(div, [])
         return [self.rm_key(variant, div, 0.0)] + [self.rm_key(variant, div, r) for r in grid if r > 0]
 
-    def all_rm_keys(self) -> list[RMKey]:
-        keys: list[RMKey] = []
-        for variant, grids in self.cfg["dr"]["reward"]["grids"].items():
-            for div in grids:
-                keys += [k for k in self.rm_grid(variant, div) if k not in keys]
-        return keys
-
     def ppo_grid(self, versions: list[str] | None = None) -> list[tuple[str, str, float]]:
         """(version, div, rho): standard PPO (version none) with the BTL RM, then vA and vB over
         the rho grid (DR paper §5.2); ``versions`` keeps only those robust versions."""
