@@ -23,12 +23,9 @@ def rm_base(wc):
     return P.base_model_input(P.rm_role(wc.rmset))
 
 
-def ppo_reward(wc):
-    return PATHS.model(P.ppo_reward_dir(wc.variant, wc.div, wc.rho, wc.seed))
-
-
-def ppo_reward_metrics(wc):
-    return PATHS.metrics(P.ppo_reward_dir(wc.variant, wc.div, wc.rho, wc.seed), "train")
+def ppo_rewards(wc):
+    """Each seed's reward model (and its metrics file) of a PPO grid point."""
+    return P.ppo_reward_inputs(wc.variant, wc.div, wc.rho)
 
 
 def bench_inputs(wc):

@@ -11,19 +11,20 @@ rule eval_rm_dr:
     """Pairwise accuracy r(x, y+) > r(x, y-) of a DR-paper reward model on every benchmark."""
     input:
         unpack(bench_inputs),
-        model=PATHS.model(PATHS.rm("{variant}", "{div}", "{rho}", "{seed}")),
-        train=PATHS.metrics(PATHS.rm("{variant}", "{div}", "{rho}", "{seed}"), "train"),
+        **P.per_seed(lambda s: {"model": PATHS.model(PATHS.rm("{variant}", "{div}", "{rho}", s)),
+                                "train": PATHS.metrics(PATHS.rm("{variant}", "{div}", "{rho}", s), "train")}),
     output:
-        **P.bench_outputs(PATHS.rm("{variant}", "{div}", "{rho}", "{seed}")),
+        **P.per_seed(lambda s: P.bench_outputs(PATHS.rm("{variant}", "{div}", "{rho}", s))),
     params:
         **EVAL,
         kind="reward_model",
+        seeds=P.seeds(),
         benches=P.bench_specs(),
     log:
-        PATHS.log(PATHS.rm("{variant}", "{div}", "{rho}", "{seed}"), "eval"),
+        PATHS.log(PATHS.rm("{variant}", "{div}", "{rho}", "s"), "eval"),
     threads: P.threads("eval")
     resources:
-        **P.resources("eval"),
+        **P.seeded_resources("eval"),
     conda:
         P.conda_env("eval")
     script:
@@ -32,24 +33,31 @@ rule eval_rm_dr:
 
 rule eval_ppo:
     """Policy accuracy of a PPO policy on every benchmark: pi(y+|x) > pi(y-|x) (DR paper §5.2),
-    plus the implicit reward against the reference policy."""
+    plus the implicit reward against the reference policy; and the oracle reward of its samples
+    per domain in and out of distribution, with the advantage over pi_ref's samples."""
     input:
         unpack(bench_inputs),
-        model=PATHS.model(PATHS.ppo("{variant}", "{version}", "{div}", "{rho}", "{seed}")),
-        train=PATHS.metrics(PATHS.ppo("{variant}", "{version}", "{div}", "{rho}", "{seed}"), "train"),
+        **P.per_seed(lambda s: {"model": PATHS.model(PATHS.ppo("{variant}", "{version}", "{div}", "{rho}", s)),
+                                "train": PATHS.metrics(PATHS.ppo("{variant}", "{version}", "{div}", "{rho}", s), "train")}),
         reference=P.reference_input("dr"),
+        oracle=P.oracle_input(),
     output:
-        **P.bench_outputs(PATHS.ppo("{variant}", "{version}", "{div}", "{rho}", "{seed}")),
+        **P.per_seed(lambda s: {
+            **P.bench_outputs(PATHS.ppo("{variant}", "{version}", "{div}", "{rho}", s)),
+            **{f"oracle_{split}": PATHS.metrics(PATHS.ppo("{variant}", "{version}", "{div}", "{rho}", s), f"oracle_{split}")
+               for split in ("id", "ood")}}),
     params:
         **EVAL,
         kind="policy",
+        seeds=P.seeds(),
         reference=P.reference_ref("dr"),
         benches=P.bench_specs(),
+        **P.ppo_oracle_params(),
     log:
-        PATHS.log(PATHS.ppo("{variant}", "{version}", "{div}", "{rho}", "{seed}"), "eval"),
+        PATHS.log(PATHS.ppo("{variant}", "{version}", "{div}", "{rho}", "s"), "eval"),
     threads: P.threads("eval")
     resources:
-        **P.resources("eval"),
+        **P.seeded_resources("eval"),
     conda:
         P.conda_env("eval")
     script:
@@ -61,21 +69,22 @@ rule eval_dpo_dr:
     (RewardBench's DPO mode) and plain likelihood."""
     input:
         unpack(bench_inputs),
-        model=PATHS.model(PATHS.dpo("{variant}", "{div}", "{rho}", "{seed}")),
-        train=PATHS.metrics(PATHS.dpo("{variant}", "{div}", "{rho}", "{seed}"), "train"),
+        **P.per_seed(lambda s: {"model": PATHS.model(PATHS.dpo("{variant}", "{div}", "{rho}", s)),
+                                "train": PATHS.metrics(PATHS.dpo("{variant}", "{div}", "{rho}", s), "train")}),
         reference=P.reference_input("dr"),
     output:
-        **P.bench_outputs(PATHS.dpo("{variant}", "{div}", "{rho}", "{seed}")),
+        **P.per_seed(lambda s: P.bench_outputs(PATHS.dpo("{variant}", "{div}", "{rho}", s))),
     params:
         **EVAL,
         kind="policy",
+        seeds=P.seeds(),
         reference=P.reference_ref("dr"),
         benches=P.bench_specs(),
     log:
-        PATHS.log(PATHS.dpo("{variant}", "{div}", "{rho}", "{seed}"), "eval"),
+        PATHS.log(PATHS.dpo("{variant}", "{div}", "{rho}", "s"), "eval"),
     threads: P.threads("eval")
     resources:
-        **P.resources("eval"),
+        **P.seeded_resources("eval"),
     conda:
         P.conda_env("eval")
     script:

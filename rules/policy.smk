@@ -3,16 +3,42 @@
 # d-DPO, p-DPO, dp-DPO and e-DPO. Loss settings reach the trainers in their own words.
 
 
+if "pretrain" in config:
+
+    rule pretrain:
+        """The backbone: causal-LM pretraining of the built policy on the world's pretraining corpus
+        (the only training from random weights; SFT and, through it, the reward models start here)."""
+        input:
+            data=PATHS.world_file("pretrain_corpus.jsonl"),
+            base=P.base_model_input("policy"),
+        output:
+            model=directory(PATHS.model("pretrained")),
+            metrics=PATHS.metrics("pretrained", "train"),
+        params:
+            **P.train_params(config["pretrain"], base=None, model_spec=config["models"]["policy"],
+                             seed=config["seed"]),
+        log:
+            PATHS.log("pretrain"),
+        threads: P.threads("train")
+        resources:
+            **P.resources("train"),
+        conda:
+            P.conda_env("train")
+        script:
+            "../workflow_scripts/train_sft.py"
+
+
 rule sft:
-    """The reference policy pi_ref: supervised fine-tuning of the base LM on demonstrations."""
+    """The reference policy pi_ref: supervised fine-tuning of the base (or pretrained) LM on
+    demonstrations."""
     input:
         data=PATHS.raw(config["sft"]["dataset"]),
-        base=P.base_model_input("policy"),
+        base=P.sft_base_input(),
     output:
         model=directory(PATHS.model("sft")),
         metrics=PATHS.metrics("sft", "train"),
     params:
-        **P.train_params(config["sft"], base=P.base_model_ref("policy"), model_spec=config["models"]["policy"],
+        **P.train_params(config["sft"], base=P.sft_base_ref(), model_spec=config["models"]["policy"],
                          seed=config["seed"]),
     log:
         PATHS.log("sft"),
@@ -29,26 +55,26 @@ rule train_ppo:
     """PPO (version none, rho = 0) or DR-PPO: worst-case weights over the rollout batch of
     r - beta log(pi/pi_ref), scaling rewards/advantages (vA) or the policy loss (vB)."""
     input:
+        unpack(ppo_rewards),
         data=PATHS.data(PATHS.dr_data("{variant}", "sub_ppo")),
         reference=P.reference_input("dr"),
-        reward=ppo_reward,
-        reward_metrics=ppo_reward_metrics,
     output:
-        model=directory(PATHS.model(PATHS.ppo("{variant}", "{version}", "{div}", "{rho}", "{seed}"))),
-        metrics=PATHS.metrics(PATHS.ppo("{variant}", "{version}", "{div}", "{rho}", "{seed}"), "train"),
+        **P.per_seed(lambda s: {
+            "model": directory(PATHS.model(PATHS.ppo("{variant}", "{version}", "{div}", "{rho}", s))),
+            "metrics": PATHS.metrics(PATHS.ppo("{variant}", "{version}", "{div}", "{rho}", s), "train")}),
     params:
         **P.train_params(
             config["dr"]["ppo"],
             reference=P.reference_ref("dr"),
             model_spec=config["models"]["policy"],
             dr=lambda wc: {"robust_version": wc.version, "divergence": wc.div, "rho": float(wc.rho)},
-            seed=lambda wc: int(wc.seed),
+            seeds=P.seeds(),
         ),
     log:
-        PATHS.log(PATHS.ppo("{variant}", "{version}", "{div}", "{rho}", "{seed}")),
+        PATHS.log(PATHS.ppo("{variant}", "{version}", "{div}", "{rho}", "s")),
     threads: P.threads("train")
     resources:
-        **P.resources("train"),
+        **P.seeded_resources("train"),
     conda:
         P.conda_env("train")
     script:
@@ -59,23 +85,25 @@ rule train_dpo_dr:
     """DPO (rho = 0) or DR-DPO: the DPO per-example loss reweighted by q* (DR paper Alg. 3)."""
     input:
         data=PATHS.data(PATHS.dr_data("{variant}", "sub_dpo")),
+        val=PATHS.data(PATHS.dr_data("{variant}", "val")),
         reference=P.reference_input("dr"),
     output:
-        model=directory(PATHS.model(PATHS.dpo("{variant}", "{div}", "{rho}", "{seed}"))),
-        metrics=PATHS.metrics(PATHS.dpo("{variant}", "{div}", "{rho}", "{seed}"), "train"),
+        **P.per_seed(lambda s: {
+            "model": directory(PATHS.model(PATHS.dpo("{variant}", "{div}", "{rho}", s))),
+            "metrics": PATHS.metrics(PATHS.dpo("{variant}", "{div}", "{rho}", s), "train")}),
     params:
         **P.train_params(
             config["dr"]["dpo"],
             reference=P.reference_ref("dr"),
             model_spec=config["models"]["policy"],
             loss=lambda wc: P.dr_dpo_loss(wc.div, wc.rho),
-            seed=lambda wc: int(wc.seed),
+            seeds=P.seeds(),
         ),
     log:
-        PATHS.log(PATHS.dpo("{variant}", "{div}", "{rho}", "{seed}")),
+        PATHS.log(PATHS.dpo("{variant}", "{div}", "{rho}", "s")),
     threads: P.threads("train")
     resources:
-        **P.resources("train"),
+        **P.seeded_resources("train"),
     conda:
         P.conda_env("train")
     script:
@@ -96,10 +124,10 @@ rule train_distill_policy:
         sft_test=PATHS.metrics("distill/sft", "oracle_test"),
         oracle=P.oracle_input(),
     output:
-        model=directory(PATHS.model(PATHS.distill("{method}", "{bias}", "{beta}", "{gamma}", "{seed}"))),
-        metrics=PATHS.metrics(PATHS.distill("{method}", "{bias}", "{beta}", "{gamma}", "{seed}"), "train"),
-        oracle_val=PATHS.metrics(PATHS.distill("{method}", "{bias}", "{beta}", "{gamma}", "{seed}"), "oracle_val"),
-        oracle_test=PATHS.metrics(PATHS.distill("{method}", "{bias}", "{beta}", "{gamma}", "{seed}"), "oracle_test"),
+        **P.per_seed(lambda s: {
+            "model": directory(PATHS.model(PATHS.distill("{method}", "{bias}", "{beta}", "{gamma}", s))),
+            **{name: PATHS.metrics(PATHS.distill("{method}", "{bias}", "{beta}", "{gamma}", s), leaf)
+               for name, leaf in (("metrics", "train"), ("oracle_val", "oracle_val"), ("oracle_test", "oracle_test"))}}),
     params:
         **P.train_params(
             config["distill"]["policy"],
@@ -108,15 +136,15 @@ rule train_distill_policy:
             loss=lambda wc: P.distill_loss(wc.method, wc.beta, wc.gamma),
             members=lambda wc: P.distill_members(wc.method),
             probes=config["distill"]["probes"],
-            seed=lambda wc: int(wc.seed),
+            seeds=P.seeds(),
             eval=P.eval_settings(),
             **P.oracle_eval_params(),
         ),
     log:
-        PATHS.log(PATHS.distill("{method}", "{bias}", "{beta}", "{gamma}", "{seed}")),
+        PATHS.log(PATHS.distill("{method}", "{bias}", "{beta}", "{gamma}", "s")),
     threads: P.threads("train")
     resources:
-        **P.resources("train"),
+        **P.seeded_resources("train"),
     conda:
         P.conda_env("train")
     script:

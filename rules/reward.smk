@@ -7,15 +7,17 @@ NO_DR = {"divergence": "none", "rho": 0.0, "average_iterates": "none"}
 
 rule train_rm_dr:
     """BTL (rho = 0) or DR reward model with worst-case minibatch weights in a `div` ball of
-    radius rho (DR paper Algorithm 1) on a variant of the preference pool. rmset 'rm' starts from
-    models.reward (the reward-model tables), 'rm_ppo' from models.ppo_reward (PPO's reward models,
-    when the policy's tokenizer differs from models.reward's)."""
+    radius rho (DR paper Algorithm 1) on a variant of the preference pool, for every seed in one
+    process. rmset 'rm' starts from models.reward (the reward-model tables), 'rm_ppo' from
+    models.ppo_reward (PPO's reward models, when the policy's tokenizer differs from models.reward's)."""
     input:
         data=PATHS.data(PATHS.dr_data("{variant}", "sub_rm")),
+        val=PATHS.data(PATHS.dr_data("{variant}", "val")),
         base=rm_base,
     output:
-        model=directory(PATHS.model(PATHS.rm("{variant}", "{div}", "{rho}", "{seed}", "{rmset}"))),
-        metrics=PATHS.metrics(PATHS.rm("{variant}", "{div}", "{rho}", "{seed}", "{rmset}"), "train"),
+        **P.per_seed(lambda s: {
+            "model": directory(PATHS.model(PATHS.rm("{variant}", "{div}", "{rho}", s, "{rmset}"))),
+            "metrics": PATHS.metrics(PATHS.rm("{variant}", "{div}", "{rho}", s, "{rmset}"), "train")}),
     params:
         **P.train_params(
             config["dr"]["reward"],
@@ -23,13 +25,13 @@ rule train_rm_dr:
             model_spec=lambda wc: config["models"][P.rm_role(wc.rmset)],
             dr=lambda wc: {"divergence": wc.div, "rho": float(wc.rho),
                            "average_iterates": config["dr"]["reward"]["average_iterates"]},
-            seed=lambda wc: int(wc.seed),
+            seeds=P.seeds(),
         ),
     log:
-        PATHS.log(PATHS.rm("{variant}", "{div}", "{rho}", "{seed}", "{rmset}")),
+        PATHS.log(PATHS.rm("{variant}", "{div}", "{rho}", "s", "{rmset}")),
     threads: P.threads("train")
     resources:
-        **P.resources("train"),
+        **P.seeded_resources("train"),
     conda:
         P.conda_env("train")
     script:

@@ -136,3 +136,30 @@ def test_exact_claims(tmp_path):
     frame = claims_table(cells, {})
     assert row(frame, "g2")["effect"] == pytest.approx(0.44) and row(frame, "g2")["verdict"] == "reproduced"
     assert row(frame, "f")["effect"] == pytest.approx(0.38) and row(frame, "f")["verdict"] == "reproduced"
+
+
+def train_file(path, steps, values) -> str:
+    write_metrics(path, {"curves": {"eval_loss": {"step": list(steps), "value": list(values)}}}, model_path="m",
+                  dataset_path="d", counts={"pairs": 10}, seed=0)  # fmt: skip
+    return str(path)
+
+
+def test_convergence_gates_flag_the_claims_resting_on_an_unconverged_family(tmp_path):
+    """A family whose seed-mean validation loss still falls at its budget fails its gate, and every
+    claim resting on it says so beside an unchanged verdict; a flattened one passes."""
+    steps = list(range(0, 101, 10))
+    flat = [1.0 + 0.5 * math.exp(-s / 8) for s in steps]  # flattens by ~step 40
+    falling = [2.0 - 0.01 * s for s in steps]  # still decreasing at step 100
+    rm = [train_file(tmp_path / f"rm{s}.json", steps, [v + 0.001 * s for v in flat]) for s in SEEDS]
+    dpo = [train_file(tmp_path / f"dpo{s}.json", steps, falling) for s in SEEDS]
+    gates = {"rm_converged": {"kind": "converged", "files": rm, "budget": 100},
+             "dpo_converged": {"kind": "converged", "files": dpo, "budget": 100}}  # fmt: skip
+    base = side(tmp_path, "btl", [0.60, 0.62, 0.61, 0.63, 0.60])
+    up = side(tmp_path, "up", [0.65, 0.66, 0.66, 0.68, 0.64])
+    base_id = side(tmp_path, "dpo", [0.60, 0.62, 0.61, 0.63, 0.60], bench="id")
+    up_id = side(tmp_path, "drdpo", [0.65, 0.66, 0.66, 0.68, 0.64], bench="id")
+    frame = claims_table({"a1": [paired_cell("a1", base, up)], "b1": [paired_cell("b1", base_id, up_id)]}, gates)
+    assert frame.attrs["gates"] == {"rm_converged": True, "dpo_converged": False}
+    assert "rm_converged" not in row(frame, "a1")["flags"]
+    assert row(frame, "b1")["verdict"] == "reproduced"
+    assert "failed gate dpo_converged" in row(frame, "b1")["flags"]

@@ -58,7 +58,7 @@ def test_every_file_a_spec_names_matches_the_path_scheme(pipe):
     c = WILDCARD_CONSTRAINTS
     patterns = [
         rf"dr/(rm|rm_ppo)/{c['variant']}/({c['div']})/rho({c['rho']})/seed\d+/({c['bench']})",
-        rf"dr/ppo/{c['variant']}/({c['version']})/({c['div']})/rho({c['rho']})/seed\d+/({c['bench']})",
+        rf"dr/ppo/{c['variant']}/({c['version']})/({c['div']})/rho({c['rho']})/seed\d+/({c['bench']}|oracle_id|oracle_ood)",
         rf"dr/dpo/{c['variant']}/({c['div']})/rho({c['rho']})/seed\d+/({c['bench']})",
         rf"distill/({c['method']})/bias({c['bias']})/beta({c['beta']})/({c['gamma']})/seed\d+/(train|oracle_val|oracle_test)",
         rf"reference/{c['variant']}/(longer|random|oracle)/({c['bench']})",
@@ -98,6 +98,63 @@ def test_base_models_are_inputs_when_built_and_params_when_named():
     cfg["models"]["ppo_reward"] = {"source": "build", "arch": cfg["models"]["policy"]["arch"]}
     p = Pipeline(cfg)
     assert p.base_model_input("reward") == [] and p.base_model_ref("reward") == "owner/reward-model"
+
+
+def test_reward_models_from_sft_and_sft_from_the_pretrained_backbone():
+    cfg = smoke()
+    cfg["models"]["reward"] = {"source": "sft"}
+    cfg["pretrain"] = {"train": {"max_steps": 2}}
+    p = Pipeline(cfg)
+    assert p.base_model_input("reward") == ["results/smoke/models/sft"] and p.base_model_ref("reward") is None
+    assert p.base_model("reward") == "results/smoke/models/sft"
+    assert p.sft_base_input() == ["results/smoke/models/pretrained"] and p.sft_base_ref() is None
+    assert "pretrain_corpus" in p.raw_outputs()
+    without = Pipeline(smoke())
+    assert without.sft_base_input() == ["results/smoke/models/base/policy"]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "needle"),
+    [
+        (lambda c: c["models"].__setitem__("policy", {"source": "sft"}), "config key models.policy.source"),
+        (
+            lambda c: (c.__setitem__("pretrain", {"train": {"max_steps": 2}}),
+                       c["models"].__setitem__("policy", {"source": "hub", "path": "owner/lm"}),
+                       c["models"].__setitem__("reward", {"source": "hub", "path": "owner/lm"})),
+            "config key pretrain",
+        ),
+    ],
+)  # fmt: skip
+def test_backbone_settings_are_checked(mutate, needle):
+    cfg = smoke()
+    mutate(cfg)
+    with pytest.raises(ConfigError, match=re.escape(needle)):
+        Pipeline(cfg)
+
+
+def test_a_job_over_seeds_runs_as_one_job_per_seed():
+    """params.seeds + <name>_seed<N> entries: each seed's job sees its own files under the plain
+    name, the shared ones unchanged, and its seed in params and wildcards (its MLflow run)."""
+    from core.pipeline.job import Job
+
+    cfg = smoke()
+    cfg["seeds"] = [0, 3]
+    p = Pipeline(cfg)
+    outputs = p.per_seed(lambda s: {"model": f"m/seed{s}", "metrics": f"m/seed{s}/train.json"})
+    assert outputs == {"model_seed0": "m/seed0", "metrics_seed0": "m/seed0/train.json",
+                       "model_seed3": "m/seed3", "metrics_seed3": "m/seed3/train.json"}  # fmt: skip
+    assert p.seeded_resources("train")["runtime"] == 2 * p.resources("train")["runtime"]
+    job = Job(rule="r", input={"data": "d.parquet", "reward_seed0": "r0", "reward_seed3": "r3"}, output=outputs,
+              params={"seeds": [0, 3], "train": {"max_steps": 1}}, wildcards={"variant": "v"})  # fmt: skip
+    views = job.per_seed()
+    assert [v.params["seed"] for v in views] == [0, 3] and all("seeds" not in v.params for v in views)
+    assert views[1].input == {"data": "d.parquet", "reward": "r3"}
+    assert views[1].output == {"model": "m/seed3", "metrics": "m/seed3/train.json"}
+    assert views[1].wildcards == {"variant": "v", "seed": "3"} and views[1].run_name == "r[seed=3,variant=v]"
+    assert Job(rule="r", input={}, output={"x": "y"}, params={}, wildcards={}).per_seed()[0].output == {"x": "y"}
+    stray = Job(rule="r", input={}, output={"model_seed7": "m"}, params={"seeds": [0]}, wildcards={})
+    with pytest.raises(ValueError, match=r"seeds \['7'\]"):
+        stray.per_seed()
 
 
 def test_loss_settings_are_the_trainers_own_fields(pipe, tmp_path):
@@ -234,3 +291,45 @@ def test_lower_layers_never_import_upper_ones():
                 if parts[0] == "core" and len(parts) > 1 and LAYER[parts[1]] > own:
                     bad.append(f"{'/'.join(rel)} imports {name}")
     assert not bad, bad
+
+
+def test_ppo_is_also_judged_by_the_oracle_reward_of_its_samples(pipe):
+    """Table 3b reads each PPO row's oracle_id / oracle_ood files (mean over domains, advantage over
+    pi_ref, the world's domains out of distribution), plus pi_ref's own row from the same files;
+    claims c4/c5 compare those means, with rho chosen on validation."""
+    spec = pipe.specs.tables()["table3_oracle"]
+    labels = [c["label"] for c in spec["columns"]]
+    assert labels[:4] == ["ID reward", "ID adv. over π_ref", "OOD reward", "OOD adv. over π_ref"]
+    assert {f"OOD {d}" for d in ("chat", "chat-hard", "safety", "reasoning")} <= set(labels)
+    ppo_rows = [r for r in spec["rows"] if r["group"] != "reference"]
+    assert len(ppo_rows) == len(pipe.ppo_grid())
+    assert ppo_rows[0]["cells"]["OOD reward"]["files"] == [
+        pipe.paths.metrics(pipe.paths.ppo("no-hh-rlhf", "none", "none", 0.0, s), "oracle_ood") for s in pipe.seeds()
+    ]
+    sft = spec["rows"][-1]
+    assert sft["label"] == "SFT (π_ref)" and sft["cells"]["ID reward"]["key"] == "metrics/reference/overall/mean"
+    assert "ID adv. over π_ref" not in sft["cells"]
+    claims = pipe.specs.claims()
+    assert claims["c5"][0]["key"] == "metrics/overall/mean" and claims["c5"][0]["benchmark"] == "oracle_ood"
+    assert claims["c5"][0]["treatment"]["select_key"].endswith("/accuracy")  # rho chosen on validation accuracy
+    assert all(f.endswith("/id.json") for f, _ in claims["c5"][0]["degenerate"])
+
+
+def test_learning_curves_and_convergence_gates_read_the_families_train_files(pipe):
+    """The budget figure and the convergence gates read the validation-loss curves of the BTL RM,
+    DPO and the distillation DPO policy at their configured budgets (every seed)."""
+    fams = pipe.specs.learning_families()
+    assert set(fams) == {"rm_converged", "dpo_converged", "distill_converged"}
+    rm = fams["rm_converged"]
+    assert rm["budget"] == pipe.cfg["dr"]["reward"]["train"]["max_steps"]
+    assert rm["files"] == [pipe.paths.metrics(pipe.paths.rm("no-hh-rlhf", "none", 0.0, s), "train")
+                           for s in pipe.seeds()]  # fmt: skip
+    gates = pipe.specs.gates()
+    assert gates["dpo_converged"] == {"kind": "converged", **{k: fams["dpo_converged"][k] for k in ("files", "budget")}}
+    assert "learning_curves" in pipe.specs.figures()
+    fig_files = pipe.specs.figure_files("learning_curves")
+    assert set(rm["files"]) <= set(fig_files) and set(fig_files) <= set(pipe.specs.claim_files()) | {
+        f for s in pipe.specs.learning_series() for f in s["files"]}  # fmt: skip
+    epochs = smoke()
+    epochs["dr"]["reward"]["train"] = {"num_train_epochs": 2, "learning_rate": 1e-3}
+    assert Pipeline(epochs).specs.learning_families()["rm_converged"]["budget"] is None

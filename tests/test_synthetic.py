@@ -214,3 +214,22 @@ def test_write_world_round_trip(world, tmp_path):
     back = datasets.Dataset.from_parquet(str(paths["train"]))
     assert back.to_list() == world["train"].to_list()
     assert not [p for p in (tmp_path / "world").iterdir() if p.name.startswith(".")]
+
+
+def test_pretraining_corpus_holds_no_test_or_eval_response(world):
+    """The backbone's corpus: the tables and the training-side dialogues, never a response that
+    only a test or evaluation split contains (so pretraining cannot leak a benchmark's answers)."""
+    from core.data.synthetic_oracle import text_of
+
+    docs = set(syn.pretraining_corpus(world))
+    train_side = {text_of(r) for name in syn.PRETRAINING_SPLITS for c in ("chosen", "rejected", "completion")
+                  if c in world[name].column_names for r in world[name][c]}  # fmt: skip
+    for name in ("test", "eval"):
+        for row in world[name]:
+            for col in ("chosen", "rejected"):
+                doc = f"{text_of(row['prompt'])}\n{text_of(row[col])}"
+                if text_of(row[col]) not in train_side:
+                    assert doc not in docs, (name, doc)
+    first = world["train"][0]
+    assert f"{text_of(first['prompt'])}\n{text_of(first['chosen'])}" in docs
+    assert set(syn.world_corpus({}, include_tables=True)) <= docs

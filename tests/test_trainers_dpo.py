@@ -403,3 +403,64 @@ def test_dpo_reaches_trl_as_sigmoid_and_the_config_keeps_its_word(tmp_path):
 def test_config_validation(tmp_path, overrides, match):
     with pytest.raises(ValueError, match=match):
         DRDPOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, report_to="none", **overrides)
+
+
+# ------------------------------------------------------------------ validation loss
+def test_dr_dpo_eval_loss_is_the_uniform_mean(tmp_path):
+    val = dataset(n=12, seed=1, minority=0.5)
+    common = dict(data=dataset(minority=0.0), eval_data=val, per_device_eval_batch_size=8, max_steps=6)
+    ours = dpo_trainer(tmp_path / "dr", divergence="tv", rho=0.3, **common)
+    ours.train()
+    theirs = dpo_trainer(tmp_path / "trl", trainer_cls=DPOTrainer, **common)
+    theirs.model.load_state_dict(ours.model.state_dict())  # the trained DR policy, scored by trl's code
+    ours_loss = ours.evaluate()["eval_loss"]
+    assert ours_loss == pytest.approx(theirs.evaluate()["eval_loss"], abs=1e-6)
+    batch = ours._prepare_inputs(ours.data_collator([ours.eval_dataset[i] for i in range(len(val))]))
+    ours.model.eval()
+    with torch.no_grad():
+        losses = ours._terms(ours.model, batch).main
+    assert ours_loss == pytest.approx(float(losses.mean()), abs=1e-6)
+    assert float(losses.topk(3).values.mean()) > ours_loss + 0.05  # reweighting would have shown
+    assert [r["step"] for r in ours.robust_history] == list(range(1, 7))  # evaluation recorded no weights
+
+
+@pytest.mark.parametrize(
+    "loss_type,extra",
+    [("ddpo", {}), ("ddpo", {"divergence": "tv", "rho": 0.3}), ("edpo", {"gamma": 0.0}), ("dpdpo", {"gamma": 0.0})],
+)
+def test_distillation_losses_validate_without_targets(tmp_path, loss_type, extra):
+    data = dataset(**CLEAN) if loss_type == "edpo" else dataset()
+    val = data.select(range(8))
+    pairs = val.select_columns(["prompt", "chosen", "rejected"])
+    trainer = dpo_trainer(tmp_path, data=data, eval_data=pairs, loss_type=loss_type, **extra)
+    # policy = reference: the DPO loss of a pair is log 2; the distillation loss (targets +-1, member
+    # k of e-DPO +-(k+1), the min member 0) is (2 - 0)^2 = 4
+    assert trainer.evaluate()["eval_loss"] == pytest.approx(np.log(2.0), abs=1e-6)
+    assert trainer.evaluate(eval_dataset=val)["eval_loss"] == pytest.approx(4.0, abs=1e-5)
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(2)])
+    del batch["target_chosen"], batch["target_rejected"]
+    with pytest.raises(ValueError, match="training batch without target rewards"):
+        trainer.model.train()
+        trainer._terms(trainer.model, trainer._prepare_inputs(batch))
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"loss_type": "dpo", "divergence": "tv", "rho": 0.3},
+        {"loss_type": "pdpo", "gamma": 0.1, "forward_kl_estimator": "ref_samples", "forward_kl_max_new_tokens": 4},
+    ],
+)
+def test_validation_curve_leaves_training_unchanged(tmp_path, extra):
+    from core.pipeline.training import curves
+
+    plain = dpo_trainer(tmp_path / "plain", max_steps=4, **extra)
+    plain.train()
+    evaluated = dpo_trainer(
+        tmp_path / "eval", eval_data=dataset(n=12, seed=1), eval_strategy="steps", eval_steps=2,
+        eval_on_start=True, per_device_eval_batch_size=8, max_steps=4, **extra,
+    )  # fmt: skip
+    evaluated.train()
+    assert logged(evaluated, "loss") == logged(plain, "loss")
+    assert_params_equal(params(evaluated.model), params(plain.model))
+    assert curves(evaluated.state.log_history)["eval_loss"]["step"] == [0, 2, 4]

@@ -347,3 +347,68 @@ def test_two_process_gloo_uses_global_minibatch(tmp_path):
             assert a["robust_loss"] == pytest.approx(b["robust_loss"], abs=1e-6)
         final = load_file(str(out / f"final_acc{accumulation}.safetensors"))
         assert max_param_diff(final, single["params"]) < 1e-5
+
+
+# ------------------------------------------------------------------ validation loss
+def test_dr_eval_loss_is_the_uniform_mean(tmp_path):
+    # fitted to the majority domain, the model has large losses on the flipped half of the validation set
+    val = dataset(n=12, seed=1, minority=0.5)
+    common = dict(data=dataset(minority=0.0), eval_data=val, per_device_eval_batch_size=8, max_steps=12)
+    ours = reward_trainer(tmp_path / "dr", divergence="tv", rho=0.3, **common)
+    ours.train()
+    theirs = reward_trainer(tmp_path / "trl", trainer_cls=RewardTrainer, **common)
+    theirs.model.load_state_dict(ours.model.state_dict())  # the trained DR model, scored by trl's code
+    ours_loss = ours.evaluate()["eval_loss"]
+    assert ours_loss == pytest.approx(theirs.evaluate()["eval_loss"], abs=1e-6)
+    batch = ours.data_collator([ours.eval_dataset[i] for i in range(len(val))])
+    with torch.no_grad():
+        losses, _ = ours._example_statistics(ours.model, ours._prepare_inputs(batch))
+    assert ours_loss == pytest.approx(float(losses.mean()), abs=1e-6)
+    # the worst-case reweighted loss (what training optimises) is well above: not what eval reports
+    assert float(losses.topk(3).values.mean()) > ours_loss + 0.05
+    assert [r["step"] for r in ours.robust_history] == list(range(1, 13))  # evaluation recorded no weights
+
+
+def test_validation_curve_leaves_dr_training_unchanged(tmp_path):
+    from core.pipeline.training import curves
+
+    common = dict(divergence="cvar", rho=0.5, max_steps=4)
+    plain = reward_trainer(tmp_path / "plain", **common)
+    plain.train()
+    evaluated = reward_trainer(
+        tmp_path / "eval", eval_data=dataset(n=12, seed=1), eval_strategy="steps", eval_steps=2,
+        eval_on_start=True, per_device_eval_batch_size=8, **common,
+    )  # fmt: skip
+    evaluated.train()
+    assert logged(evaluated, "loss") == logged(plain, "loss")
+    assert_params_equal(params(evaluated.model), params(plain.model))
+    assert [r["step"] for r in evaluated.robust_history] == [1, 2, 3, 4]
+    series = curves(evaluated.state.log_history)
+    assert series["eval_loss"]["step"] == [0, 2, 4]
+    assert series["eval_loss"]["value"][-1] == pytest.approx(evaluated.evaluate()["eval_loss"], abs=1e-6)
+
+
+def test_eval_args_schedule(tmp_path):
+    from core.pipeline.job import Job
+    from core.pipeline.training import eval_args, planned_steps, trainer_args
+
+    def job(train, nproc=1):
+        return Job(rule="r", input={}, output={}, params={"train": train, "job": {"nproc": nproc}}, wildcards={})
+
+    assert eval_args(job({"max_steps": 40, "per_device_train_batch_size": 16}), DRRewardConfig, 1000) == {
+        "eval_strategy": "steps",
+        "eval_steps": 4,
+        "eval_on_start": True,
+        "per_device_eval_batch_size": 16,
+    }
+    assert eval_args(job({"max_steps": 25}), DRRewardConfig, 10)["eval_steps"] == 2
+    assert eval_args(job({"max_steps": 5}), DRRewardConfig, 10)["eval_steps"] == 1
+    assert eval_args(job({"max_steps": 40, "eval_steps": 7}), DRRewardConfig, 10)["eval_steps"] == 7
+    # epochs: 1000 rows / (8 per device x 2 processes) = 63 micro-batches, / 2 accumulated = 32 updates x 2 epochs
+    epochs = {"num_train_epochs": 2, "gradient_accumulation_steps": 2}
+    assert planned_steps(DRRewardConfig, epochs, 1000, nproc=2) == 64
+    assert eval_args(job(epochs, nproc=2), DRRewardConfig, 1000)["eval_steps"] == 6
+    assert eval_args(job({}), DRRewardConfig, 10)["per_device_eval_batch_size"] == 8  # the config default
+    job_ = Job(rule="r", input={}, output={}, params={"train": {"max_steps": 40}, "job": {"gpu": 0}}, wildcards={})
+    args = trainer_args(job_, DRRewardConfig, str(tmp_path), 0, **eval_args(job_, DRRewardConfig, 100))
+    assert args.eval_strategy == "steps" and args.eval_steps == 4 and args.eval_on_start

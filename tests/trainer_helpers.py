@@ -82,8 +82,11 @@ def common_args(output_dir, **overrides) -> dict:
     return args
 
 
-def reward_trainer(output_dir, data=None, model_seed: int = 0, trainer_cls=None, callbacks=None, **overrides):
-    """A DR reward trainer (or ``trainer_cls`` with a plain ``RewardConfig``) on the tiny model."""
+def reward_trainer(
+    output_dir, data=None, model_seed: int = 0, trainer_cls=None, callbacks=None, eval_data=None, **overrides
+):
+    """A DR reward trainer (or ``trainer_cls`` with a plain ``RewardConfig``) on the tiny model
+    (``eval_data``: its ``eval_dataset``)."""
     from trl import RewardConfig, RewardTrainer
 
     from core.trainers.reward import DRRewardConfig, DRRewardTrainer
@@ -96,11 +99,21 @@ def reward_trainer(output_dir, data=None, model_seed: int = 0, trainer_cls=None,
     else:
         config = DRRewardConfig(**common_args(output_dir, **overrides))
         trainer_cls = trainer_cls or DRRewardTrainer
-    return trainer_cls(model=model, args=config, train_dataset=data, processing_class=tok, callbacks=callbacks)
+    return trainer_cls(
+        model=model,
+        args=config,
+        train_dataset=data,
+        eval_dataset=eval_data,
+        processing_class=tok,
+        callbacks=callbacks,
+    )
 
 
-def dpo_trainer(output_dir, data=None, model_seed: int = 0, trainer_cls=None, callbacks=None, **overrides):
-    """A DR-DPO trainer (or trl's ``DPOTrainer`` with ``DPOConfig``) on the tiny causal LM."""
+def dpo_trainer(
+    output_dir, data=None, model_seed: int = 0, trainer_cls=None, callbacks=None, eval_data=None, **overrides
+):
+    """A DR-DPO trainer (or trl's ``DPOTrainer`` with ``DPOConfig``) on the tiny causal LM
+    (``eval_data``: its ``eval_dataset``)."""
     import copy
 
     from trl import DPOConfig, DPOTrainer
@@ -126,6 +139,7 @@ def dpo_trainer(output_dir, data=None, model_seed: int = 0, trainer_cls=None, ca
         ref_model=ref,
         args=config,
         train_dataset=data,
+        eval_dataset=eval_data,
         processing_class=tok,
         callbacks=callbacks,
     )

@@ -1,9 +1,10 @@
 """Rule `world`: the embedded default's synthetic world (core.data.synthetic) as raw datasets.
 
 Writes the generator's splits under the workflow's raw-dataset names (pool = the BT-labelled
-training mixture, world_test, world_eval, sft, prompts), the tokenizer corpus (one JSON string
-per line) and the oracle's settings (the known reward r*(x, y) that relabels pairs and scores
-samples in the distillation experiments).
+training mixture, world_test, world_eval, sft, prompts), the tokenizer corpus and the backbone's
+pretraining corpus (one JSON string per line; core.data.synthetic.pretraining_corpus), and the
+oracle's settings (the known reward r*(x, y) that relabels pairs and scores samples in the
+distillation experiments).
 """
 
 import json
@@ -15,7 +16,7 @@ from core.pipeline.paths import WORLD_DATASETS
 
 def main(job: Job) -> None:
     from core.atomic import atomic_write_text
-    from core.data.synthetic import WorldConfig, generate_world, world_corpus
+    from core.data.synthetic import WorldConfig, generate_world, pretraining_corpus, world_corpus
 
     cfg = WorldConfig.from_dict(job.params["cfg"])
     seed = int(job.params["seed"])
@@ -25,6 +26,8 @@ def main(job: Job) -> None:
             write_pairs(world[split], job.out(name))
         texts = world_corpus(world)
         atomic_write_text(job.out("corpus"), "".join(json.dumps(t) + "\n" for t in texts))
+        pretrain = pretraining_corpus(world)
+        atomic_write_text(job.out("pretrain_corpus"), "".join(json.dumps(t) + "\n" for t in pretrain))
         counts = {name: len(world[split]) for name, split in WORLD_DATASETS.items()}
         write_json(
             job.out("oracle"),
@@ -36,7 +39,9 @@ def main(job: Job) -> None:
                 "counts": counts,
             },
         )
-        log_metrics_file(run, job.out("oracle"), {"rows": counts, "corpus_texts": len(texts)})
+        log_metrics_file(
+            run, job.out("oracle"), {"rows": counts, "corpus_texts": len(texts), "pretrain_texts": len(pretrain)}
+        )
 
 
 if __name__ == "__main__":

@@ -46,6 +46,8 @@ __all__ = [
     "oracle_score",
     "parse_prompt",
     "world_corpus",
+    "pretraining_corpus",
+    "PRETRAINING_SPLITS",
     "write_world",
 ]
 
@@ -674,6 +676,30 @@ def world_corpus(world: Mapping[str, Any], include_tables: bool = True) -> list[
         texts.extend([*kb.FILLERS, *kb.REFUSALS, *kb.REDIRECTS, *kb.COMPLIANCE_STEPS])
         texts.extend(s for pair in kb.BENIGN_ACTS.values() for s in pair)
     return texts
+
+
+#: the world's splits a backbone may be pretrained on: the training pool and the SFT demonstrations
+PRETRAINING_SPLITS = ("train", "sft")
+
+
+def pretraining_corpus(world: Mapping[str, Any]) -> list[str]:
+    """The backbone's pretraining corpus: the world's tables (every fact with its right and wrong
+    values, refusals, compliance and filler sentences) and the texts of its training-side splits
+    (``PRETRAINING_SPLITS``) -- nothing of a test or evaluation split, and no preference label.
+    Each prompt+response is one document (a dialogue as plain text), so the LM sees responses in
+    the context of their prompts."""
+    from core.data.synthetic_oracle import text_of
+
+    docs = world_corpus({}, include_tables=True)
+    for name in PRETRAINING_SPLITS:
+        ds = world.get(name)
+        if ds is None:
+            continue
+        responses = [c for c in ("chosen", "rejected", "completion") if c in ds.column_names]
+        for row in ds.select_columns(["prompt", *responses]):
+            prompt = text_of(row["prompt"])
+            docs.extend(f"{prompt}\n{text_of(row[c])}" for c in responses if row[c])
+    return docs
 
 
 def write_world(

@@ -99,7 +99,16 @@ def _model_problems(cfg: dict) -> list[str]:
                 f"config key models.{role}.source: 'build' trains a tokenizer on the synthetic "
                 "world's corpus, so it needs data.kind: synthetic"
             )
+    if models["policy"]["source"] == "sft":
+        out.append("config key models.policy.source: 'sft' is for reward models (the policy is what SFT trains)")
+    if "pretrain" in cfg and (cfg["data"]["kind"] != "synthetic" or models["policy"]["source"] != "build"):
+        out.append(
+            "config key pretrain: pretraining runs on the synthetic world's corpus from a built policy, "
+            "so it needs data.kind: synthetic and models.policy.source: build"
+        )
     ppo_rm, pol = models.get("ppo_reward", models["reward"]), models["policy"]
+    if ppo_rm["source"] == "sft":  # the SFT policy's backbone: the policy's tokenizer
+        ppo_rm = pol
     same_tokenizer = (ppo_rm["source"] == pol["source"] == "build") or (
         ppo_rm["source"] == pol["source"] and ppo_rm.get("path") == pol.get("path")
     )

@@ -67,6 +67,47 @@ def eval_pairs(job: Job) -> None:
                 extra={"benchmark": name, "label": bench.get("label", name)},
             )
             log_metrics_file(run, out, {name: metrics})
+        if "oracle_id" in job.output:  # PPO policies: the oracle reward of their samples per domain
+            score_oracle_domains(job, run, model, tok, train_run)
+
+
+#: the reference policy's per-domain oracle rewards, computed once per process (a job over seeds)
+_REFERENCE_REWARDS: dict[tuple[str, str], dict] = {}
+
+
+def score_oracle_domains(job: Job, run: Any, model: Any, tok: Any, train_run: str) -> None:
+    """A policy judged by the oracle reward of its samples per domain (DR paper §5.2; the world's
+    oracle is the judge): in distribution (the variant's test prompts, ``oracle_id``) and out of
+    distribution (``oracle_ood``), each domain's mean with its bootstrap interval, the mean over
+    domains, and the advantage over pi_ref's samples on the same prompts (paired by prompt)."""
+    from core.eval.generation import GenerationSettings
+    from core.eval.oracle import load_oracle, oracle_by_domain
+    from core.models import load_causal_lm, load_tokenizer
+
+    p, ev, spec = job.params, job.params["eval"], job.params["oracle_domains"]
+    oracle = load_oracle(job.inp("oracle"), p["oracle"]["kind"], int(ev["batch_size"]), int(ev["max_length"]))
+    settings = GenerationSettings.from_mapping(p["generation"])
+    boot, n = p["bootstrap"], int(spec["n_per_domain"])
+    reference = job.model_source("reference")
+    for split, bench in (("id", "id"), ("ood", spec["ood"])):
+        rows = read_pairs(job.inp(bench))
+        key = (reference, job.inp(bench))
+        if key not in _REFERENCE_REWARDS:
+            ref_model = load_causal_lm(reference).eval()
+            _REFERENCE_REWARDS[key] = oracle_by_domain(ref_model, load_tokenizer(reference), rows, oracle, settings,
+                                                       n_per_domain=n, n_resamples=int(boot["n_resamples"]),
+                                                       seed=int(boot["seed"]))  # fmt: skip
+        ref = _REFERENCE_REWARDS[key]
+        metrics = oracle_by_domain(model, tok, rows, oracle, settings, n_per_domain=n,
+                                   reference_rewards=ref["rewards"], n_resamples=int(boot["n_resamples"]),
+                                   seed=int(boot["seed"]))  # fmt: skip
+        metrics["reference"] = {"domains": ref["domains"], "overall": ref["overall"]}
+        out = job.out(f"oracle_{split}")
+        write_job_metrics(job, out, metrics, model_path=job.inp("model"), dataset_path=job.inp(bench),
+                          counts={"prompts": metrics["overall"]["n"]}, seed=int(job.wildcards.get("seed", 0)),
+                          run_id=run.run_id, train_run_id=train_run,
+                          extra={"split": split, "benchmark": bench, "reference": reference})  # fmt: skip
+        log_metrics_file(run, out, {f"oracle_{split}": {"overall": metrics["overall"]}})
 
 
 def sample_sft(job: Job) -> None:

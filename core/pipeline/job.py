@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -28,6 +29,13 @@ from pathlib import Path
 from typing import Any
 
 LAUNCHED_ENV = "ROBUST_RLHF_LAUNCHED"
+#: an input/output of one seed of a job over several seeds: ``<name>_seed<N>`` (:meth:`Job.per_seed`)
+SEED_ENTRY = re.compile(r"^(?P<name>.+)_seed(?P<seed>[0-9]+)$")
+
+
+def seed_entry(name: str, seed: int | str) -> str:
+    """The input/output name of ``name`` for one seed of a job over several seeds."""
+    return f"{name}_seed{seed}"
 
 
 @dataclass
@@ -105,6 +113,49 @@ class Job:
         if not self.params.get(key):
             raise ValueError(f"rule {self.rule}: neither input nor params name the model {key!r}")
         return str(self.params[key])
+
+    def per_seed(self) -> list[Job]:
+        """The job as one job per seed. A job over several seeds (``params.seeds``: all seeds of a
+        grid point in one process, so the start-up is paid once) names its per-seed inputs and
+        outputs ``<name>_seed<N>``; seed N's job sees them as ``<name>``, shares the unsuffixed
+        ones, and has ``seed`` N in its params and wildcards (so in its MLflow run). A job without
+        ``params.seeds`` is itself."""
+        seeds = self.params.get("seeds")
+        if seeds is None:
+            return [self]
+        names = [k for k in (*self.input, *self.output) if SEED_ENTRY.match(k)]
+        unknown = sorted({SEED_ENTRY.match(k)["seed"] for k in names} - {str(s) for s in seeds})
+        if unknown:
+            raise ValueError(f"rule {self.rule}: entries for seeds {unknown} not in params.seeds {seeds}")
+
+        def own(group: dict[str, Any], seed: str) -> dict[str, Any]:
+            out = {}
+            for k, v in group.items():
+                m = SEED_ENTRY.match(k)
+                if m is None:
+                    out.setdefault(k, v)
+                elif m["seed"] == seed:
+                    out[m["name"]] = v
+            return out
+
+        views = []
+        for s in seeds:
+            params = {k: v for k, v in self.params.items() if k != "seeds"}
+            params["seed"] = int(s)
+            views.append(
+                Job(
+                    rule=self.rule,
+                    input=own(self.input, str(s)),
+                    output=own(self.output, str(s)),
+                    params=params,
+                    wildcards={**self.wildcards, "seed": str(s)},
+                    log=list(self.log),
+                    threads=self.threads,
+                    resources=dict(self.resources),
+                    script=self.script,
+                )
+            )
+        return views
 
     @property
     def run_name(self) -> str:
@@ -232,7 +283,8 @@ def entrypoint(main: Callable[[Job], None], scope: dict[str, Any]) -> None:
         if job.nproc > 1 and not os.environ.get(LAUNCHED_ENV):
             _relaunch(job)
         else:
-            main(job)
+            for one in job.per_seed():
+                main(one)
         cpu = time.process_time()  # this process's CPU seconds, imports included
         print(
             f"[workflow] {job.run_name} rank {rank()} done in {time.time() - start:.1f} s (cpu {cpu:.1f} s)", flush=True

@@ -20,6 +20,7 @@ DR_ORDER = (
     "table1",
     "table2",
     "table3",
+    "table3_oracle",
     "table4",
     "table5",
     "table6",
@@ -47,6 +48,7 @@ FIGURES = {
     "figureB3": {"kind": "stacked_bars", "table": "figureB3", "ylabel": "share of examples (%)"},
     "figureB4": {"kind": "sweep", "table": "figureB4", "ylabel": "validation oracle advantage"},
     "figureB5": {"kind": "bias_lines", "table": "figureB5", "ylabel": "validation oracle advantage"},
+    "learning_curves": {"kind": "learning_curves"},
 }
 #: Figure B.1's methods and the gamma schedule each is shown with
 B1_SERIES = (("dpo", "none"), ("pdpo", "linear"), ("ddpo", "none"), ("dpdpo", "linear"))
@@ -259,7 +261,42 @@ class Specs:
             if ref_variant is not None:
                 rows = rows + self.reference_rows(ref_variant, list(dict.fromkeys(c["source"] for c in cols)))
             specs[name] = make_spec(name, title, caption, header, cols, rows)
+        specs["table3_oracle"] = self.ppo_oracle_table()
         return specs
+
+    def oracle_domains(self) -> list[str]:
+        """Domains whose oracle reward the PPO table shows one by one (the synthetic world's; a
+        real config's prompts carry no domain the config knows in advance: overall only)."""
+        if self.cfg["data"]["kind"] != "synthetic":
+            return []
+        from core.data.synthetic import SUBSETS
+
+        return list(SUBSETS)
+
+    def ppo_oracle_table(self) -> dict:
+        """DR-PPO judged by the oracle reward of its samples (DR paper §5.2's policies; the world's
+        oracle is the judge): mean over domains in and out of distribution, the advantage over
+        pi_ref's samples on the same prompts, and each domain out of distribution; pi_ref's own
+        row from the same files."""
+        cols = []
+        for split, name in (("id", "ID"), ("ood", "OOD")):
+            cols += [{"label": f"{name} reward", "source": f"oracle_{split}", "key": "metrics/overall/mean"},
+                     {"label": f"{name} adv. over π_ref", "source": f"oracle_{split}",
+                      "key": "metrics/overall/advantage"}]  # fmt: skip
+        cols += [{"label": f"OOD {d}", "source": "oracle_ood", "key": f"metrics/domains/{d}/mean"}
+                 for d in self.oracle_domains()]  # fmt: skip
+        cols = [{**c, "scale": 1, "digits": 3} for c in cols]
+        rows = self.ppo_rows(["oracle_id", "oracle_ood"])
+        spec = make_spec("table3_oracle", "Table 3b: PPO and DR-PPO judged by the oracle reward of their samples",
+                         "Mean oracle reward r*(x, y) of one sample per prompt, equal weight over domains, "
+                         f"{self.cfg['eval']['oracle_prompts_per_domain']} prompts per domain; ID: the variant's "
+                         "test prompts, OOD: the out-of-distribution benchmark's prompts. Advantage: paired by "
+                         f"prompt against π_ref's samples. {self.note}", "Model", cols, rows)  # fmt: skip
+        base = rows[0]["files"]
+        ref_cells = {c["label"]: {"files": base[c["source"]], "key": c["key"].replace("metrics/", "metrics/reference/")}
+                     for c in cols if "advantage" not in c["key"]}  # fmt: skip
+        spec["rows"].append({"label": "SFT (π_ref)", "group": "reference", "cells": ref_cells})
+        return spec
 
     # ---------------------------------------------- the distillation paper's tables
     def distill_seed_files(self, method: str, bias: float, beta: float, gamma: str, leaf: str) -> list[str]:
@@ -501,8 +538,10 @@ class Specs:
         return f"{prefix}/accuracy" if bench == "id" else f"{prefix}/scores/overall"
 
     def _dr_claim(self, cid: str, bench: str, kind: str) -> dict | None:
-        """A DR-paper paired claim: BTL / PPO / DPO against its DR row with rho chosen on validation."""
-        if bench not in self.p.dr_benchmarks():
+        """A DR-paper paired claim: BTL / PPO / DPO against its DR row with rho chosen on validation
+        (``oracle_id`` / ``oracle_ood``: PPO judged by the oracle reward of its samples)."""
+        oracle = bench.startswith("oracle_")
+        if not oracle and bench not in self.p.dr_benchmarks():
             return None
         p, prefix = self.paths, self.score_prefix(kind)
         if kind == "rm":
@@ -523,13 +562,13 @@ class Specs:
             dir_of = lambda r, s: p.ppo(variant, "vA", div, r, s)  # noqa: E731
         if not grid:
             return None
-        key = self._bench_key(prefix, bench)
+        key = "metrics/overall/mean" if oracle else self._bench_key(prefix, bench)
         treatment = self._rho_selection(dir_of, grid, bench, prefix)
         models = [base(s) for s in self.p.seeds()] + [dir_of(r, s) for r in grid for s in self.p.seeds()]
-        flag_key = f"{prefix}/spread/degenerate"
-        return {"id": cid, "benchmark": bench, "key": key, "scale": 100,
+        flag_key, flag_bench = f"{prefix}/spread/degenerate", "id" if oracle else bench
+        return {"id": cid, "benchmark": bench, "key": key, "scale": 1 if oracle else 100,
                 "baseline": {"files": self.seed_files(base, bench)}, "treatment": treatment,
-                "degenerate": [[p.metrics(m, bench), flag_key] for m in models]}  # fmt: skip
+                "degenerate": [[p.metrics(m, flag_bench), flag_key] for m in models]}  # fmt: skip
 
     def _chi2_claim(self) -> dict | None:
         """Claim (h): the chi-square DR RM at the largest rho against the smallest (RewardBench);
@@ -597,7 +636,8 @@ class Specs:
         out: dict[str, list] = {}
         for cid, bench, kind in (("a1", "rewardbench", "rm"), ("a2", "hhh", "rm"), ("a3", "mtbench", "rm"),
                                  ("b1", "id", "dpo"), ("b2", "hhh", "dpo"), ("b3", "mtbench", "dpo"),
-                                 ("c1", "id", "ppo"), ("c2", "hhh", "ppo"), ("c3", "mtbench", "ppo")):  # fmt: skip
+                                 ("c1", "id", "ppo"), ("c2", "hhh", "ppo"), ("c3", "mtbench", "ppo"),
+                                 ("c4", "oracle_id", "ppo"), ("c5", "oracle_ood", "ppo")):  # fmt: skip
             cell = self._dr_claim(cid, bench, kind)
             if cell is not None:
                 out[cid] = [cell]
@@ -605,6 +645,50 @@ class Specs:
         if chi2 is not None:
             out["h"] = [chi2]
         return {**out, **self._theory_claims(), **self._distill_claims()}
+
+    def learning_families(self) -> dict[str, dict]:
+        """The model families whose budget is chosen from the validation-loss curve, by gate name:
+        the BTL reward model, DPO, and the distillation paper's DPO at the bias nearest 0.5."""
+        p, seeds = self.paths, self.p.seeds()
+        variant, dpo_variant = self.cfg["report"]["rm_variant"], self.cfg["dr"]["dpo"]["variant"]
+        d = self.cfg["distill"]
+        mid = min((float(b) for b in d["biases"]), key=lambda b: abs(b - 0.5))
+        beta = self.p.distill_hparams("dpo")[0]
+        out = {
+            "rm_converged": ("BTL RM", [p.metrics(p.rm(variant, "none", 0.0, s), "train") for s in seeds],
+                             self.cfg["dr"]["reward"]["train"]),
+            "dpo_converged": ("Std. DPO", [p.metrics(p.dpo(dpo_variant, "none", 0.0, s), "train") for s in seeds],
+                              self.cfg["dr"]["dpo"]["train"]),
+        }  # fmt: skip
+        if "dpo" in d["methods"]:
+            out["distill_converged"] = (f"DPO (distillation, bias {fmt(mid)}, β={fmt(beta)})",
+                                        self.distill_seed_files("dpo", mid, beta, "none", "train"),
+                                        d["policy"]["train"])  # fmt: skip
+        # an epoch budget (no max_steps) is the last logged step of the curve (budget None)
+        return {g: {"label": label, "files": files, "budget": train.get("max_steps")}
+                for g, (label, files, train) in out.items()}  # fmt: skip
+
+    def learning_series(self) -> list[dict]:
+        """The learning-curve figure: each family with its budget, then the most robust DR row of
+        the reward-model and DPO grids beside it (same budget and learning rate)."""
+        fams = self.learning_families()
+        series = [fams["rm_converged"]]
+        p, seeds = self.paths, self.p.seeds()
+        variant = self.cfg["report"]["rm_variant"]
+        tv = [r for _, dv, r in self.p.rm_grid(variant, "tv") if dv == "tv"]
+        if tv:
+            series.append({"label": f"DR RM (TV, ρ={fmt(tv[-1])})", "budget": fams["rm_converged"]["budget"],
+                           "files": [p.metrics(p.rm(variant, "tv", tv[-1], s), "train") for s in seeds]})  # fmt: skip
+        series.append(fams["dpo_converged"])
+        dpo = [(dv, r) for dv, r in self.p.dpo_grid() if dv != "none"]
+        if dpo:
+            dv, r = dpo[-1]
+            v = self.cfg["dr"]["dpo"]["variant"]
+            series.append({"label": f"DR DPO ({dv}, ρ={fmt(r)})", "budget": fams["dpo_converged"]["budget"],
+                           "files": [p.metrics(p.dpo(v, dv, r, s), "train") for s in seeds]})  # fmt: skip
+        if "distill_converged" in fams:
+            series.append(fams["distill_converged"])
+        return series
 
     def gates(self) -> dict[str, dict]:
         """Sanity gates (core.report.claims.GATES) of this config."""
@@ -617,6 +701,8 @@ class Specs:
             mid = min(biases, key=lambda b: abs(b - 0.5))
             out["policy_learned"] = {**self.selected("dpo", mid, "oracle_test"), "key": "metrics/advantage",
                                      "threshold": 0.0}  # fmt: skip
+        for name, fam in self.learning_families().items():
+            out[name] = {"kind": "converged", "files": fam["files"], "budget": fam["budget"]}
         return out
 
     def claim_files(self) -> list[str]:
@@ -646,6 +732,9 @@ class Specs:
         fig = dict(FIGURES[name], name=name)
         if "table" in fig:
             fig["table"] = self.tables()[fig["table"]]
+        if fig["kind"] == "learning_curves":
+            fig["series"] = self.learning_series()
+            fig["title"] = "Training and validation loss per seed (budgets: docs/claims.md)"
         if fig["kind"] == "curves":
             b1 = self.cfg["report"]["figureB1"]
             fig["series"] = [
@@ -692,6 +781,7 @@ class Specs:
                        {"summary": f"metrics/theory/{n}.json", "csv": f"tables/theory_{n}.csv"}]  # fmt: skip
         return [
             {"heading": "Claims: what this run says about each paper's claims", "items": [{"table": "claims.md"}]},
+            {"heading": "Training budgets: loss curves", "items": [{"figure": "figures/learning_curves.png"}]},
             {"heading": "Distributionally robust RLHF (DR paper)", "items": dr},
             {"heading": "Reward-model distillation and pessimism (distillation paper)", "items": distill},
             {"heading": "Theory experiments", "items": theory},

@@ -8,11 +8,15 @@
 * PPO / DR-PPO vA, vB (DR paper §5.2) on core.trainers.ppo.
 
 Each writes its model atomically (rank 0), a metrics file with the step curves, and one MLflow run.
+A reward, SFT or DPO job with an input ``val`` also evaluates that validation set during training
+(``core.pipeline.training.eval_args``): its metrics file then has the validation loss curve
+``metrics.curves.eval_loss`` (the uniform-weight loss, DR models included).
 """
 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from typing import Any
 
 from core.data.io import read_pairs
@@ -27,6 +31,7 @@ from core.pipeline.job import (
 )
 from core.pipeline.training import (
     curves,
+    eval_args,
     last_values,
     member_fractions,
     pairs_only,
@@ -68,6 +73,23 @@ def _finish(job: Job, metrics: dict, run: Any, out: str, counts: dict, seed: int
     log_metrics_file(run, job.out("metrics"), logged)
 
 
+def _validation(job: Job, load: Callable[[str], Any]) -> Any:
+    """The job's validation set (input ``val``) read like its training data, or None without one;
+    its first ``params.curve_pairs`` rows when set (the learning curve's points cost evaluations)."""
+    if not job.inputs("val"):
+        return None
+    val, n = load(job.inp("val")), job.params.get("curve_pairs")
+    return val.select(range(min(int(n), len(val)))) if n else val
+
+
+def _eval_fields(job: Job, config_cls: Any, val: Any, n_train: int) -> dict[str, Any]:
+    return {} if val is None else eval_args(job, config_cls, n_train)
+
+
+def _pairs(path: str) -> Any:
+    return pairs_only(read_pairs(path))
+
+
 def train_reward(job: Job) -> None:
     """BTL (divergence none / rho 0) or DR reward model (DR paper Alg. 1)."""
     set_torch_threads(job)
@@ -76,14 +98,21 @@ def train_reward(job: Job) -> None:
 
     seed, dr, spec = int(job.params["seed"]), job.params["dr"], job.params["model_spec"]
     base = job.model_source("base")
-    data = pairs_only(read_pairs(job.inp("data")))
+    data = _pairs(job.inp("data"))
+    val = _validation(job, _pairs)
     tok = load_tokenizer(base)
     model = load_reward_model(base, dtype=spec.get("dtype"), lora=spec.get("lora"), seed=seed)
     out = job.out("model")
     with tracked_run(job) as run:
-        args = trainer_args(job, DRRewardConfig, out + ".work", seed, **dr)
+        evaluation = _eval_fields(job, DRRewardConfig, val, len(data))
+        args = trainer_args(job, DRRewardConfig, out + ".work", seed, **evaluation, **dr)
         trainer = DRRewardTrainer(
-            model=model, args=args, train_dataset=data, processing_class=tok, callbacks=[run.callback()]
+            model=model,
+            args=args,
+            train_dataset=data,
+            eval_dataset=val,
+            processing_class=tok,
+            callbacks=[run.callback()],
         )
         metrics = _fit(job, trainer, tok, out)
         if metrics is not None:
@@ -101,6 +130,22 @@ def demonstrations(ds: Any) -> Any:
     raise ValueError(f"SFT dataset has neither a 'completion' nor a 'chosen' column: {ds.column_names}")
 
 
+def sft_data(path: str) -> Any:
+    """A causal-LM training set: a pretraining corpus (``.jsonl``, one JSON string per line) as
+    ``text`` rows, or a dataset's demonstrations (:func:`demonstrations`)."""
+    if path.endswith(".jsonl"):
+        import json
+
+        import datasets
+
+        with open(path, encoding="utf-8") as fh:
+            texts = [json.loads(line) for line in fh if line.strip()]
+        if not texts or not all(isinstance(t, str) for t in texts):
+            raise ValueError(f"{path}: expected one JSON string per line (a non-empty corpus)")
+        return datasets.Dataset.from_dict({"text": texts})
+    return demonstrations(read_pairs(path))
+
+
 def train_sft(job: Job) -> None:
     """The reference policy pi_ref: SFT of the base LM, loss on completion tokens only."""
     set_torch_threads(job)
@@ -109,14 +154,20 @@ def train_sft(job: Job) -> None:
     from core.models import load_causal_lm, load_tokenizer
 
     seed, spec, base = int(job.params["seed"]), job.params["model_spec"], job.model_source("base")
-    data = demonstrations(read_pairs(job.inp("data")))
+    data = sft_data(job.inp("data"))
+    val = _validation(job, sft_data)
     tok = load_tokenizer(base)
     model = load_causal_lm(base, dtype=spec.get("dtype"), lora=spec.get("lora"))
     out = job.out("model")
     with tracked_run(job) as run:
-        args = trainer_args(job, SFTConfig, out + ".work", seed)
+        args = trainer_args(job, SFTConfig, out + ".work", seed, **_eval_fields(job, SFTConfig, val, len(data)))
         trainer = SFTTrainer(
-            model=model, args=args, train_dataset=data, processing_class=tok, callbacks=[run.callback()]
+            model=model,
+            args=args,
+            train_dataset=data,
+            eval_dataset=val,
+            processing_class=tok,
+            callbacks=[run.callback()],
         )
         metrics = _fit(job, trainer, tok, out)
         if metrics is not None:
@@ -151,6 +202,9 @@ def train_dpo(job: Job) -> None:
     raw = read_pairs(job.inp("data"))
     chosen, rejected = resolve_target_columns(raw.column_names, loss["loss_type"], "target_chosen", "target_rejected")
     data = pairs_only(raw, (*chosen, *rejected))
+    # prompt/chosen/rejected only: without target rewards, d-/dp-/e-DPO are validated by the DPO
+    # loss of the labelled pair (core.trainers.dpo, "Evaluation")
+    val = _validation(job, _pairs)
     tok = load_tokenizer(reference)
     policy = load_causal_lm(reference, dtype=spec.get("dtype"), lora=spec.get("lora"))
     ref = load_causal_lm(reference, dtype=spec.get("dtype")).eval()
@@ -159,9 +213,16 @@ def train_dpo(job: Job) -> None:
         probe_cb = _probe_callback(job, ref, tok, seed, run) if job.params.get("probes") else None
         callbacks = [run.callback()] + ([probe_cb] if probe_cb is not None else [])
         loss["loss_type"] = [loss["loss_type"]]
-        args = trainer_args(job, DRDPOConfig, out + ".work", seed, **loss)
+        evaluation = _eval_fields(job, DRDPOConfig, val, len(data))
+        args = trainer_args(job, DRDPOConfig, out + ".work", seed, **evaluation, **loss)
         trainer = DRDPOTrainer(
-            model=policy, ref_model=ref, args=args, train_dataset=data, processing_class=tok, callbacks=callbacks
+            model=policy,
+            ref_model=ref,
+            args=args,
+            train_dataset=data,
+            eval_dataset=val,
+            processing_class=tok,
+            callbacks=callbacks,
         )
         metrics = _fit(job, trainer, tok, out, plain_final=True)
         if metrics is not None:

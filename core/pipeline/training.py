@@ -1,9 +1,10 @@
-"""Shared pieces of the training jobs: trainer arguments from the config slice, atomic saving of
-the final model (LoRA merged, so every later stage loads a plain HF folder), step curves, the DR
-weight and e-DPO member summaries."""
+"""Shared pieces of the training jobs: trainer arguments from the config slice, the validation-loss
+schedule, atomic saving of the final model (LoRA merged, so every later stage loads a plain HF
+folder), step curves, the DR weight and e-DPO member summaries."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -37,6 +38,43 @@ def trainer_args(
     args.update(fields)
     args.setdefault("bf16", False)
     return config_cls(**args)
+
+
+def planned_steps(config_cls: Any, train: Mapping[str, Any], n_train: int, nproc: int = 1) -> int:
+    """The optimiser steps a Trainer with ``train`` runs: ``max_steps`` when > 0, else the epochs
+    times the updates per epoch (micro-batches of ``per_device_train_batch_size`` per process,
+    ``gradient_accumulation_steps`` per update), as transformers counts them from ``n_train`` rows
+    (trl's dropping of pairs over ``max_length`` can make the real count slightly smaller).
+    Unset fields take ``config_cls``'s defaults."""
+    fields = config_cls.__dataclass_fields__
+
+    def get(key: str) -> Any:
+        return train[key] if train.get(key) is not None else fields[key].default
+
+    if int(get("max_steps")) > 0:
+        return int(get("max_steps"))
+    micro_batches = math.ceil(n_train / (int(get("per_device_train_batch_size")) * max(int(nproc), 1)))
+    updates = max(math.ceil(micro_batches / int(get("gradient_accumulation_steps"))), 1)
+    return math.ceil(float(get("num_train_epochs")) * updates)
+
+
+def eval_args(job: Job, config_cls: Any, n_train: int) -> dict[str, Any]:
+    """Trainer fields that evaluate the job's validation set (``eval_dataset``) during training, so
+    ``log_history`` (and :func:`curves`) has an ``eval_loss`` series: at step 0 (the starting
+    model), every ``train.eval_steps`` steps (default ``max(1, steps // 10)``, ten points over
+    the budget) and at the last step, in batches of the training batch size."""
+    train = job.params.get("train") or {}
+    steps = train.get("eval_steps") or max(1, planned_steps(config_cls, train, n_train, job.nproc) // 10)
+    batch = (
+        train.get("per_device_train_batch_size")
+        or config_cls.__dataclass_fields__["per_device_train_batch_size"].default
+    )
+    return {
+        "eval_strategy": "steps",
+        "eval_steps": int(steps),
+        "eval_on_start": True,
+        "per_device_eval_batch_size": int(batch),
+    }
 
 
 def pairs_only(ds: Any, extra: tuple[str, ...] = ()) -> Any:

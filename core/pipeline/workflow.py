@@ -42,10 +42,12 @@ class Pipeline(Grids):
         r = self.cfg["resources"][kind]
         return r["threads"] * r.get("nproc", 1)
 
-    def resources(self, kind: str) -> dict[str, Any]:
-        """Scheduler resources of a job: memory and CPUs scale with its processes (``nproc``)."""
+    def resources(self, kind: str, seeds: int = 1) -> dict[str, Any]:
+        """Scheduler resources of a job: memory and CPUs scale with its processes (``nproc``), its
+        runtime with the number of seeds it runs one after another (:meth:`per_seed`)."""
         r = self.cfg["resources"][kind]
-        out = {"mem_mb": r["mem_mb"] * r.get("nproc", 1), "runtime": r["runtime"], "cpus_per_task": self.threads(kind)}
+        out = {"mem_mb": r["mem_mb"] * r.get("nproc", 1), "runtime": r["runtime"] * seeds,
+               "cpus_per_task": self.threads(kind)}  # fmt: skip
         if r.get("gpu", 0):
             out["gpu"] = r["gpu"]
         return out
@@ -59,6 +61,18 @@ class Pipeline(Grids):
         r = self.cfg["resources"][kind]
         return {"nproc": r.get("nproc", 1), "gpu": r.get("gpu", 0)}
 
+    def per_seed(self, entries: Any) -> dict[str, Any]:
+        """Inputs or outputs of a job over every seed of the config (all seeds of a grid point in
+        one process: core.pipeline.job.Job.per_seed): ``entries(seed) -> {name: path}`` becomes
+        ``{<name>_seed<N>: path}``."""
+        from core.pipeline.job import seed_entry
+
+        return {seed_entry(k, s): v for s in self.seeds() for k, v in entries(s).items()}
+
+    def seeded_resources(self, kind: str) -> dict[str, Any]:
+        """:meth:`resources` of a job over every seed of the config."""
+        return self.resources(kind, seeds=len(self.seeds()))
+
     def tracking(self) -> dict[str, str]:
         return {"uri": self.cfg["tracking"]["uri"], "experiment": self.cfg["name"]}
 
@@ -70,16 +84,30 @@ class Pipeline(Grids):
     def materialised(self, role: str) -> bool:
         return self.cfg["models"][role]["source"] in MATERIALISED_SOURCES
 
+    def from_sft(self, role: str) -> bool:
+        """``role`` starts from the workflow's SFT policy (a reward model with a new scalar head)."""
+        return self.cfg["models"][role]["source"] == "sft"
+
     def base_model_input(self, role: str) -> list[str]:
-        """The materialised base-model folder of ``role`` as an input, or nothing (hub/local)."""
+        """The workflow-made base-model folder of ``role`` as an input (materialised, or the SFT
+        policy), or nothing (hub/local)."""
+        if self.from_sft(role):
+            return [self.paths.model("sft")]
         return [self.paths.model(f"base/{role}")] if self.materialised(role) else []
 
     def base_model_ref(self, role: str) -> str | None:
         """A hub id or local path of ``role``'s base model, None when it is an input file."""
-        return None if self.materialised(role) else self.cfg["models"][role]["path"]
+        return None if self.materialised(role) or self.from_sft(role) else self.cfg["models"][role]["path"]
 
     def base_model(self, role: str) -> str:
-        return self.paths.model(f"base/{role}") if self.materialised(role) else self.cfg["models"][role]["path"]
+        return (self.base_model_input(role) or [self.cfg["models"][role]["path"]])[0]
+
+    def sft_base_input(self) -> list[str]:
+        """What SFT starts from: the pretrained backbone (``pretrain``), else the policy's base."""
+        return [self.paths.model("pretrained")] if "pretrain" in self.cfg else self.base_model_input("policy")
+
+    def sft_base_ref(self) -> str | None:
+        return None if "pretrain" in self.cfg else self.base_model_ref("policy")
 
     def reference_input(self, which: str) -> list[str]:
         """pi_ref of the DR ('dr') or distillation ('distill') experiments: SFT or the base LM."""
@@ -106,6 +134,16 @@ class Pipeline(Grids):
         v, d, r = self.rm_key(variant, div, float(rho))
         return self.paths.rm(v, d, r, seed, self.ppo_rmset())
 
+    def ppo_reward_inputs(self, variant: str, div: str, rho: str) -> dict[str, str]:
+        """Every seed's reward model and its metrics file of a PPO grid point (``reward_seed<N>``,
+        ``reward_metrics_seed<N>``)."""
+
+        def one(seed: int) -> dict[str, str]:
+            rel = self.ppo_reward_dir(variant, div, rho, str(seed))
+            return {"reward": self.paths.model(rel), "reward_metrics": self.paths.metrics(rel, "train")}
+
+        return self.per_seed(one)
+
     def oracle_input(self) -> str:
         """The oracle: the world's exact reward (embedded default) or a trained oracle RM."""
         if self.cfg["distill"]["oracle"]["kind"] == "exact":
@@ -114,8 +152,10 @@ class Pipeline(Grids):
 
     # ----------------------------------------------------------------- params
     def train_params(self, section: dict, **extra: Any) -> dict[str, Any]:
-        """A training job's params: its config slice (a rerun trigger), launch, tracking."""
-        return {"train": section["train"], **self.control("train"), **extra}
+        """A training job's params: its config slice (a rerun trigger), launch, tracking, and how
+        many validation pairs its learning curve is measured on (``eval.curve_pairs``)."""
+        return {"train": section["train"], "curve_pairs": self.cfg["eval"]["curve_pairs"], **self.control("train"),
+                **extra}  # fmt: skip
 
     def subsample_n(self, purpose: str) -> int:
         return self.cfg["dr"][{"rm": "reward", "ppo": "ppo", "dpo": "dpo"}[purpose]]["n_train"]
@@ -148,6 +188,14 @@ class Pipeline(Grids):
 
     def distill_rm_data(self, bias: str, member: str) -> str:
         return self.paths.data(self.paths.distill_data("train" if member == "full" else member, bias))
+
+    def ppo_oracle_params(self) -> dict[str, Any]:
+        """What the PPO evaluation needs to judge samples by the oracle per domain: the oracle,
+        generation and bootstrap settings, prompts per domain, and the out-of-distribution
+        benchmark whose prompts it samples on (the first of RewardBench / HHH / MT-Bench here)."""
+        ood = [b for b in self.dr_benchmarks() if b != "id"]
+        spec = {"n_per_domain": self.cfg["eval"]["oracle_prompts_per_domain"], "ood": ood[0] if ood else "id"}
+        return {**self.oracle_eval_params(), "oracle_domains": spec}
 
     def oracle_eval_params(self) -> dict[str, Any]:
         e = self.cfg["eval"]
@@ -189,4 +237,5 @@ class Pipeline(Grids):
         from core.pipeline.paths import WORLD_DATASETS
 
         out = {name: self.paths.raw(name) for name in WORLD_DATASETS}
-        return {**out, "corpus": self.paths.world_file("corpus.jsonl"), "oracle": self.paths.world_file("oracle.json")}
+        return {**out, "corpus": self.paths.world_file("corpus.jsonl"), "oracle": self.paths.world_file("oracle.json"),
+                "pretrain_corpus": self.paths.world_file("pretrain_corpus.jsonl")}  # fmt: skip

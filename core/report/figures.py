@@ -9,8 +9,14 @@ table show the same numbers:
 * ``stacked_bars`` (Figure B.3): per row (a length bias) the columns' shares stacked to 100%.
 * ``sweep`` (Figure B.4): one panel per row group (a method), x = the row's ``x`` (beta or tau,
   log scale), one line per column (a length bias).
+* ``learning_curves`` (the budgets): training and validation loss per seed of each model family
+  (``series``: ``{"label", "files", "budget"}``), with the plateau step of the seed-mean
+  validation curve (:func:`family_convergence`).
 * ``curves`` (Figure B.1): step curves of training-time probes read from ``train.json`` files
   (``metrics/curves/<key>``), averaged over seeds at common steps, one panel per quantity.
+
+:func:`learning_curves` draws training and validation loss curves per seed, one panel per model,
+with the plateau step of :mod:`core.report.convergence` (how a training budget is chosen).
 """
 
 from __future__ import annotations
@@ -23,9 +29,9 @@ from typing import Any
 from core.atomic import atomic_savefig
 from core.report.tables import build_table
 
-__all__ = ["FIGURE_KINDS", "make_figure", "read_curve"]
+__all__ = ["FIGURE_KINDS", "family_convergence", "learning_curves", "make_figure", "read_curve"]
 
-FIGURE_KINDS = ("bias_lines", "stacked_bars", "sweep", "curves")
+FIGURE_KINDS = ("bias_lines", "stacked_bars", "sweep", "curves", "learning_curves")
 
 
 def _figure(ncols: int = 1, nrows: int = 1, width: float = 4.4, height: float = 3.4):
@@ -142,11 +148,43 @@ def _curves(spec: Mapping[str, Any], fig: Any, axes: Any) -> None:
         ax.set_xlabel("step")
 
 
+def family_convergence(files: Sequence[str], budget: int | None) -> dict[str, Any]:
+    """core.report.convergence.convergence_summary of the seed-mean validation-loss curve
+    (``metrics/curves/eval_loss``) of one model family's ``train.json`` files; a budget of None
+    (trained for epochs) is the curve's last step."""
+    from core.report.convergence import convergence_summary
+
+    steps, values = _mean_curve(files, "eval_loss")
+    if not steps:
+        raise ValueError(f"no common validation steps in {list(files)[:3]}")
+    return convergence_summary({"step": steps, "value": values}, budget=int(budget or steps[-1]))
+
+
+def _learning_series(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for item in spec["series"]:
+        curves = []
+        for f in item["files"]:
+            with open(f, encoding="utf-8") as fh:
+                curves.append(json.load(fh)["metrics"]["curves"])
+        missing = [f for f, c in zip(item["files"], curves, strict=True) if "eval_loss" not in c]
+        if missing:
+            raise ValueError(f"figure {spec.get('name')}: no validation curve (curves.eval_loss) in {missing[:3]}")
+        summary = family_convergence(item["files"], item["budget"])
+        out.append({"label": item["label"], "train": [c.get("loss") for c in curves if c.get("loss")],
+                    "eval": [c["eval_loss"] for c in curves], "budget": summary["budget"],
+                    "plateau": summary["plateau_step"]})  # fmt: skip
+    return out
+
+
 def make_figure(spec: Mapping[str, Any], path: str) -> None:
     """Draw the figure ``spec`` (kind in FIGURE_KINDS) and write it to ``path`` (PNG, atomically)."""
     kind = spec.get("kind")
     if kind not in FIGURE_KINDS:
         raise ValueError(f"figure {spec.get('name')}: kind must be one of {FIGURE_KINDS}, got {kind!r}")
+    if kind == "learning_curves":
+        learning_curves(_learning_series(spec), path, spec.get("title") or spec.get("name", ""))
+        return
     if kind == "sweep":
         n = len({row["group"] for row in spec["table"]["rows"]})
         ncols = min(3, max(n, 1))
@@ -164,3 +202,59 @@ def make_figure(spec: Mapping[str, Any], path: str) -> None:
     title = spec.get("title") or (spec.get("table") or {}).get("title") or spec.get("name", "")
     fig.suptitle(title, fontsize=10)
     _save(fig, path)
+
+
+def _seed_curves(curves: Any) -> list[Mapping[str, Sequence[float]]]:
+    """Per-seed ``{"step", "value"}`` curves: a list of them, one curve, or None (no curves)."""
+    if curves is None:
+        return []
+    return [curves] if isinstance(curves, Mapping) else list(curves)
+
+
+def learning_curves(series: Sequence[Mapping[str, Any]], out: str, title: str) -> None:
+    """Loss curves, one panel per series, written to ``out`` (PNG, atomically).
+
+    A series is ``{"label", "train", "eval", "budget", "plateau"}``: ``train`` and ``eval`` are
+    per-seed ``{"step": [...], "value": [...]}`` curves (a list; one curve or None also accepted),
+    drawn per seed in one colour, the training loss thin and the validation loss thick;
+    ``plateau`` (a step or None) is marked by a dashed vertical line, the ``budget`` by the end of
+    the x axis; the panel title says whether the curve flattened before the budget.
+    """
+    from matplotlib.lines import Line2D
+
+    if not series:
+        raise ValueError(f"figure {out}: no series to draw")
+    ncols = min(3, len(series))
+    fig, axes = _figure(ncols, math.ceil(len(series) / ncols))
+    for ax, item in zip(axes.flat, series, strict=False):
+        train, evals = _seed_curves(item.get("train")), _seed_curves(item.get("eval"))
+        for k in range(max(len(train), len(evals))):
+            colour = f"C{k % 10}"
+            if k < len(train):
+                ax.plot(train[k]["step"], train[k]["value"], color=colour, lw=0.8, alpha=0.7)
+            if k < len(evals):
+                ax.plot(evals[k]["step"], evals[k]["value"], color=colour, lw=2.2, marker=".", ms=4)
+        budget, plateau = item.get("budget"), item.get("plateau")
+        if plateau is not None:
+            ax.axvline(float(plateau), color="black", ls="--", lw=1.0)
+        if budget is not None:
+            ax.set_xlim(left=0, right=float(budget))
+        if plateau is None:
+            verdict = "no decrease"
+        elif budget is not None and plateau >= budget:
+            verdict = f"still decreasing at the budget ({budget} steps)"
+        else:
+            verdict = f"plateau at step {plateau}" + ("" if budget is None else f" of {budget}")
+        ax.set_title(f"{item['label']}\n{verdict}", fontsize=9)
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss")
+    for ax in list(axes.flat)[len(series) :]:
+        ax.set_visible(False)
+    handles = [
+        Line2D([], [], color="grey", lw=0.8, label="training loss"),
+        Line2D([], [], color="grey", lw=2.2, marker=".", label="validation loss"),
+        Line2D([], [], color="black", ls="--", lw=1.0, label="plateau step (1% rule)"),
+    ]
+    fig.legend(handles=handles, loc="outside lower center", ncols=3, fontsize=8, title="colour = seed")
+    fig.suptitle(title, fontsize=10)
+    _save(fig, out)

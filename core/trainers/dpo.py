@@ -33,6 +33,14 @@ DR (``divergence``, ``rho``) reweights the per-example preference/distillation l
 type by ``q*`` over the whole optimiser minibatch (see :mod:`core.trainers.robust`); for ``edpo``
 each member gets its own worst-case weights and the member with the smallest robust loss is used.
 The forward-KL term is a regulariser and keeps the plain mean.
+
+Evaluation (``eval_dataset``, ``eval_loss``) is never reweighted: the uniform mean of the
+per-example losses (e-DPO: the member with the smallest mean over the batch), plus the forward-KL
+term for the pessimistic losses.  A validation set may carry the target-reward columns (then
+d-/dp-/e-DPO are scored by their distillation loss) or none of them, like the oracle-labelled
+validation split: then the distillation term is replaced by the DPO loss ``-log sigma(Delta h)``
+of the labelled pair (d-DPO -> DPO, dp-/e-DPO -> p-DPO), since there is no target to distil.
+Training data always needs the targets.
 """
 
 from __future__ import annotations
@@ -222,6 +230,9 @@ class TargetRewardCollator:
     rejected_columns: Sequence[str]
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        columns = (*self.chosen_columns, *self.rejected_columns)
+        if not any(c in example for example in examples for c in columns):
+            return self.inner(examples)  # a validation set without target rewards (DRDPOTrainer._main_losses)
         stripped, chosen, rejected = [], [], []
         for example in examples:
             example = dict(example)
@@ -348,8 +359,8 @@ class DRDPOTrainer(RobustMinibatchMixin, DPOTrainer):
         _check_target_values(self.train_dataset, columns, "train")
         evals = self.eval_dataset if isinstance(self.eval_dataset, dict) else {"eval": self.eval_dataset}
         for name, dataset in evals.items():
-            if dataset is None:
-                continue
+            if dataset is None or not set(get_dataset_column_names(dataset)) & set(columns):
+                continue  # no target rewards: evaluated with the DPO loss of the pair (_main_losses)
             resolve_target_columns(
                 get_dataset_column_names(dataset),
                 self._loss_type,
@@ -395,6 +406,11 @@ class DRDPOTrainer(RobustMinibatchMixin, DPOTrainer):
         if kind == "ipo":
             return ipo_loss(chosen_lr, rejected_lr, chosen_len, rejected_len, self.beta)
         if kind not in DISTILLED_LOSS_TYPES:  # dpo, pdpo
+            return dpo_sigmoid_loss(chosen_lr, rejected_lr, self.beta)
+        if "target_chosen" not in inputs:
+            if self.model.training:
+                raise ValueError(f"loss_type {kind!r}: a training batch without target rewards")
+            # a validation set without targets (the module docstring): the labelled pair's DPO loss
             return dpo_sigmoid_loss(chosen_lr, rejected_lr, self.beta)
         target_chosen, target_rejected = inputs["target_chosen"], inputs["target_rejected"]
         if kind != "edpo":  # ddpo, dpdpo
@@ -522,7 +538,7 @@ class DRDPOTrainer(RobustMinibatchMixin, DPOTrainer):
             samples = (sequences, attention, completion)
         terms = self._terms(model, inputs, samples)
         main = terms.main
-        if mode == "train" and self._needs_global_batch():
+        if self._reweighting():  # training only; evaluation takes the uniform mean
             weights, member, scale = self._microbatch_weights(main.detach())
             selected = main if member is None else main[:, member]
             loss = scale * weighted_mean(selected, weights)

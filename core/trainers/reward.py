@@ -11,7 +11,8 @@ come from the losses of the same forward pass (no extra compute); with ``G > 1``
 pre-pass over the ``G`` micro-batches provides the losses, then each micro-batch's backward uses
 its slice of ``q*``.
 
-With DR off (``divergence="none"`` or ``rho=0``) the loss is trl's own code path, unchanged.
+With DR off (``divergence="none"`` or ``rho=0``), and in evaluation (``eval_loss`` on an
+``eval_dataset``), the loss is trl's own code path, the uniform mean, unchanged.
 Logged per step (``dr/`` metrics and ``trainer.robust_history``): robust loss ``sum q_i l_i``,
 mean loss, max weight, effective sample size ``1 / sum q_i^2``, fraction of zero weights.
 trl's ``center_rewards_coefficient`` regulariser stays a plain mean (it is not reweighted).
@@ -26,7 +27,7 @@ import torch
 from trl import RewardConfig, RewardTrainer
 
 from core.losses import bradley_terry_loss
-from core.trainers.robust import RobustMinibatchMixin, robust_enabled, validate_robust_args
+from core.trainers.robust import RobustMinibatchMixin, validate_robust_args
 
 __all__ = ["DRRewardConfig", "DRRewardTrainer"]
 
@@ -80,7 +81,7 @@ class DRRewardTrainer(RobustMinibatchMixin, RewardTrainer):
 
     # -------------------------------------------------------------- loss
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        if not (self.model.training and robust_enabled(*self._robust_settings())):
+        if not self._reweighting():  # DR off, or evaluation: trl's uniform mean
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         # trl's forward pass and metrics; its mean loss is replaced by the reweighted one.
         _, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)

@@ -28,6 +28,12 @@ The global loss vector is ordered rank 0's micro-batches (in order), then rank 1
 Regularisers outside the robust objective (reward centring, the forward-KL pessimism term) are
 not reweighted: they keep trl's plain mean.
 
+Only training is reweighted (:meth:`RobustMinibatchMixin._reweighting`: model in train mode and
+DR on).  Evaluation (``Trainer.evaluate`` -> ``prediction_step``, model in eval mode) takes the
+uniform mean of the per-example losses, so a DR model's ``eval_loss`` is the plain validation loss,
+comparable with its baseline's; it records nothing in ``robust_history`` and leaves the
+random-number state as it found it (training's results do not depend on a validation set).
+
 Iterate averaging (DR paper Alg. 1 line 8 / Alg. 3 line 8, ``theta_bar = (1/T) sum_t theta_t``):
 ``average_iterates="uniform"`` keeps the running mean of the trainable parameters after each
 optimiser step (the ``T`` post-update iterates; the paper's indexing includes the initial point and
@@ -248,6 +254,11 @@ class RobustMinibatchMixin:
         """Whether training needs statistics of the whole optimiser minibatch (DR on by default)."""
         return self._robust_on()
 
+    def _reweighting(self) -> bool:
+        """Whether the loss being computed takes minibatch weights: in training only (model in train
+        mode); evaluation always takes the uniform mean of the per-example losses."""
+        return bool(self.model.training) and self._needs_global_batch()
+
     def _example_statistics(
         self, model: torch.nn.Module, inputs: dict[str, Any]
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -316,6 +327,8 @@ class RobustMinibatchMixin:
 
         The micro-batch loss to back-propagate is ``scale * sum_i w_i l_i`` (see the module docstring).
         """
+        if not self.model.training:
+            raise RuntimeError("robust weights are for training only; evaluation takes the uniform mean loss")
         world = self.accelerator.num_processes
         if self._robust_queue:
             weights, member, accumulation = self._robust_queue.popleft()
@@ -399,6 +412,16 @@ class RobustMinibatchMixin:
                     f"this trainer uses {self._averager.mode!r}"
                 )
             self._averager.load(folder, self.model, int(state["averaging"]["count"]))
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self, *args, **kwargs):
+        """``Trainer.evaluate`` with the random-number state restored afterwards: iterating the
+        eval loader draws a seed from the global generator, and a loss that samples (DR-DPO's
+        ``ref_samples`` forward KL) draws more, so without this a validation set would change the
+        random numbers training draws after it, hence its results."""
+        device = self.accelerator.device
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            return super().evaluate(*args, **kwargs)
 
     # ------------------------------------------------------------------ training entry point
     def train(self, resume_from_checkpoint=None, trial=None, ignore_keys_for_eval=None, **kwargs):
