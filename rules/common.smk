@@ -3,8 +3,10 @@
 # config and holds the one-line input functions the rules share. Path scheme: docs/design.md §5.
 
 from core.pipeline import Pipeline
+from core.pipeline.config import check_config_files
 from core.pipeline.paths import WILDCARD_CONSTRAINTS
 
+check_config_files(workflow.configfiles)  # a key given twice: Snakemake's YAML keeps the last silently
 P = Pipeline(config)  # validates the config (schema + cross-key checks) before any job
 PATHS = P.paths
 SPECS = P.specs

@@ -42,11 +42,13 @@ if config["data"]["kind"] == "synthetic":
 else:
 
     rule load_dataset:
-        """Load a hub id or local file in its native format and normalise it (core.data)."""
+        """Load a hub id or local file in its native format and normalise it (core.data); the
+        dropped rows (file, line, reason) go to <pairs>.dropped.jsonl, the counts to .report.json."""
         output:
-            PATHS.raw("{dataset}"),
+            **PATHS.load_outputs("{dataset}"),
         params:
-            **light(spec=lambda wc: config["data"]["sources"][wc.dataset], on_bad_rows=config["data"]["on_bad_rows"]),
+            **light(spec=lambda wc: config["data"]["sources"][wc.dataset], on_bad_rows=config["data"]["on_bad_rows"],
+                    max_drop_fraction=config["data"]["max_drop_fraction"]),
         log:
             PATHS.log("data/load_{dataset}"),
         threads: P.threads("light")

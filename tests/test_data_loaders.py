@@ -15,14 +15,20 @@ import pytest
 
 from core.data import (
     NORMALISED_COLUMNS,
+    BadRow,
+    LoadError,
     load_preferences,
+    preference_features,
     read_pairs,
     rows_to_dataset,
+    write_dropped_rows,
     write_pairs,
 )
 from core.data import loaders as loaders_module
 
 FIX = Path(__file__).parent / "fixtures" / "data"
+# The fixtures hide a bad row or two among a handful, far over the default 5% drop limit: the
+# tests of what a drop keeps pass max_drop_fraction=1.0; the limit has its own tests below.
 
 
 def _rows(path: Path) -> list[dict]:
@@ -42,7 +48,11 @@ def _by_id(ds: datasets.Dataset) -> dict[str, dict]:
 
 def test_unified_feedback_pairs_ties_and_bad_rows():
     ds, rep = load_preferences(
-        FIX / "unified_feedback.jsonl", "unified-feedback", on_bad_rows="drop", return_report=True
+        FIX / "unified_feedback.jsonl",
+        "unified-feedback",
+        on_bad_rows="drop",
+        max_drop_fraction=1.0,
+        return_report=True,
     )
     assert (rep.n_records, rep.n_pairs, rep.n_ties, rep.n_dropped) == (7, 4, 1, 2)
     assert list(ds.column_names) == list(NORMALISED_COLUMNS)
@@ -107,7 +117,9 @@ def test_reward_bench_parquet_sections_and_equal_pair(tmp_path):
         pa.Table.from_pylist(_rows(FIX / "reward_bench.jsonl")),
         tmp_path / "filtered-00000-of-00001.parquet",
     )
-    ds, rep = load_preferences(tmp_path, "reward-bench", split="filtered", on_bad_rows="drop", return_report=True)
+    ds, rep = load_preferences(
+        tmp_path, "reward-bench", split="filtered", on_bad_rows="drop", max_drop_fraction=1.0, return_report=True
+    )
     assert rep.n_pairs == 5 and rep.n_dropped == 1
     assert rep.bad_rows[0].reason == "chosen == rejected"
     assert rep.bad_rows[0].location.endswith("filtered-00000-of-00001.parquet, record 6")
@@ -180,7 +192,7 @@ def test_mt_bench_unknown_winner_is_a_bad_row(tmp_path):
 
 def test_tldr_comparisons_prompt_choice_and_split_field():
     path = FIX / "tldr_comparisons_batch5.json"  # JSON lines named .json, as OpenAI ships them
-    ds, rep = load_preferences(path, "tldr", on_bad_rows="drop", return_report=True)
+    ds, rep = load_preferences(path, "tldr", on_bad_rows="drop", max_drop_fraction=1.0, return_report=True)
     assert (rep.n_records, rep.n_pairs, rep.n_dropped) == (4, 3, 1)
     assert rep.bad_rows[0].location.endswith("tldr_comparisons_batch5.json, line 3")
     assert ds[0]["prompt"] == (
@@ -212,7 +224,9 @@ def _hh_folder(tmp_path: Path) -> Path:
 
 def test_hh_rlhf_split_at_last_assistant_turn(tmp_path):
     root = _hh_folder(tmp_path)
-    ds, rep = load_preferences(root, "hh-rlhf", split="train", on_bad_rows="drop", return_report=True)
+    ds, rep = load_preferences(
+        root, "hh-rlhf", split="train", on_bad_rows="drop", max_drop_fraction=1.0, return_report=True
+    )
     assert (rep.n_records, rep.n_pairs, rep.n_dropped) == (7, 3 + 2, 2)
     reasons = sorted(b.reason for b in rep.bad_rows)
     assert reasons == [
@@ -272,7 +286,7 @@ def test_bigbench_tasks_subtasks_domains_and_pairs():
 
 
 def test_write_and_read_pairs_round_trip_keeps_every_column(tmp_path):
-    text = load_preferences(FIX / "tldr_comparisons_batch5.json", "tldr", on_bad_rows="drop")
+    text = load_preferences(FIX / "tldr_comparisons_batch5.json", "tldr", on_bad_rows="drop", max_drop_fraction=1.0)
     msgs = load_preferences(FIX / "mt_bench_human.jsonl", "mt-bench-human")
     extra = text.add_column("target_chosen", [float(i) for i in range(len(text))])
     for name, ds in (("text", text), ("msgs", msgs), ("extra", extra)):
@@ -318,7 +332,9 @@ def test_undecodable_bytes_reported_with_row(tmp_path):
     (tmp_path / "n.jsonl").write_bytes(b"\n".join(lines) + b"\n")
     with pytest.raises(ValueError, match=r"n\.jsonl, line 2: undecodable text in field 'chosen'"):
         load_preferences(tmp_path / "n.jsonl", "normalised")
-    ds, rep = load_preferences(tmp_path / "n.jsonl", "normalised", on_bad_rows="drop", return_report=True)
+    ds, rep = load_preferences(
+        tmp_path / "n.jsonl", "normalised", on_bad_rows="drop", max_drop_fraction=1.0, return_report=True
+    )
     assert ds["id"] == ["a"] and rep.n_dropped == 1
     # In a JSON array the record number is reported; JSON's own \udcxx escapes count too.
     (tmp_path / "n.json").write_bytes(b"[" + lines[0] + b", " + lines[1].replace(b"\xff", b"\\udcff") + b"]")
@@ -336,7 +352,9 @@ def test_normalised_rejects_invalid_json_mixed_kinds_and_fixes_duplicate_ids(tmp
         json.dumps(base | {"id": "z", "chosen_score": "high"}),
     ]
     (tmp_path / "n.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    ds, rep = load_preferences(tmp_path / "n.jsonl", "normalised", on_bad_rows="drop", return_report=True)
+    ds, rep = load_preferences(
+        tmp_path / "n.jsonl", "normalised", on_bad_rows="drop", max_drop_fraction=1.0, return_report=True
+    )
     assert ds["id"] == ["x", "x#2"]
     reasons = [b.reason for b in rep.bad_rows]
     assert reasons[0].startswith("invalid JSON")
@@ -398,17 +416,106 @@ def test_local_path_wins_over_hub_id(tmp_path, monkeypatch):
     Path("allenai/rb").mkdir(parents=True)  # a relative folder that reads like a hub id
     shutil.copy(FIX / "reward_bench.jsonl", Path("allenai/rb/filtered.jsonl"))
     monkeypatch.setattr(loaders_module.datasets, "load_dataset", lambda *a, **k: pytest.fail("went to the hub"))
-    assert len(load_preferences("allenai/rb", "reward-bench", on_bad_rows="drop")) == 5
+    assert len(load_preferences("allenai/rb", "reward-bench", on_bad_rows="drop", max_drop_fraction=1.0)) == 5
 
 
-def test_rows_to_dataset_keeps_schema_for_empty_results(tmp_path):
+def test_rows_to_dataset_keeps_schema_for_empty_results():
+    empty = rows_to_dataset([])
+    assert len(empty) == 0 and list(empty.column_names) == list(NORMALISED_COLUMNS)
+    assert empty.features == preference_features()
+
+
+# --- no silent data loss: drop limit, nothing kept, the dropped rows, BOM ------------------------
+
+
+def _normalised_file(path: Path, n_good: int, bad: list[str], bom: bool = False) -> Path:
+    """``n_good`` valid normalised rows then the ``bad`` lines (raw text) as JSON lines."""
+    good = [
+        json.dumps({"id": f"g{i}", "prompt": "p", "chosen": f"yes {i}", "rejected": "no", "source": "s"})
+        for i in range(n_good)
+    ]
+    text = "\n".join(good + bad) + "\n"
+    path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + text.encode("utf-8"))
+    return path
+
+
+EMPTY_CHOSEN = json.dumps({"id": "e", "prompt": "p", "chosen": " ", "rejected": "no", "source": "s"})
+SAME = json.dumps({"id": "s", "prompt": "p", "chosen": "x", "rejected": "x", "source": "s"})
+
+
+def test_dropping_more_than_max_drop_fraction_names_the_file_and_the_common_reasons(tmp_path):
+    # 4 bad of 20 records: 20% > the default 5%
+    path = _normalised_file(tmp_path / "n.jsonl", 16, [EMPTY_CHOSEN, EMPTY_CHOSEN, "{oops", SAME])
+    with pytest.raises(LoadError) as err:
+        load_preferences(path, "normalised", on_bad_rows="drop")
+    msg = str(err.value)
+    assert (
+        f"{path} (format 'normalised'): 4 of 20 records are bad rows (20.0%), more than max_drop_fraction 0.05" in msg
+    )
+    common = msg.split("most common reasons: ")[1]
+    assert common.startswith("2 x empty completion in field 'chosen'; 1 x ")
+    assert "1 x chosen == rejected" in common and "1 x invalid JSON" in common
+    assert f"(first at {path}, line 17)" in msg
+    assert err.value.report.n_dropped == 4 and len(err.value.report.common_reasons()) == 3
+    # at the limit it loads: 4 of 20 is exactly 0.2
+    ds, rep = load_preferences(path, "normalised", on_bad_rows="drop", max_drop_fraction=0.2, return_report=True)
+    assert len(ds) == 16 and rep.n_dropped == 4
+    # under the default limit: 1 bad of 40 records (2.5%)
+    under = _normalised_file(tmp_path / "u.jsonl", 39, [SAME])
+    assert len(load_preferences(under, "normalised", on_bad_rows="drop")) == 39
+
+
+def test_a_load_that_keeps_no_pair_is_an_error(tmp_path):
+    bad = _normalised_file(tmp_path / "bad.jsonl", 0, [EMPTY_CHOSEN, SAME])
+    with pytest.raises(LoadError, match=r"no preference pair kept from 2 record\(s\) \(2 bad, 0 ties, 0 skipped\)"):
+        load_preferences(bad, "normalised", on_bad_rows="drop", max_drop_fraction=1.0)
     (tmp_path / "ties.jsonl").write_text(
         _rows_text(FIX / "mt_bench_human.jsonl", keep=("tie", "tie (bothbad)")), encoding="utf-8"
     )
-    ds, rep = load_preferences(tmp_path / "ties.jsonl", "mt-bench-human", return_report=True)
-    assert len(ds) == 0 and rep.n_ties == 2
-    assert list(ds.column_names) == list(NORMALISED_COLUMNS)
-    assert rows_to_dataset([]).features == ds.features
+    with pytest.raises(LoadError, match=r"ties\.jsonl \(format 'mt-bench-human'\): no preference pair kept .* 2 ties"):
+        load_preferences(tmp_path / "ties.jsonl", "mt-bench-human")
+    (tmp_path / "empty.jsonl").write_text("\n", encoding="utf-8")
+    with pytest.raises(LoadError, match=r"no preference pair kept from 0 record"):
+        load_preferences(tmp_path / "empty.jsonl", "normalised", on_bad_rows="drop")
+    with pytest.raises(ValueError, match=r"max_drop_fraction must be a number in \[0, 1\], got 1.5"):
+        load_preferences(bad, "normalised", on_bad_rows="drop", max_drop_fraction=1.5)
+
+
+def test_dropped_rows_report_has_file_line_and_reason(tmp_path):
+    path = _normalised_file(tmp_path / "n.jsonl", 3, [EMPTY_CHOSEN, "[1, 2]"])
+    _, rep = load_preferences(path, "normalised", on_bad_rows="drop", max_drop_fraction=1.0, return_report=True)
+    out = write_dropped_rows(rep, tmp_path / "n.parquet.dropped.jsonl")
+    lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert lines == [
+        {"file": str(path), "line": 4, "reason": "empty completion in field 'chosen'"},
+        {"file": str(path), "line": 5, "reason": "expected a JSON object, got list"},
+    ]
+    # JSON arrays and parquet report the record number, BIG-bench the example index
+    (tmp_path / "a.json").write_text(f"[{SAME}]", encoding="utf-8")
+    with pytest.raises(LoadError) as err:
+        load_preferences(tmp_path / "a.json", "normalised", on_bad_rows="drop", max_drop_fraction=1.0)
+    assert [b.to_dict() for b in err.value.report.bad_rows] == [
+        {"file": str(tmp_path / "a.json"), "record": 1, "reason": "chosen == rejected"}
+    ]
+    assert BadRow(f"{path}, examples[3]", "r").to_dict() == {"file": str(path), "example": 3, "reason": "r"}
+    # nothing dropped: an empty report file
+    clean = _normalised_file(tmp_path / "c.jsonl", 2, [])
+    _, rep = load_preferences(clean, "normalised", return_report=True)
+    assert write_dropped_rows(rep, tmp_path / "c.dropped.jsonl").read_text(encoding="utf-8") == ""
+
+
+@pytest.mark.parametrize("name", ["n.jsonl", "n.json", "n.jsonl.gz"])
+def test_a_byte_order_mark_costs_no_row(tmp_path, name):
+    path = _normalised_file(tmp_path / "plain.jsonl", 3, [], bom=True)
+    data = path.read_bytes()
+    if name == "n.json":  # a JSON array with a BOM
+        rows = [json.loads(line) for line in data.decode("utf-8-sig").splitlines()]
+        data = b"\xef\xbb\xbf" + json.dumps(rows).encode("utf-8")
+    elif name.endswith(".gz"):
+        data = gzip.compress(data)
+    (tmp_path / name).write_bytes(data)
+    ds = load_preferences(tmp_path / name, "normalised")  # on_bad_rows='error': any spoilt row raises
+    assert ds["id"] == ["g0", "g1", "g2"]
 
 
 def _rows_text(path: Path, keep: tuple[str, ...]) -> str:

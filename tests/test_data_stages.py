@@ -62,6 +62,16 @@ def test_filter_sources_include_exclude_strict(mixed_sources):
     assert len(filter_sources(mixed_sources, exclude=["hh_rlhf"], strict=False)) == 40
 
 
+def test_filter_sources_refuses_an_empty_result_naming_the_variant(mixed_sources):
+    everything = ["hh-rlhf", "chatbot_arena_conversations", "ultra_feedback_clean", "nectar"]
+    with pytest.raises(ValueError, match=r"^variant 'v' \(config key data.variants.v\): no row left of 40 "):
+        filter_sources(mixed_sources, exclude=everything, what="variant 'v' (config key data.variants.v)")
+    with pytest.raises(ValueError, match=r"no row left of 40 \(include=\['nectar'\], exclude=\['nectar'\]\)"):
+        filter_sources(mixed_sources, include=["nectar"], exclude=["nectar"])
+    with pytest.raises(ValueError, match=r"^filter_sources: no row left .* sources present: \['chatbot"):
+        filter_sources(mixed_sources, include=[], strict=False)
+
+
 def test_split_is_a_seeded_partition(mixed_sources):
     parts = split_dataset(mixed_sources, (0.7, 0.1, 0.2), seed=3)
     sizes = {k: len(v) for k, v in parts.items()}

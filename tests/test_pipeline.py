@@ -199,6 +199,136 @@ def test_bad_config_names_the_key(mutate, key):
         Pipeline(cfg)
 
 
+def _set(*path_value):
+    """A config mutation: the value at the key path (dict keys and list indices)."""
+    *path, last, value = path_value
+
+    def mutate(cfg):
+        node = cfg
+        for k in path:
+            node = node[k]
+        node[last] = value
+
+    return mutate
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (_set("sft", "train", "max_steps", 0), "config key sft.train.max_steps: 0 is less than the minimum of 1"),
+        (
+            _set("dr", "reward", "train", "max_steps", -1),
+            "config key dr.reward.train.max_steps: -1 is less than the minimum of 1",
+        ),
+        (
+            _set("dr", "reward", "grids", "no-hh-rlhf", "tv", [0.5, float("inf")]),
+            "config key dr.reward.grids.no-hh-rlhf.tv[1]: rho must be a finite number >= 0, got inf",
+        ),
+        (
+            _set("dr", "ppo", "rho", [float("nan")]),
+            "config key dr.ppo.rho[0]: rho must be a finite number >= 0, got nan",
+        ),
+        (
+            _set("dr", "dpo", "rho", [float("inf")]),
+            "config key dr.dpo.rho[0]: rho must be a finite number >= 0, got inf",
+        ),
+        (_set("distill", "biases", [float("nan")]), "config key distill.biases[0]: expected a finite number, got nan"),
+        (
+            _set("data", "max_drop_fraction", 1.5),
+            "config key data.max_drop_fraction: 1.5 is greater than the maximum of 1",
+        ),
+        (_set("data", "variants", "no-hh-rlhf", {"include": []}), "config key data.variants.no-hh-rlhf.include: []"),
+    ],
+)
+def test_values_that_would_train_wrongly_are_refused_naming_the_key(mutate, message):
+    """max_steps 0 trained one step at learning rate 0, -1 three epochs; rho inf crashed with a
+    bare OverflowError, rho nan vanished from the grid; nan passes every schema bound."""
+    cfg = smoke()
+    mutate(cfg)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        Pipeline(cfg)
+
+
+def test_max_drop_fraction_defaults_to_five_percent_and_max_steps_may_be_left_out():
+    cfg = smoke()
+    del cfg["sft"]["train"]["max_steps"]
+    cfg["sft"]["train"]["num_train_epochs"] = 2
+    assert Pipeline(cfg).cfg["data"]["max_drop_fraction"] == 0.05
+
+
+def test_a_key_given_twice_in_a_config_file_is_refused_with_file_line_and_key(tmp_path, monkeypatch):
+    from core.pipeline.config import check_config_files, load_config_file
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "configs").mkdir()
+    path = tmp_path / "configs" / "x.yaml"
+    path.write_text("name: x\nseed: 0\ndata:\n  kind: real\n  split: {val: 0.1, val: 0.2}\nseed: 1\n")
+    with pytest.raises(ConfigError, match=re.escape("config file configs/x.yaml line 6: duplicated key 'seed'")):
+        check_config_files([path])
+    path.write_text("name: x\ndata:\n  split: {val: 0.1, val: 0.2}\n")
+    with pytest.raises(ConfigError, match=re.escape("config file configs/x.yaml line 3: duplicated key 'val'")):
+        load_config_file(path)
+    # keys merged in with << may be overridden; a byte-order mark is no key
+    path.write_bytes(b"\xef\xbb\xbfbase: &b {x: 1, y: 2}\nother:\n  <<: *b\n  x: 3\n")
+    assert load_config_file(path) == {"base": {"x": 1, "y": 2}, "other": {"x": 3, "y": 2}}
+    check_config_files([REPO / "config.yaml", REPO / "configs" / "paper.yaml", REPO / "configs" / "small-real.yaml"])
+
+
+# ------------------------------------------------------------------ the data scripts
+def _script(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"script_{name}", REPO / "workflow_scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _jsonl(path: Path) -> list[dict]:
+    import json
+
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_load_dataset_writes_every_dropped_row_and_keeps_them_when_it_fails(tmp_path):
+    import json
+
+    from core.data import read_pairs
+    from core.pipeline.job import Job
+
+    good = [
+        json.dumps({"id": f"g{i}", "prompt": "p", "chosen": f"y{i}", "rejected": "n", "source": "s"}) for i in range(9)
+    ]
+    src = tmp_path / "src.jsonl"
+    src.write_text("\n".join(good + ["{broken"]) + "\n", encoding="utf-8")
+    paths = Paths(str(tmp_path / "results")).load_outputs("pool")
+    log = str(tmp_path / "logs" / "load_pool.log")
+    job = Job(rule="load_dataset", input={}, output=paths, wildcards={"dataset": "pool"}, log=[log],
+              params={"spec": {"source": str(src), "format": "normalised"}, "on_bad_rows": "drop",
+                      "max_drop_fraction": 0.1})  # fmt: skip
+    _script("load_dataset").main(job)
+    assert len(read_pairs(paths["data"])) == 9
+    assert json.loads(Path(paths["report"]).read_text())["n_dropped"] == 1
+    [row] = _jsonl(Path(paths["dropped"]))
+    assert row["file"] == str(src) and row["line"] == 10 and row["reason"].startswith("invalid JSON")
+    job.params["max_drop_fraction"] = 0.05  # 1 of 10 is too many: the rows go beside the log
+    with pytest.raises(ValueError, match=re.escape(f"{src} (format 'normalised'): 1 of 10 records are bad rows")):
+        _script("load_dataset").main(job)
+    assert _jsonl(Path(log + ".dropped.jsonl")) == [row]
+
+
+def test_filter_sources_script_names_the_variant_that_keeps_nothing(tmp_path):
+    from core.data import rows_to_dataset, write_pairs
+    from core.pipeline.job import Job
+
+    pool = tmp_path / "pool.parquet"
+    write_pairs(rows_to_dataset([{"id": "a", "prompt": "p", "chosen": "y", "rejected": "n", "source": "s"}]), pool)
+    job = Job(rule="filter_sources", input={"0": str(pool)}, output={"0": str(tmp_path / "f.parquet")},
+              params={"spec": {"exclude": ["s"]}}, wildcards={"variant": "no-s"})  # fmt: skip
+    with pytest.raises(ValueError, match=r"^variant 'no-s' \(config key data.variants.no-s\): no row left of 1"):
+        _script("filter_sources").main(job)
+
+
 # ------------------------------------------------------------------ the workflow layer's shape
 def code_lines(path: Path) -> int:
     """Lines that are not blank, not comments and not docstrings."""

@@ -100,6 +100,21 @@ def test_bad_config_fails_before_any_job_naming_the_key(tmp_path):
         assert "Job stats" not in out and not (work / "results").exists(), f"{name}: jobs were scheduled"
 
 
+def test_a_key_given_twice_in_the_config_file_fails_before_any_job(tmp_path):
+    """Snakemake reads config files with plain YAML, which keeps the last of two equal keys."""
+    text = SMOKE.read_text()
+    assert "\nseed: 0\n" in text
+    cfg = tmp_path / "twice.yaml"
+    cfg.write_text(text.replace("\nseed: 0\n", "\nseed: 0\nseed: 1\n", 1))
+    line = text[: text.index("\nseed: 0\n")].count("\n") + 3  # the second 'seed'
+    proc = snakemake(tmp_path, "-n", "--configfile", str(cfg), timeout=120)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, "snakemake accepted a key given twice"
+    # the file as given, relative to the working directory (-d) when it lies under it
+    assert f"config file twice.yaml line {line}: duplicated key 'seed'" in out, out[-2000:]
+    assert "Job stats" not in out and not (tmp_path / "results").exists()
+
+
 def test_make_demo_runs_the_default_dag_with_all_as_target(tmp_path):
     """`make demo`'s snakemake command (as make prints it) builds the default DAG up to `all`;
     a target placed after --configfile would be read as a second config file."""

@@ -1,5 +1,6 @@
 """Rule `filter_sources`: drop (exclude) or keep (include) whole sources of the training pool —
-the DR paper's "no hh-rlhf" / "no chatbot_arena_conversations" variants (Table 8)."""
+the DR paper's "no hh-rlhf" / "no chatbot_arena_conversations" variants (Table 8). A variant
+that names a source the pool lacks, or keeps no row, fails naming the variant."""
 
 from core.data.io import read_pairs, write_pairs
 from core.pipeline.job import Job, entrypoint, tracked_run
@@ -11,7 +12,13 @@ def main(job: Job) -> None:
     spec = job.params["spec"]
     ds = read_pairs(job.inp("0"))
     with tracked_run(job) as run:
-        out = filter_sources(ds, include=spec.get("include"), exclude=spec.get("exclude") or [])
+        variant = job.wildcards["variant"]
+        out = filter_sources(
+            ds,
+            include=spec.get("include"),
+            exclude=spec.get("exclude") or [],
+            what=f"variant {variant!r} (config key data.variants.{variant})",
+        )
         write_pairs(out, job.out("0"))
         run.log_metrics({"rows_in": len(ds), "rows_out": len(out)})
 

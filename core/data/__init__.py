@@ -4,13 +4,14 @@
 """
 
 from core.data.bigbench import fetch_bigbench_tasks
-from core.data.io import read_pairs, write_pairs
+from core.data.io import read_pairs, write_dropped_rows, write_pairs
 from core.data.loaders import load_preferences
 from core.data.schema import (
     NORMALISED_COLUMNS,
     OPTIONAL_COLUMNS,
     REQUIRED_COLUMNS,
     BadRow,
+    LoadError,
     LoadReport,
     RowError,
     check_row,
@@ -35,6 +36,7 @@ __all__ = [
     "OPTIONAL_COLUMNS",
     "REQUIRED_COLUMNS",
     "BadRow",
+    "LoadError",
     "LoadReport",
     "RowError",
     "check_row",
@@ -53,5 +55,6 @@ __all__ = [
     "rows_to_dataset",
     "split_dataset",
     "subsample",
+    "write_dropped_rows",
     "write_pairs",
 ]

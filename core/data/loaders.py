@@ -6,8 +6,11 @@ no such path exists, a hub dataset id through ``datasets.load_dataset``; convert
 with the format's converter (``core.data.formats``) and validates every resulting row
 (``core.data.schema.check_row``). Bad rows are reported with their file and row; with
 ``on_bad_rows='error'`` (default) any bad row raises ValueError listing them, with ``'drop'``
-they are dropped and counted. ``return_report=True`` returns ``(dataset, LoadReport)``; the
-report's ``n_dropped``, ``n_ties`` and ``n_skipped`` are the counts to log.
+they are dropped and counted, up to ``max_drop_fraction`` of the records read (default 5%): more
+is an error naming the source and the most common reasons. A load that keeps no pair at all is
+always an error. These errors are :class:`core.data.schema.LoadError`, whose ``report`` lists
+every bad row. ``return_report=True`` returns ``(dataset, LoadReport)``; the report's
+``n_dropped``, ``n_ties`` and ``n_skipped`` are the counts to log, ``bad_rows`` the dropped rows.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from core.data.records import (
 from core.data.schema import (
     TEXT_COLUMNS,
     BadRow,
+    LoadError,
     LoadReport,
     RowError,
     check_row,
@@ -45,6 +49,9 @@ log = logging.getLogger(__name__)
 
 TASK_FORMATS = ("bigbench", "hhh")
 MAX_LISTED_BAD_ROWS = 20
+#: the share of a source's records ``on_bad_rows='drop'`` may drop (config ``data.max_drop_fraction``)
+DEFAULT_MAX_DROP_FRACTION = 0.05
+MOST_COMMON_REASONS = 3
 
 # (location, index in its file, file path or None, source folder or None, record)
 Located = tuple[str, int, Path | None, Path | None, Any]
@@ -142,14 +149,45 @@ def _dedupe_ids(rows: list[dict[str, Any]]) -> None:
         seen.add(base)
 
 
-def _bad_rows_error(report: LoadReport) -> ValueError:
+def _bad_rows_error(report: LoadReport) -> LoadError:
     shown = "\n".join(f"  {b}" for b in report.bad_rows[:MAX_LISTED_BAD_ROWS])
     more = report.n_dropped - MAX_LISTED_BAD_ROWS
     tail = f"\n  ... and {more} more" if more > 0 else ""
-    return ValueError(
+    return LoadError(
         f"{report.n_dropped} bad row(s) in {report.source} (format {report.format!r}); "
-        f"fix them or pass on_bad_rows='drop':\n{shown}{tail}"
+        f"fix them or pass on_bad_rows='drop':\n{shown}{tail}",
+        report,
     )
+
+
+def _reasons(report: LoadReport) -> str:
+    """The most common reasons of the bad rows with their counts, and where the first one is."""
+    if not report.bad_rows:
+        return ""
+    common = "; ".join(f"{count} x {reason}" for reason, count in report.common_reasons(MOST_COMMON_REASONS))
+    return f"; most common reasons: {common} (first at {report.bad_rows[0].location})"
+
+
+def _check_kept(report: LoadReport, max_drop_fraction: float) -> None:
+    """Refuse a load that dropped more than ``max_drop_fraction`` of its records, or kept no pair."""
+    if report.n_dropped > max_drop_fraction * report.n_records:
+        raise LoadError(
+            f"{report.source} (format {report.format!r}): {report.n_dropped} of {report.n_records} records "
+            f"are bad rows ({report.n_dropped / report.n_records:.1%}), more than max_drop_fraction "
+            f"{max_drop_fraction:g}{_reasons(report)}",
+            report,
+        )
+    if report.n_pairs == 0:
+        raise LoadError(
+            f"{report.source} (format {report.format!r}): no preference pair kept from {report.n_records} "
+            f"record(s) ({report.n_dropped} bad, {report.n_ties} ties, {report.n_skipped} skipped){_reasons(report)}",
+            report,
+        )
+
+
+def _check_fraction(value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise ValueError(f"max_drop_fraction must be a number in [0, 1], got {value!r}")
 
 
 def load_preferences(
@@ -158,6 +196,7 @@ def load_preferences(
     split: str | None = None,
     *,
     on_bad_rows: str = "error",
+    max_drop_fraction: float = DEFAULT_MAX_DROP_FRACTION,
     return_report: bool = False,
     hub_name: str | None = None,
     hub_kwargs: Mapping[str, Any] | None = None,
@@ -172,12 +211,15 @@ def load_preferences(
     ``all`` for Unified-Feedback); ``hub_kwargs``: more ``datasets.load_dataset`` arguments (e.g.
     ``{"data_dir": "harmless-base"}`` for HH). Options: ``tasks`` (bigbench, hhh task.json: task names to
     keep), ``keyword_domains`` (bigbench), ``subset`` (hhh), ``as_messages`` (hh-rlhf).
-    Returns the dataset, or ``(dataset, report)`` with ``return_report=True``.
+    ``on_bad_rows``: ``'error'`` or ``'drop'`` (at most ``max_drop_fraction`` of the records).
+    Returns the dataset, or ``(dataset, report)`` with ``return_report=True``; raises
+    :class:`LoadError` (a ValueError) when the rows kept are not to be trusted.
     """
     if format not in FORMATS:
         raise ValueError(f"unknown format {format!r}; expected one of {sorted(FORMATS)}")
     if on_bad_rows not in ("error", "drop"):
         raise ValueError(f"on_bad_rows must be 'error' or 'drop', got {on_bad_rows!r}")
+    _check_fraction(max_drop_fraction)
     converter = FORMATS[format]
     unknown = sorted(set(options) - converter.OPTIONS)
     if unknown:
@@ -213,8 +255,9 @@ def load_preferences(
         rows.extend(checked)
     if report.bad_rows and on_bad_rows == "error":
         raise _bad_rows_error(report)
-    _dedupe_ids(rows)
     report.n_pairs = len(rows)
+    _check_kept(report, max_drop_fraction)
+    _dedupe_ids(rows)
     ds = rows_to_dataset(rows, kinds or None)  # type: ignore[arg-type]
     log.info("loaded %s: %s", source, report.to_dict())
     return (ds, report) if return_report else ds

@@ -3,7 +3,8 @@
 Readers yield ``(location, index, record)`` where ``location`` names the file and the line
 (JSON lines) or record number (JSON arrays, parquet) so that bad rows can be reported exactly.
 Text is decoded as UTF-8 with ``surrogateescape``: bytes that are not valid UTF-8 survive as
-lone surrogates and are reported as undecodable by the row check, with their row number.
+lone surrogates and are reported as undecodable by the row check, with their row number. A
+leading UTF-8 byte-order mark (files saved by Excel or Notepad) is dropped, so it costs no row.
 """
 
 from __future__ import annotations
@@ -55,8 +56,9 @@ def _read_bytes(path: Path) -> bytes:
 
 
 def decode(data: bytes) -> str:
-    """UTF-8 decode keeping invalid bytes as lone surrogates (detected later, per row)."""
-    return data.decode("utf-8", errors="surrogateescape")
+    """UTF-8 decode keeping invalid bytes as lone surrogates (detected later, per row); a leading
+    byte-order mark is dropped (``utf-8-sig``: JSON forbids it, so it would spoil the first row)."""
+    return data.decode("utf-8-sig", errors="surrogateescape")
 
 
 def _iter_json_lines(path: Path, data: bytes) -> Iterator[tuple[str, int, Any]]:

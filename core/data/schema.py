@@ -11,6 +11,8 @@ columns holds one kind only. A pair states ``chosen`` is preferred to ``rejected
 from __future__ import annotations
 
 import math
+import re
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -27,6 +29,11 @@ Kind = Literal["text", "messages"]
 MESSAGES_FEATURE = datasets.List({"role": datasets.Value("string"), "content": datasets.Value("string")})
 
 
+#: a record's location as the readers write it: ``<file>, line 3`` (JSON lines), ``<file>, record 2``
+#: (JSON array, parquet), ``<hub id>[name/split], row 5``, ``<task.json>, examples[0]`` (BIG-bench)
+_LOCATION = re.compile(r"^(?P<file>.+), (?:(?P<unit>line|record|row) (?P<n>[0-9]+)|examples\[(?P<example>[0-9]+)\])$")
+
+
 class RowError(ValueError):
     """A record that cannot become a valid preference pair; the loader adds file and row."""
 
@@ -40,6 +47,16 @@ class BadRow:
 
     def __str__(self) -> str:
         return f"{self.location}: {self.reason}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"file", <position>, "reason"}``: the file (or hub id) and the record's position under
+        the name its location uses: ``line`` (JSON lines, 1-based), ``record`` (JSON array or
+        parquet, 1-based), ``row`` (hub, 1-based) or ``example`` (BIG-bench, 0-based)."""
+        m = _LOCATION.match(self.location)
+        if m is None:
+            return {"file": self.location, "reason": self.reason}
+        position = {m["unit"]: int(m["n"])} if m["unit"] else {"example": int(m["example"])}
+        return {"file": m["file"], **position, "reason": self.reason}
 
 
 @dataclass
@@ -65,6 +82,10 @@ class LoadReport:
         """Number of bad rows dropped (``on_bad_rows='drop'``)."""
         return len(self.bad_rows)
 
+    def common_reasons(self, n: int = 3) -> list[tuple[str, int]]:
+        """The ``n`` most common reasons of the bad rows, with their counts (most common first)."""
+        return Counter(b.reason for b in self.bad_rows).most_common(n)
+
     def to_dict(self) -> dict[str, Any]:
         """Flat numbers for logging (MLflow params/metrics)."""
         return {
@@ -76,6 +97,15 @@ class LoadReport:
             "n_skipped": self.n_skipped,
             "n_dropped": self.n_dropped,
         }
+
+
+class LoadError(ValueError):
+    """A load refused: bad rows with ``on_bad_rows='error'``, more dropped rows than
+    ``max_drop_fraction``, or no pair kept. ``report`` holds every bad row (file, row, reason)."""
+
+    def __init__(self, message: str, report: LoadReport) -> None:
+        super().__init__(message)
+        self.report = report
 
 
 def _has_undecodable(text: str) -> bool:

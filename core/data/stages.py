@@ -41,11 +41,14 @@ def filter_sources(
     exclude: Iterable[str] | None = None,
     *,
     strict: bool = True,
+    what: str = "filter_sources",
 ) -> datasets.Dataset:
     """Keep the rows whose ``source`` is in ``include`` (all when None) and not in ``exclude``.
 
     With ``strict`` (default) a listed source that the dataset does not have is an error (a
     misspelt name would otherwise silently filter nothing); the message lists the sources present.
+    A filter that keeps no row is always an error. ``what`` starts the messages (the workflow
+    names the variant).
     """
     include_set = set(include) if include is not None else None
     exclude_set = set(exclude or ())
@@ -53,12 +56,18 @@ def filter_sources(
     if strict:
         unknown = sorted(((include_set or set()) | exclude_set) - present)
         if unknown:
-            raise ValueError(f"filter_sources: no rows with source {unknown}; sources present: {sorted(present)}")
+            raise ValueError(f"{what}: no rows with source {unknown}; sources present: {sorted(present)}")
     keep = [
         i
         for i, src in enumerate(ds["source"])
         if (include_set is None or src in include_set) and src not in exclude_set
     ]
+    if not keep:
+        kept = "every source" if include_set is None else f"include={sorted(include_set)}"
+        raise ValueError(
+            f"{what}: no row left of {len(ds)} ({kept}, exclude={sorted(exclude_set)}); "
+            f"sources present: {sorted(present)}"
+        )
     return ds.select(keep)
 
 

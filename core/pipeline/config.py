@@ -1,5 +1,8 @@
 """Config validation of the workflow: the JSON schema (schemas/config.schema.yaml, defaults
-filled in) and the cross-key checks it cannot express. Every error names the offending key.
+filled in) and the cross-key checks it cannot express (every number finite among them: YAML's
+``.inf`` and ``.nan`` are numbers to the schema). Every error names the offending key. Config
+files themselves are read once more with :class:`StrictLoader` (:func:`check_config_files`),
+which refuses a key given twice in one mapping: plain YAML, as Snakemake reads it, keeps the last.
 
 This is the one place a config value is checked; later layers trust it (core.dro re-checks rho
 only for direct library users)."""
@@ -9,8 +12,11 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from core.pipeline.paths import WORLD_DATASETS
 
@@ -21,6 +27,61 @@ LOCAL_SUFFIXES = (".json", ".jsonl", ".gz", ".parquet", ".csv")
 
 class ConfigError(ValueError):
     """An invalid workflow config; the message names the key."""
+
+
+class DuplicateKeyError(yaml.YAMLError):
+    """A mapping of a YAML document with the same key twice (:class:`StrictLoader`)."""
+
+    def __init__(self, key: Any, line: int, first_line: int) -> None:
+        super().__init__(f"line {line}: duplicated key {key!r} (first at line {first_line})")
+        self.key, self.line, self.first_line = key, line, first_line
+
+
+class StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that raises :class:`DuplicateKeyError` on a key given twice in one
+    mapping (plain YAML silently keeps the last value). Keys merged in with ``<<`` may be
+    overridden, as YAML intends."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, str | int | float | bool) or key is None:
+                if key in seen:
+                    raise DuplicateKeyError(key, line, seen[key])
+                seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _shown(path: str | os.PathLike[str]) -> str:
+    """``path`` relative to the working directory when it lies under it, else as given."""
+    rel = os.path.relpath(os.path.abspath(path))
+    return str(path) if rel.startswith("..") else rel
+
+
+def load_config_file(path: str | os.PathLike[str]) -> Any:
+    """The YAML (or JSON) document of a config file read with :class:`StrictLoader`; a key given
+    twice raises :class:`ConfigError` naming the file, the line and the key."""
+    try:
+        with open(path, encoding="utf-8-sig") as fh:
+            return yaml.load(fh, Loader=StrictLoader)  # a SafeLoader subclass: no arbitrary objects
+    except DuplicateKeyError as err:
+        raise ConfigError(
+            f"config file {_shown(path)} line {err.line}: duplicated key {err.key!r} "
+            f"(first at line {err.first_line}; YAML would silently keep the last value)"
+        ) from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {_shown(path)}: not valid YAML ({err})") from None
+
+
+def check_config_files(paths: Iterable[str | os.PathLike[str]]) -> None:
+    """Refuse config files with a duplicated key (every ``--configfile``, or config.yaml), before
+    the config they were merged into is validated."""
+    for path in paths:
+        load_config_file(path)
 
 
 def _key_path(error: Any) -> str:
@@ -196,6 +257,37 @@ def _resource_problems(cfg: dict) -> list[str]:
     return out
 
 
+#: keys whose values are DR radii: the reward-model grids and the PPO / DPO rho lists
+RHO_KEY = re.compile(r"^dr\.(reward\.grids\.[^.]+\.(tv|chi2|kl|cvar)|ppo\.rho|dpo\.rho)\[[0-9]+\]$")
+
+
+def _numbers(value: Any, key: str = "") -> Iterator[tuple[str, float]]:
+    """Every float of the config with its key path (``dr.reward.grids.unfiltered.tv[1]``)."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _numbers(v, f"{key}.{k}" if key else str(k))
+    elif isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            yield from _numbers(v, f"{key}[{i}]")
+    elif isinstance(value, float):
+        yield key, value
+
+
+def _finite_problems(cfg: dict) -> list[str]:
+    """Every number finite: YAML's ``.inf``/``.nan`` pass the schema's ``type: number`` (and nan
+    every ``minimum``), then crash a later step or silently vanish from a grid."""
+    out = []
+    for key, value in _numbers(cfg):
+        if not math.isfinite(value):
+            what = "rho must be a finite number >= 0" if RHO_KEY.match(key) else "expected a finite number"
+            out.append(f"config key {key}: {what}, got {value}")
+    return out
+
+
 def semantic_problems(cfg: dict) -> list[str]:
-    """Cross-key checks: model paths, dataset names, variant references, grid ranges, resources."""
+    """Cross-key checks: finite numbers first (the other checks compute with them), then model
+    paths, dataset names, variant references, grid ranges, resources."""
+    finite = _finite_problems(cfg)
+    if finite:
+        return finite
     return _model_problems(cfg) + _data_problems(cfg) + _grid_problems(cfg) + _resource_problems(cfg)

@@ -73,6 +73,12 @@ class Paths:
     def raw(self, dataset: str) -> str:
         return self.data(f"raw/{dataset}")
 
+    def load_outputs(self, dataset: str) -> dict[str, str]:
+        """What loading a raw dataset writes: the pairs, the counts (``.report.json``) and every
+        dropped row's file, line and reason (``.dropped.jsonl``)."""
+        data = self.raw(dataset)
+        return {"data": data, "report": f"{data}.report.json", "dropped": f"{data}.dropped.jsonl"}
+
     def model(self, rel: str) -> str:
         return f"{self.root}/models/{rel}"
 
