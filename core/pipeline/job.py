@@ -33,6 +33,18 @@ LAUNCHED_ENV = "ROBUST_RLHF_LAUNCHED"
 SEED_ENTRY = re.compile(r"^(?P<name>.+)_seed(?P<seed>[0-9]+)$")
 
 
+#: where a finished seed's outputs wait, inside its checkpoint folder, until its whole job succeeds
+FINISHED = "finished"
+
+
+def checkpoint_dir(model_out: str) -> str:
+    """A training job's checkpoint folder: ``results/<config>/checkpoints/<model path>`` for a
+    model written to ``results/<config>/models/<model path>`` (else ``<model_out>.checkpoints``):
+    outside Snakemake's outputs, so removing a failed job's outputs keeps its checkpoints."""
+    head, sep, tail = model_out.rpartition("/models/")
+    return f"{head}/checkpoints/{tail}" if sep else f"{model_out}.checkpoints"
+
+
 def seed_entry(name: str, seed: int | str) -> str:
     """The input/output name of ``name`` for one seed of a job over several seeds."""
     return f"{name}_seed{seed}"
@@ -204,16 +216,26 @@ def git_commit(path: str) -> str:
 
 
 def _redirect_to_log(path: str | None) -> None:
-    """Send this process's stdout and stderr (file descriptors 1 and 2) to the job's log."""
+    """Send this process's stdout and stderr (file descriptors 1 and 2) to the job's log, and
+    through ``tee`` also to ``<log>.attempts``, which is not one of Snakemake's files: Snakemake
+    deletes a job's log before rerunning it, so the attempts file keeps a killed attempt's log."""
     if not path:
         return
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     sys.stdout.flush()
     sys.stderr.flush()
+    try:
+        tee = subprocess.Popen(["tee", "-a", path, path + ".attempts"], stdin=subprocess.PIPE,
+                               stdout=subprocess.DEVNULL)  # fmt: skip
+        fd = tee.stdin.fileno()
+    except OSError:  # no tee: the job's log only
+        tee, fd = None, os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
-    os.close(fd)
+    if tee is None:
+        os.close(fd)
+    else:
+        tee.stdin.close()  # fds 1 and 2 keep the pipe open; tee ends when this process does
 
 
 def _set_threads(n: int) -> None:
@@ -265,6 +287,65 @@ def _relaunch(job: Job) -> None:
         )
 
 
+def _outputs(job: Job) -> list[tuple[str, str]]:
+    return [(k, p) for k, v in job.output.items() for p in ([v] if isinstance(v, str) else v)]
+
+
+def _keep_finished(job: Job) -> None:
+    """Copy a finished seed's outputs into its checkpoint folder (a later seed of the same job may
+    die, and Snakemake then removes every output of the job before the rerun)."""
+    import shutil
+
+    keep = os.path.join(checkpoint_dir(job.out("model")), FINISHED)
+    shutil.rmtree(keep, ignore_errors=True)
+    os.makedirs(keep)
+    for name, path in _outputs(job):
+        (shutil.copytree if os.path.isdir(path) else shutil.copy2)(path, os.path.join(keep, name))
+    Path(keep, ".complete").write_text("done\n", encoding="utf-8")
+
+
+def _finished(job: Job) -> bool:
+    return os.path.isfile(os.path.join(checkpoint_dir(job.out("model")), FINISHED, ".complete"))
+
+
+def _restore_finished(job: Job) -> None:
+    """Put back the outputs a killed attempt had finished for this seed (:func:`_keep_finished`)."""
+    import shutil
+
+    keep = os.path.join(checkpoint_dir(job.out("model")), FINISHED)
+    for name, path in _outputs(job):
+        if os.path.lexists(path):
+            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        src = os.path.join(keep, name)
+        (shutil.copytree if os.path.isdir(src) else shutil.copy2)(src, path)
+    print(f"[checkpoint] {job.run_name}: restored the outputs an earlier attempt finished ({keep})", flush=True)
+
+
+def _run_seeds(main: Callable[[Job], None], job: Job) -> None:
+    """Run ``main`` once per seed of the job (:meth:`Job.per_seed`). A training job (one with a
+    ``model`` output) resumes: a seed an earlier attempt finished is restored, not retrained, and
+    every checkpoint folder is removed once all seeds have succeeded."""
+    views = job.per_seed()
+    training = all("model" in one.output for one in views)
+    for one in views:
+        if training and len(views) > 1 and _finished(one):  # every rank skips it; rank 0 restores
+            if rank() == 0:
+                _restore_finished(one)
+            continue
+        main(one)
+        if training and len(views) > 1 and rank() == 0:
+            _keep_finished(one)
+    if training and rank() == 0:
+        import shutil
+
+        for one in views:
+            folder = checkpoint_dir(one.out("model"))
+            shutil.rmtree(folder, ignore_errors=True)
+            with contextlib.suppress(OSError):  # and its parents, while they are empty
+                os.removedirs(os.path.dirname(folder))
+
+
 def entrypoint(main: Callable[[Job], None], scope: dict[str, Any]) -> None:
     """Build the job (from Snakemake or ``--job``), route output to its log, run ``main``."""
     smk = scope.get("snakemake")
@@ -283,8 +364,7 @@ def entrypoint(main: Callable[[Job], None], scope: dict[str, Any]) -> None:
         if job.nproc > 1 and not os.environ.get(LAUNCHED_ENV):
             _relaunch(job)
         else:
-            for one in job.per_seed():
-                main(one)
+            _run_seeds(main, job)
         cpu = time.process_time()  # this process's CPU seconds, imports included
         print(
             f"[workflow] {job.run_name} rank {rank()} done in {time.time() - start:.1f} s (cpu {cpu:.1f} s)", flush=True

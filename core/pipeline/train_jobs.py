@@ -10,12 +10,13 @@
 Each writes its model atomically (rank 0), a metrics file with the step curves, and one MLflow run.
 A reward, SFT or DPO job with an input ``val`` also evaluates that validation set during training
 (``core.pipeline.training.eval_args``): its metrics file then has the validation loss curve
-``metrics.curves.eval_loss`` (the uniform-weight loss, DR models included).
+``metrics.curves.eval_loss`` (the uniform-weight loss, DR models included). Every trainer
+checkpoints into the job's checkpoint folder and a rerun of a killed job resumes from the newest
+complete checkpoint (core.pipeline.training; "[checkpoint] resumed from step N" in the log).
 """
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from typing import Any
 
@@ -30,27 +31,46 @@ from core.pipeline.job import (
     write_job_metrics,
 )
 from core.pipeline.training import (
+    checkpoint_args,
+    checkpoint_dir,
+    checkpoint_step,
+    complete_checkpoints_callback,
     curves,
     eval_args,
     last_values,
+    latest_checkpoint,
+    mean_logged_loss,
     member_fractions,
     pairs_only,
+    ppo_checkpoint_args,
     robust_summary,
     save_final,
     trainer_args,
 )
 
 
+def _resume_point(trainer: Any, out: str) -> str | None:
+    """The newest complete checkpoint of this job (core.pipeline.training), announced in the log;
+    a resumed run does not evaluate again at its first step (that point is in its history)."""
+    path = latest_checkpoint(checkpoint_dir(out))
+    if path is not None:
+        print(f"[checkpoint] resumed from step {checkpoint_step(path)} ({path})", flush=True)
+        if getattr(trainer.args, "eval_on_start", False):
+            trainer.args.eval_on_start = False
+    return path
+
+
 def _fit(job: Job, trainer: Any, tok: Any, out: str, plain_final: bool = False) -> dict | None:
-    """Train, save the model atomically, and return the metrics every trainer shares (rank 0; None
-    on other ranks): final loss, steps, last logged values, step curves, DR weight statistics."""
-    result = trainer.train()
+    """Train (from the newest complete checkpoint, if a killed attempt left one), save the model
+    atomically, and return the metrics every trainer shares (rank 0; None on other ranks): final
+    loss, steps, last logged values, step curves, DR weight statistics."""
+    trainer.train(resume_from_checkpoint=_resume_point(trainer, out))
     save_final(trainer.model, tok, out, trainer)
     if rank() != 0:
         return None
     series = curves(trainer.state.log_history)
     last = {k: v for k, v in series.items() if "/" not in k} if plain_final else series
-    metrics = {"train_loss": float(result.training_loss), "steps": int(trainer.state.global_step)}
+    metrics = {"train_loss": mean_logged_loss(trainer.state.log_history), "steps": int(trainer.state.global_step)}
     metrics["final"] = last_values(last)
     if hasattr(trainer, "robust_history"):
         metrics["dr"] = robust_summary(trainer.robust_history)
@@ -105,20 +125,20 @@ def train_reward(job: Job) -> None:
     out = job.out("model")
     with tracked_run(job) as run:
         evaluation = _eval_fields(job, DRRewardConfig, val, len(data))
-        args = trainer_args(job, DRRewardConfig, out + ".work", seed, **evaluation, **dr)
+        saving = checkpoint_args(job, DRRewardConfig, len(data))
+        args = trainer_args(job, DRRewardConfig, checkpoint_dir(out), seed, **evaluation, **saving, **dr)
         trainer = DRRewardTrainer(
             model=model,
             args=args,
             train_dataset=data,
             eval_dataset=val,
             processing_class=tok,
-            callbacks=[run.callback()],
+            callbacks=[run.callback(), complete_checkpoints_callback()],
         )
         metrics = _fit(job, trainer, tok, out)
         if metrics is not None:
             logged = {k: metrics[k] for k in ("train_loss", "steps", "dr")}
             _finish(job, metrics, run, out, {"pairs": len(data)}, seed, logged)
-    shutil.rmtree(out + ".work", ignore_errors=True)
 
 
 def demonstrations(ds: Any) -> Any:
@@ -160,20 +180,20 @@ def train_sft(job: Job) -> None:
     model = load_causal_lm(base, dtype=spec.get("dtype"), lora=spec.get("lora"))
     out = job.out("model")
     with tracked_run(job) as run:
-        args = trainer_args(job, SFTConfig, out + ".work", seed, **_eval_fields(job, SFTConfig, val, len(data)))
+        evaluation, saving = _eval_fields(job, SFTConfig, val, len(data)), checkpoint_args(job, SFTConfig, len(data))
+        args = trainer_args(job, SFTConfig, checkpoint_dir(out), seed, **evaluation, **saving)
         trainer = SFTTrainer(
             model=model,
             args=args,
             train_dataset=data,
             eval_dataset=val,
             processing_class=tok,
-            callbacks=[run.callback()],
+            callbacks=[run.callback(), complete_checkpoints_callback()],
         )
         metrics = _fit(job, trainer, tok, out)
         if metrics is not None:
             logged = {k: metrics[k] for k in ("train_loss", "steps")}
             _finish(job, metrics, run, out, {"examples": len(data)}, seed, logged)
-    shutil.rmtree(out + ".work", ignore_errors=True)
 
 
 def _probe_callback(job: Job, ref: Any, tok: Any, seed: int, run: Any) -> Any:
@@ -211,10 +231,11 @@ def train_dpo(job: Job) -> None:
     out = job.out("model")
     with tracked_run(job) as run:
         probe_cb = _probe_callback(job, ref, tok, seed, run) if job.params.get("probes") else None
-        callbacks = [run.callback()] + ([probe_cb] if probe_cb is not None else [])
+        callbacks = [run.callback(), complete_checkpoints_callback()] + ([probe_cb] if probe_cb is not None else [])
         loss["loss_type"] = [loss["loss_type"]]
         evaluation = _eval_fields(job, DRDPOConfig, val, len(data))
-        args = trainer_args(job, DRDPOConfig, out + ".work", seed, **evaluation, **loss)
+        saving = checkpoint_args(job, DRDPOConfig, len(data))
+        args = trainer_args(job, DRDPOConfig, checkpoint_dir(out), seed, **evaluation, **saving, **loss)
         trainer = DRDPOTrainer(
             model=policy,
             ref_model=ref,
@@ -240,7 +261,6 @@ def train_dpo(job: Job) -> None:
                 from core.pipeline.eval_jobs import score_oracle_splits
 
                 score_oracle_splits(job, run, out, train_run=run.run_id)
-    shutil.rmtree(out + ".work", ignore_errors=True)
 
 
 def train_ppo(job: Job) -> None:
@@ -266,7 +286,8 @@ def train_ppo(job: Job) -> None:
     value = load_reward_model(reward_dir)
     out = job.out("model")
     with tracked_run(job, {"reward_model_run": run_id_of(job.inp("reward_metrics"))}) as run:
-        args = trainer_args(job, DRPPOConfig, out + ".work", seed, train=train, stop_token="eos", **dr)
+        saving = ppo_checkpoint_args(train, job.nproc)
+        args = trainer_args(job, DRPPOConfig, checkpoint_dir(out), seed, train=train, stop_token="eos", **saving, **dr)
         trainer = DRPPOTrainer(
             args=args,
             processing_class=tok,
@@ -275,9 +296,9 @@ def train_ppo(job: Job) -> None:
             reward_model=reward,
             train_dataset=prompts,
             value_model=value,
-            callbacks=[run.callback()],
+            callbacks=[run.callback(), complete_checkpoints_callback()],
         )
-        final = trainer.train()
+        final = trainer.train(resume_from_checkpoint=_resume_point(trainer, out))
         if rank() != 0:
             # collective under DeepSpeed/FSDP; only rank 0 writes (others at most create the folder)
             trainer.save_model(args.output_dir)
@@ -292,4 +313,3 @@ def train_ppo(job: Job) -> None:
                 "last": last_values(series),
             }
             _finish(job, metrics, run, out, {"prompts": len(prompts)}, seed, {"updates": metrics["updates"]})
-    shutil.rmtree(out + ".work", ignore_errors=True)

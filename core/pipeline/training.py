@@ -1,16 +1,131 @@
 """Shared pieces of the training jobs: trainer arguments from the config slice, the validation-loss
-schedule, atomic saving of the final model (LoRA merged, so every later stage loads a plain HF
-folder), step curves, the DR weight and e-DPO member summaries."""
+schedule, checkpoints and resuming, atomic saving of the final model (LoRA merged, so every later
+stage loads a plain HF folder), step curves, the DR weight and e-DPO member summaries.
+
+Checkpoints: a training job writes ``checkpoint-<step>`` folders every ``train.save_steps`` steps
+(default: a tenth of its budget) into its own folder ``results/<config>/checkpoints/<model path>``
+(:func:`checkpoint_dir`; outside Snakemake's outputs, so removing a failed job's outputs keeps
+them), keeping the newest ``train.save_total_limit`` (default 2). Each complete checkpoint gets a
+marker file once the trainer has written all of it (:class:`CompleteCheckpoints`); a rerun resumes
+from the newest checkpoint that has it and passes :func:`verified_checkpoint` (optimiser,
+scheduler, RNG, robust-weight state and iterate averages are the trainers' own checkpoint
+contents). The folder is removed when the job has succeeded.
+"""
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import re
 from collections.abc import Mapping
 from typing import Any
 
-from core.pipeline.job import Job, rank
+from core.pipeline.job import Job, checkpoint_dir, rank  # noqa: F401 (checkpoint_dir: the jobs' import)
 
 PAIR_COLUMNS = ("prompt", "chosen", "rejected")
+#: written into a checkpoint folder after the trainer has written all of it
+COMPLETE_MARKER = ".complete"
+CHECKPOINT = re.compile(r"^checkpoint-(?P<step>[0-9]+)$")
+#: checkpoints kept (the newest ones) unless the config's train block says otherwise
+SAVE_TOTAL_LIMIT = 2
+
+
+def verified_checkpoint(folder: str) -> str | None:
+    """Why ``folder`` is not a usable checkpoint (None when it is): the completion marker, a
+    ``trainer_state.json`` whose ``global_step`` is the folder's step, and model weights."""
+    m = CHECKPOINT.match(os.path.basename(folder.rstrip("/")))
+    if m is None:
+        return "not a checkpoint-<step> folder"
+    if not os.path.isfile(os.path.join(folder, COMPLETE_MARKER)):
+        return "incomplete (no completion marker: the job died while writing it)"
+    try:
+        with open(os.path.join(folder, "trainer_state.json"), encoding="utf-8") as fh:
+            step = int(json.load(fh)["global_step"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return f"unreadable trainer_state.json ({exc})"
+    if step != int(m["step"]):
+        return f"trainer_state.json says step {step}"
+    weights = [f for f in os.listdir(folder) if f.endswith((".safetensors", ".bin"))]
+    return None if weights else "no model weights"
+
+
+def latest_checkpoint(folder: str) -> str | None:
+    """The newest checkpoint under ``folder`` that :func:`verified_checkpoint` accepts (rejected
+    newer ones are reported on stdout, the job's log); None when there is none."""
+    if not os.path.isdir(folder):
+        return None
+    found = [(int(m["step"]), name) for name in os.listdir(folder) if (m := CHECKPOINT.match(name))]
+    for _, name in sorted(found, reverse=True):
+        path = os.path.join(folder, name)
+        why = verified_checkpoint(path)
+        if why is None:
+            return path
+        print(f"[checkpoint] skipping {path}: {why}", flush=True)
+    return None
+
+
+def checkpoint_step(path: str) -> int:
+    m = CHECKPOINT.match(os.path.basename(path.rstrip("/")))
+    if m is None:
+        raise ValueError(f"{path} is not a checkpoint-<step> folder")
+    return int(m["step"])
+
+
+def complete_checkpoints_callback() -> Any:
+    """A ``transformers.TrainerCallback`` that marks each checkpoint complete once it is written."""
+    from transformers import TrainerCallback
+
+    class CompleteCheckpoints(TrainerCallback):
+        """Writes :data:`COMPLETE_MARKER` into ``checkpoint-<step>`` after the trainer saved it
+        (``on_save`` runs after the model, optimiser, scheduler, RNG and state files)."""
+
+        def on_save(self, args, state, control, **kwargs):  # noqa: D401 - transformers hook
+            folder = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
+            if rank() == 0 and os.path.isdir(folder):
+                with open(os.path.join(folder, COMPLETE_MARKER), "w", encoding="utf-8") as fh:
+                    fh.write(f"{state.global_step}\n")
+            return control
+
+    return CompleteCheckpoints()
+
+
+def _saving(train: Mapping[str, Any], planned: int) -> dict[str, Any]:
+    """``save_steps`` (default: a tenth of ``planned``, rounded up to a multiple of the logging
+    interval, so a resumed run logs the same windows as an uninterrupted one) and rotation."""
+    steps = train.get("save_steps")
+    if not steps:
+        every = int(train.get("logging_steps") or 10)
+        steps = max(every, math.ceil(max(planned // 10, 1) / every) * every)
+    return {"save_strategy": "steps", "save_steps": int(steps),
+            "save_total_limit": int(train.get("save_total_limit") or SAVE_TOTAL_LIMIT)}  # fmt: skip
+
+
+def checkpoint_args(job: Job, config_cls: Any, n_train: int, train: Mapping[str, Any] | None = None) -> dict:
+    """Trainer fields that checkpoint every ``train.save_steps`` steps (default about a tenth of
+    the planned steps) keeping the newest ``train.save_total_limit`` (default 2)."""
+    train = job.params.get("train") or {} if train is None else train
+    return _saving(train, planned_steps(config_cls, train, n_train, job.nproc))
+
+
+def ppo_checkpoint_args(train: Mapping[str, Any], nproc: int = 1) -> dict:
+    """:func:`checkpoint_args` for PPO, whose steps are updates of ``per_device_train_batch_size *
+    gradient_accumulation_steps * nproc`` episodes out of ``total_episodes``."""
+    batch = int(train.get("per_device_train_batch_size", 1)) * int(train.get("gradient_accumulation_steps", 1))
+    updates = max(int(train.get("total_episodes", 0)) // max(batch * max(int(nproc), 1), 1), 1)
+    return _saving({**train, "logging_steps": train.get("logging_steps") or 1}, updates)
+
+
+def mean_logged_loss(log_history: list[Mapping[str, Any]]) -> float:
+    """The training loss averaged over every optimiser step, from the logged window means (each
+    weighted by its number of steps): the same for a run resumed from a checkpoint as for one that
+    was never interrupted (``TrainOutput.training_loss`` only averages the steps of the last call)."""
+    total, steps, last = 0.0, 0, 0
+    for entry in log_history:
+        if "loss" in entry and "step" in entry and int(entry["step"]) > last:
+            width = int(entry["step"]) - last
+            total, steps, last = total + float(entry["loss"]) * width, steps + width, int(entry["step"])
+    return total / steps if steps else math.nan
 
 
 def trainer_args(
@@ -18,7 +133,8 @@ def trainer_args(
 ) -> Any:
     """``config_cls`` (a TrainingArguments subclass) from ``train`` (default: the job's
     ``params.train``) and the trainer ``fields``, plus fixed workflow
-    settings: no checkpoints or third-party reporting (MLflow is logged by the workflow), CPU when
+    settings: checkpoints only when ``fields`` ask for them (:func:`checkpoint_args`), no
+    third-party reporting (MLflow is logged by the workflow), CPU when
     the job has no GPU, the job's seed for model init and data order, and float32 unless the
     config's ``train`` block says ``bf16: true`` (trl's configs default to bf16 autocast, which
     on a CPU with bf16 units rounds every matmul to 8 mantissa bits, so results would depend on
