@@ -564,7 +564,9 @@ def test_peft_policy_uses_the_adapter_free_model_as_reference(tmp_path, tok, ini
     )
     trainer.train()
     kls = [h["objective/kl"] for h in trainer.state.log_history]
-    assert kls[0] == 0.0 and kls[1] != 0.0  # LoRA starts as the identity, then moves away
+    # LoRA starts as the identity (KL 0 up to float rounding: the adapter-free reference and the
+    # zero-initialised adapter take different kernels), then moves away
+    assert abs(kls[0]) < 1e-6 and abs(kls[1]) > 1e-6, kls
     trainer.save_model(str(tmp_path / "adapter"))
     assert os.path.isfile(tmp_path / "adapter" / "adapter_model.safetensors")
 
