@@ -32,6 +32,7 @@ from core.pipeline.job import (
 from core.pipeline.training import (
     curves,
     eval_args,
+    guard,
     last_values,
     member_fractions,
     pairs_only,
@@ -106,13 +107,15 @@ def train_reward(job: Job) -> None:
     with tracked_run(job) as run:
         evaluation = _eval_fields(job, DRRewardConfig, val, len(data))
         args = trainer_args(job, DRRewardConfig, out + ".work", seed, **evaluation, **dr)
-        trainer = DRRewardTrainer(
-            model=model,
-            args=args,
-            train_dataset=data,
-            eval_dataset=val,
-            processing_class=tok,
-            callbacks=[run.callback()],
+        trainer = guard(
+            DRRewardTrainer(
+                model=model,
+                args=args,
+                train_dataset=data,
+                eval_dataset=val,
+                processing_class=tok,
+                callbacks=[run.callback()],
+            )
         )
         metrics = _fit(job, trainer, tok, out)
         if metrics is not None:
@@ -161,13 +164,15 @@ def train_sft(job: Job) -> None:
     out = job.out("model")
     with tracked_run(job) as run:
         args = trainer_args(job, SFTConfig, out + ".work", seed, **_eval_fields(job, SFTConfig, val, len(data)))
-        trainer = SFTTrainer(
-            model=model,
-            args=args,
-            train_dataset=data,
-            eval_dataset=val,
-            processing_class=tok,
-            callbacks=[run.callback()],
+        trainer = guard(
+            SFTTrainer(
+                model=model,
+                args=args,
+                train_dataset=data,
+                eval_dataset=val,
+                processing_class=tok,
+                callbacks=[run.callback()],
+            )
         )
         metrics = _fit(job, trainer, tok, out)
         if metrics is not None:
@@ -187,7 +192,7 @@ def _probe_callback(job: Job, ref: Any, tok: Any, seed: int, run: Any) -> Any:
     rows = rows.select(range(min(int(p["n"]), len(rows))))
     settings = GenerationSettings(max_new_tokens=int(max_length or 128) // 4, seed=seed, batch_size=int(p["n"]))
     probes = build_probe_set(ref, tok, rows, sample_settings=settings, batch_size=int(p["n"]), max_length=max_length)
-    return LikelihoodProbeCallback(probes, int(p["every"]), log_fn=lambda m, s: run.log_metrics(m, step=s))
+    return LikelihoodProbeCallback(probes, int(p["every"]), log_fn=lambda m, s: run.log_step_metrics(m, step=s))
 
 
 def train_dpo(job: Job) -> None:
@@ -215,14 +220,16 @@ def train_dpo(job: Job) -> None:
         loss["loss_type"] = [loss["loss_type"]]
         evaluation = _eval_fields(job, DRDPOConfig, val, len(data))
         args = trainer_args(job, DRDPOConfig, out + ".work", seed, **evaluation, **loss)
-        trainer = DRDPOTrainer(
-            model=policy,
-            ref_model=ref,
-            args=args,
-            train_dataset=data,
-            eval_dataset=val,
-            processing_class=tok,
-            callbacks=callbacks,
+        trainer = guard(
+            DRDPOTrainer(
+                model=policy,
+                ref_model=ref,
+                args=args,
+                train_dataset=data,
+                eval_dataset=val,
+                processing_class=tok,
+                callbacks=callbacks,
+            )
         )
         metrics = _fit(job, trainer, tok, out, plain_final=True)
         if metrics is not None:

@@ -1,6 +1,7 @@
 """Shared pieces of the training jobs: trainer arguments from the config slice, the validation-loss
-schedule, atomic saving of the final model (LoRA merged, so every later stage loads a plain HF
-folder), step curves, the DR weight and e-DPO member summaries."""
+schedule, the non-finite guard every trainer gets, atomic saving of the final model (LoRA merged,
+so every later stage loads a plain HF folder; never a nan/inf one), step curves, the DR weight and
+e-DPO member summaries."""
 
 from __future__ import annotations
 
@@ -82,8 +83,19 @@ def pairs_only(ds: Any, extra: tuple[str, ...] = ()) -> Any:
     return ds.select_columns(keep)
 
 
+def guard(trainer: Any) -> Any:
+    """``trainer`` with the non-finite guard attached (core.trainers.guards): the job fails at the
+    first optimiser step with a nan/inf loss or gradient norm, before the step reaches the weights."""
+    from core.trainers.guards import guard_trainer
+
+    guard_trainer(trainer)
+    return trainer
+
+
 def save_final(model: Any, tokenizer: Any, out: str, trainer: Any = None) -> None:
-    """Write the trained model (LoRA merged) and tokenizer to ``out`` atomically (rank 0)."""
+    """Write the trained model (LoRA merged) and tokenizer to ``out`` atomically (rank 0). A model
+    with a nan/inf tensor is refused before anything is written (``NonFiniteError`` naming the
+    first 5 tensors): the job fails and leaves no model folder."""
     if trainer is not None:
         trainer.accelerator.wait_for_everyone()
         model = trainer.accelerator.unwrap_model(trainer.model)
@@ -92,6 +104,9 @@ def save_final(model: Any, tokenizer: Any, out: str, trainer: Any = None) -> Non
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
     from core.atomic import atomic_directory
+    from core.trainers.guards import raise_if_nonfinite_parameters
+
+    raise_if_nonfinite_parameters(model, f"the trained model for {out}")
 
     with atomic_directory(out) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
