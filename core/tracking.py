@@ -9,27 +9,53 @@ SQLite backends (``sqlite:///results/mlflow.db``) are shared by parallel Snakema
 MLflow call is retried with jittered exponential backoff on SQLite's "database is locked" and on
 the races of two processes creating the schema or the same experiment at once.  Artifacts of a
 SQLite-backed experiment go to ``<db dir>/mlartifacts/<experiment>`` (not the working directory).
+
+A run is never lost nor left RUNNING by a job that stops:
+
+* **status**: the run ends FINISHED, FAILED when the body raises, KILLED on SIGTERM (SLURM's time
+  limit, ``scancel``: :func:`raise_on_sigterm` turns it into :class:`Terminated`, which unwinds
+  the job like Ctrl-C does) or Ctrl-C. Only SIGKILL leaves a run RUNNING; the next try continues
+  it (below).
+* **step metrics are buffered**: :meth:`RunLogger.log_step_metrics` (the Trainer callback, the
+  probes) only queues them; a background thread sends them, retrying a locked store for as long
+  as the job runs, so a slow or locked store never stalls or crashes training. Errors there are
+  printed to the job's log, never raised (the metrics file keeps the curves anyway). The queue
+  is flushed when the run ends (at most ``FLUSH_S`` seconds, ``KILLED_FLUSH_S`` after SIGTERM).
+* **resuming**: with ``run_file`` (``core.pipeline.job.tracked_run`` passes
+  ``<first output>.mlflow_run``) the run id is written there when the run opens and removed when
+  it FINISHED; a job started again (retry, restart after a kill, a resumed checkpoint) continues
+  the run named there (:func:`resume_run_id`) when it exists, is not FINISHED and has the same
+  params, so one grid point keeps one run; otherwise a new run gets the tag ``previous_run_id``
+  (and a still-RUNNING old run is marked KILLED).
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import fcntl
 import math
 import os
 import random
 import re
+import signal
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from functools import cache
+from pathlib import Path
 from typing import Any, TypeVar
 
 __all__ = [
     "RunLogger",
+    "Terminated",
     "call_with_retry",
     "make_step_callback",
     "mlflow_run",
+    "raise_on_sigterm",
     "resolve_tracking_uri",
+    "resume_run_id",
 ]
 
 T = TypeVar("T")
@@ -44,6 +70,20 @@ _RETRYABLE = (
 _MAX_PARAM_LENGTH = 6000  # mlflow.utils.validation.MAX_PARAM_VAL_LENGTH
 _PARAMS_PER_BATCH = 100
 _METRICS_PER_BATCH = 1000
+#: seconds the end of a run waits for buffered step metrics (after SIGTERM: SLURM's KillWait is 30 s)
+FLUSH_S = 120.0
+KILLED_FLUSH_S = 10.0
+#: step metrics held while the store is unreachable; beyond this the oldest are dropped (with a warning)
+MAX_PENDING_METRICS = 200_000
+
+
+def _warn(message: str) -> None:
+    print(f"[tracking] WARNING: {message}", file=sys.stderr, flush=True)
+
+
+def _retryable(exc: BaseException) -> bool:
+    message = str(exc).lower()
+    return any(marker in message for marker in _RETRYABLE)
 
 
 def resolve_tracking_uri(tracking_uri: str | None = None) -> str | None:
@@ -58,8 +98,7 @@ def call_with_retry(fn: Callable[[], T], attempts: int = 12, base_delay: float =
         try:
             return fn()
         except Exception as exc:  # mlflow wraps sqlalchemy errors in MlflowException
-            message = str(exc).lower()
-            if attempt == attempts - 1 or not any(marker in message for marker in _RETRYABLE):
+            if attempt == attempts - 1 or not _retryable(exc):
                 raise
             delay = min(max_delay, base_delay * 2**attempt)
             time.sleep(delay * (0.5 + random.random()))
@@ -101,12 +140,118 @@ def _sqlite_artifact_location(uri: str, experiment: str) -> str | None:
     return "file://" + root
 
 
+# ------------------------------------------------------------------------- termination
+class Terminated(BaseException):
+    """SIGTERM arrived (SLURM's time limit, ``scancel``, a stopped Snakemake): raised in the main
+    thread by the handler of :func:`raise_on_sigterm`, so the job unwinds like on Ctrl-C (``finally``
+    blocks run, :func:`mlflow_run` ends the run KILLED). A ``BaseException``: ``except Exception``
+    does not swallow it."""
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        self.signum = int(signum)
+        super().__init__(f"terminated by {signal.Signals(self.signum).name}")
+
+
+_terminating = threading.Event()
+
+
+def raise_on_sigterm() -> None:
+    """Make SIGTERM raise :class:`Terminated` in the main thread (call it from the main thread).
+    Only the first SIGTERM raises; later ones (SLURM may signal again before its SIGKILL) are
+    ignored while the job unwinds and closes its run."""
+
+    def handler(signum: int, frame: Any) -> None:
+        if _terminating.is_set():
+            _warn(f"{signal.Signals(signum).name} again while stopping: ignored")
+            return
+        _terminating.set()
+        raise Terminated(signum)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+# ------------------------------------------------------------------------- step metrics
+class _StepQueue:
+    """Step metrics sent by a daemon thread: :meth:`put` never blocks (training goes on while the
+    store is slow or locked), :meth:`close` flushes with a deadline. The thread retries a locked
+    store (``_RETRYABLE``) until the deadline, drops a batch on any other error and prints why."""
+
+    def __init__(self, send: Callable[[list[Any]], Any], max_pending: int = MAX_PENDING_METRICS) -> None:
+        self._send = send
+        self._max_pending = max_pending
+        self._pending: collections.deque[Any] = collections.deque()
+        self._cond = threading.Condition()
+        self._deadline: float | None = None
+        self.queued = 0
+        self.sent = 0
+        self._overflowed = False
+        self._thread = threading.Thread(target=self._work, name="mlflow-step-metrics", daemon=True)
+        self._thread.start()
+
+    def put(self, items: list[Any]) -> None:
+        with self._cond:
+            self._pending.extend(items)
+            self.queued += len(items)
+            for _ in range(len(self._pending) - self._max_pending):
+                self._pending.popleft()
+                if not self._overflowed:
+                    self._overflowed = True
+                    _warn(f"tracking store unreachable: more than {self._max_pending} step metrics queued, "
+                          "dropping the oldest (the metrics file keeps the curves)")  # fmt: skip
+            self._cond.notify()
+
+    def _past_deadline(self) -> bool:
+        return self._deadline is not None and time.monotonic() >= self._deadline
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending and self._deadline is None:
+                    self._cond.wait()
+                if not self._pending or self._past_deadline():
+                    return
+                batch = [self._pending.popleft() for _ in range(min(len(self._pending), _METRICS_PER_BATCH))]
+            self._deliver(batch)
+
+    def _deliver(self, batch: list[Any]) -> None:
+        delay = 0.05
+        while True:
+            try:
+                self._send(batch)
+                self.sent += len(batch)
+                return
+            except Exception as exc:
+                if not _retryable(exc) or self._past_deadline():
+                    steps = sorted({m.step for m in batch})
+                    _warn(f"{len(batch)} step metrics (steps {steps[0]}-{steps[-1]}) not logged: {exc!r}")
+                    return
+                wait = delay * (0.5 + random.random())
+                if self._deadline is not None:
+                    wait = min(wait, max(self._deadline - time.monotonic(), 0.0))
+                time.sleep(wait)
+                delay = min(delay * 2, 5.0)
+
+    def close(self, timeout: float) -> int:
+        """Send what is queued, waiting at most ``timeout`` seconds; returns how many of the queued
+        step metrics were not sent (dropped on errors or still queued at the deadline)."""
+        with self._cond:
+            self._deadline = time.monotonic() + max(timeout, 0.0)
+            self._cond.notify_all()
+        self._thread.join(max(timeout, 0.0) + 1.0)
+        unsent = self.queued - self.sent
+        if unsent:
+            _warn(f"{unsent} of {self.queued} step metrics not logged (the tracking store was slow, locked or "
+                  "failing; the metrics file keeps the curves)")  # fmt: skip
+        return unsent
+
+
 class RunLogger:
     """An open MLflow run (or a no-op one when tracking is off)."""
 
     def __init__(self, client: Any = None, run_id: str | None = None) -> None:
         self._client = client
         self.run_id = run_id
+        self._steps: _StepQueue | None = None
 
     @property
     def enabled(self) -> bool:
@@ -135,6 +280,26 @@ class RunLogger:
             chunk = items[start : start + _METRICS_PER_BATCH]
             call_with_retry(lambda chunk=chunk: self._client.log_batch(self.run_id, metrics=chunk))
 
+    def log_step_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        """Queue the finite numeric entries of ``metrics`` at ``step`` and return at once: a
+        background thread sends them (module docstring); :meth:`close` flushes."""
+        if not self.enabled:
+            return
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(k, v, now, int(step or 0)) for k, v in _numeric_metrics(metrics).items()]
+        if not items:
+            return
+        if self._steps is None:
+            self._steps = _StepQueue(lambda batch: self._client.log_batch(self.run_id, metrics=batch))
+        self._steps.put(items)
+
+    def close(self, timeout: float = FLUSH_S) -> int:
+        """Flush the queued step metrics (at most ``timeout`` seconds); returns how many were not sent."""
+        steps, self._steps = self._steps, None
+        return steps.close(timeout) if steps is not None else 0
+
     def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
         """Copy a file (or directory) into the run's artifacts."""
         if not self.enabled:
@@ -152,7 +317,8 @@ class RunLogger:
             call_with_retry(lambda key=key, value=value: self._client.set_tag(self.run_id, key, str(value)))
 
     def callback(self) -> Any:
-        """A transformers callback that logs every ``Trainer.log`` call at the current global step."""
+        """A transformers callback that queues every ``Trainer.log`` call at the current global step
+        (:meth:`log_step_metrics`)."""
         return make_step_callback(self)
 
 
@@ -169,7 +335,7 @@ def _step_callback_class() -> type:
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if logs and state.is_world_process_zero:
-                self.run.log_metrics(logs, step=state.global_step)
+                self.run.log_step_metrics(logs, step=state.global_step)
             return control
 
     return MlflowStepCallback
@@ -219,6 +385,50 @@ def _get_or_create_experiment(client: Any, name: str, artifact_location: str | N
     return call_with_retry(attempt)
 
 
+def resume_run_id(path: str | os.PathLike[str]) -> str | None:
+    """The MLflow run id that :func:`mlflow_run` wrote to ``path`` (its ``run_file``) when it opened
+    a run and removes once the run FINISHED: the run a job started again should continue. None when
+    there is no such file (or it is empty)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8").strip()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return text or None
+
+
+def _end_run(client: Any, run_id: str, status: str) -> None:
+    """Mark the run ``status``; a store that refuses is reported, never raised (it would replace the
+    job's own exception, or fail a job whose outputs are written)."""
+    try:
+        call_with_retry(lambda: client.set_terminated(run_id, status=status))
+    except Exception as exc:
+        _warn(f"could not mark MLflow run {run_id} {status}: {exc!r}")
+
+
+def _continue_run(client: Any, run_id: str, experiment_id: str, params: dict[str, str]) -> dict[str, str] | None:
+    """Reopen ``run_id`` (status RUNNING, tag ``resumed`` counting the reopenings) when it exists in
+    ``experiment_id``, is not FINISHED and none of ``params`` changed; returns the params it still
+    lacks, or None when it cannot be continued (a RUNNING one is then marked KILLED: orphaned)."""
+    try:
+        run = call_with_retry(lambda: client.get_run(run_id))
+    except Exception as exc:
+        _warn(f"previous MLflow run {run_id} not found ({exc.__class__.__name__}); starting a new run")
+        return None
+    info = run.info
+    changed = sorted(k for k, v in params.items() if k in run.data.params and run.data.params[k] != v)
+    if info.experiment_id != experiment_id or info.status == "FINISHED" or info.lifecycle_stage != "active" or changed:
+        if info.status == "RUNNING":
+            _end_run(client, run_id, "KILLED")
+        if changed:
+            _warn(f"not continuing MLflow run {run_id}: params changed ({changed[:5]}); starting a new run")
+        return None
+    call_with_retry(lambda: client.update_run(run_id, status="RUNNING"))
+    resumed = int(run.data.tags.get("resumed", "0") or 0) + 1
+    call_with_retry(lambda: client.set_tag(run_id, "resumed", str(resumed)))
+    print(f"[tracking] continuing MLflow run {run_id} (was {info.status}, reopened {resumed} time(s))", flush=True)
+    return {k: v for k, v in params.items() if k not in run.data.params}
+
+
 @contextlib.contextmanager
 def mlflow_run(
     experiment: str,
@@ -226,10 +436,14 @@ def mlflow_run(
     params: Mapping[str, Any] | None = None,
     tracking_uri: str | None = None,
     tags: Mapping[str, Any] | None = None,
+    run_file: str | os.PathLike[str] | None = None,
 ) -> Iterator[RunLogger]:
     """Open an MLflow run in ``experiment`` (created if needed); a no-op logger when tracking is off.
 
-    The run ends FINISHED, or FAILED when the body raises (the exception propagates).
+    The run ends FINISHED, FAILED when the body raises, KILLED on :class:`Terminated` (SIGTERM, see
+    :func:`raise_on_sigterm`) or ``KeyboardInterrupt``; the exception propagates. Buffered step
+    metrics are flushed first. With ``run_file``, a run named there that is not FINISHED is
+    continued instead of opening a new one (module docstring, :func:`resume_run_id`).
     """
     uri = resolve_tracking_uri(tracking_uri)
     if uri is None:
@@ -239,14 +453,32 @@ def mlflow_run(
         raise ValueError(f"mlflow_run needs a non-empty experiment and run_name, got {experiment!r}, {run_name!r}")
     client = _open_client(uri)
     experiment_id = _get_or_create_experiment(client, experiment, _sqlite_artifact_location(uri, experiment))
-    run = call_with_retry(
-        lambda: client.create_run(experiment_id, run_name=run_name, tags={k: str(v) for k, v in (tags or {}).items()})
-    )
-    logger = RunLogger(client, run.info.run_id)
+    flat = _flatten(params or {})
+    previous = resume_run_id(run_file) if run_file is not None else None
+    missing = _continue_run(client, previous, experiment_id, flat) if previous else None
+    if missing is None:
+        run_tags = {k: str(v) for k, v in (tags or {}).items()}
+        if previous:
+            run_tags["previous_run_id"] = previous
+        run = call_with_retry(lambda: client.create_run(experiment_id, run_name=run_name, tags=run_tags))
+        run_id, missing = run.info.run_id, flat
+    else:
+        run_id = previous
+    if run_file is not None:
+        from core.atomic import atomic_write_text
+
+        atomic_write_text(run_file, run_id + "\n")
+    logger = RunLogger(client, run_id)
     status = "FAILED"
     try:
-        logger.log_params(params or {})
+        logger.log_params(missing)
         yield logger
         status = "FINISHED"
+    except (Terminated, KeyboardInterrupt):
+        status = "KILLED"
+        raise
     finally:
-        call_with_retry(lambda: client.set_terminated(logger.run_id, status=status))
+        logger.close(KILLED_FLUSH_S if status == "KILLED" else FLUSH_S)
+        _end_run(client, run_id, status)
+        if status == "FINISHED" and run_file is not None:
+            Path(run_file).unlink(missing_ok=True)

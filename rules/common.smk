@@ -2,8 +2,10 @@
 # rule helpers), unit-tested with the rest of core; this file builds the one Pipeline of this
 # config and holds the one-line input functions the rules share. Path scheme: docs/design.md §5.
 
+import sys
+
 from core.pipeline import Pipeline
-from core.pipeline.config import check_config_files
+from core.pipeline.config import check_config_files, tracking_warning
 from core.pipeline.paths import WILDCARD_CONSTRAINTS
 
 check_config_files(workflow.configfiles)  # a key given twice: Snakemake's YAML keeps the last silently
@@ -14,6 +16,15 @@ SPECS = P.specs
 
 wildcard_constraints:
     **WILDCARD_CONSTRAINTS,
+
+
+onstart:
+    # the executor is known once the DAG is built (not while the Snakefile is parsed): warn about
+    # a SQLite tracking URI on a cluster (profiles/slurm) before the first job is submitted
+    if workflow.is_main_process and workflow.executor_plugin is not None:
+        warning = tracking_warning(config, workflow.executor_plugin.name)
+        if warning:
+            print(warning, file=sys.stderr, flush=True)
 
 
 def light(**extra):

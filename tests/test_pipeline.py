@@ -143,7 +143,7 @@ def test_a_job_over_seeds_runs_as_one_job_per_seed():
     outputs = p.per_seed(lambda s: {"model": f"m/seed{s}", "metrics": f"m/seed{s}/train.json"})
     assert outputs == {"model_seed0": "m/seed0", "metrics_seed0": "m/seed0/train.json",
                        "model_seed3": "m/seed3", "metrics_seed3": "m/seed3/train.json"}  # fmt: skip
-    assert p.seeded_resources("train")["runtime"] == 2 * p.resources("train")["runtime"]
+    assert p.seeded_resources("train")["runtime"].base == 2 * p.resources("train")["runtime"].base
     job = Job(rule="r", input={"data": "d.parquet", "reward_seed0": "r0", "reward_seed3": "r3"}, output=outputs,
               params={"seeds": [0, 3], "train": {"max_steps": 1}}, wildcards={"variant": "v"})  # fmt: skip
     views = job.per_seed()
@@ -155,6 +155,25 @@ def test_a_job_over_seeds_runs_as_one_job_per_seed():
     stray = Job(rule="r", input={}, output={"model_seed7": "m"}, params={"seeds": [0]}, wildcards={})
     with pytest.raises(ValueError, match=r"seeds \['7'\]"):
         stray.per_seed()
+
+
+def test_retried_jobs_get_more_memory_and_time():
+    """mem_mb and runtime are Snakemake callables of ``attempt``: the retry (profiles' ``retries:
+    1``) asks for twice the config's memory and time; CPUs and GPUs stay."""
+    cfg = smoke()
+    cfg["seeds"] = [0, 3]
+    cfg["resources"]["train"].update(nproc=2, gpu=2)
+    p = Pipeline(cfg)
+    train = cfg["resources"]["train"]
+    for res, mem, runtime in (
+        (p.resources("train"), 2 * train["mem_mb"], train["runtime"]),
+        (p.seeded_resources("train"), 2 * train["mem_mb"], 2 * train["runtime"]),
+        (p.resources("light"), cfg["resources"]["light"]["mem_mb"], cfg["resources"]["light"]["runtime"]),
+    ):
+        assert [res["mem_mb"]({}, attempt=a) for a in (1, 2, 3)] == [mem, 2 * mem, 3 * mem]
+        assert [res["runtime"]({}, attempt=a) for a in (1, 2)] == [runtime, 2 * runtime]
+        assert res["mem_mb"].base == mem and res["runtime"].base == runtime
+    assert p.resources("train")["cpus_per_task"] == 2 * train["threads"] and p.resources("train")["gpu"] == 2
 
 
 def test_loss_settings_are_the_trainers_own_fields(pipe, tmp_path):

@@ -1,18 +1,22 @@
-"""core.tracking: no-op without a tracking URI; SQLite tracking shared by parallel processes."""
+"""core.tracking: no-op without a tracking URI; SQLite tracking shared by parallel processes; step
+metrics buffered (a slow, locked or failing store never stalls or crashes training); runs end
+KILLED on SIGTERM and are continued by the job's next try."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from types import SimpleNamespace
 
 import pytest
 import torch
 from trainer_helpers import reward_trainer
 
-from core.tracking import call_with_retry, mlflow_run, resolve_tracking_uri
+from core.tracking import RunLogger, Terminated, call_with_retry, mlflow_run, resolve_tracking_uri, resume_run_id
 
 torch.set_num_threads(1)
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -113,3 +117,176 @@ def test_sqlite_tracking_with_parallel_processes_and_trainer(tmp_path):
     assert [a.path for a in client.list_artifacts(ours.info.run_id)] == ["note.txt"]
     values = client.get_metric_history(runs["writer0"].info.run_id, "value")
     assert sorted((m.step, m.value) for m in values) == [(s, s * 1.5) for s in range(5)]
+
+
+# ------------------------------------------------------------------ buffered step metrics
+class _Store:
+    """A fake MlflowClient whose log_batch sleeps, fails or reports a lock, as asked."""
+
+    def __init__(self, sleep: float = 0.0, fail: str | None = None, locked_for: float = 0.0) -> None:
+        self.sleep, self.fail, self.locked_until = sleep, fail, time.monotonic() + locked_for
+        self.logged: list = []
+
+    def log_batch(self, run_id, metrics=(), params=(), tags=()):
+        if time.monotonic() < self.locked_until:
+            raise RuntimeError("(sqlite3.OperationalError) database is locked")
+        if self.fail:
+            raise RuntimeError(self.fail)
+        time.sleep(self.sleep)
+        self.logged.extend(metrics)
+
+
+def test_step_metrics_never_stall_training_and_are_all_sent_at_the_end():
+    store = _Store(sleep=0.5)
+    run = RunLogger(store, "run")
+    state = SimpleNamespace(is_world_process_zero=True, global_step=0)
+    start = time.monotonic()
+    for step in range(1, 21):
+        state.global_step = step
+        run.callback().on_log(None, state, None, logs={"loss": 1.0 / step, "nan": float("nan")})
+    assert time.monotonic() - start < 0.4  # 20 log calls against a store taking 0.5 s per call
+    assert run.close(timeout=30) == 0
+    assert sorted(m.step for m in store.logged) == list(range(1, 21)) and {m.key for m in store.logged} == {"loss"}
+
+
+def test_a_locked_store_is_waited_for_in_the_background(capsys):
+    """Locked for 3 s (more than call_with_retry's budget of a synchronous call would be fine too):
+    the training side returns at once, the thread retries until the lock is gone."""
+    store = _Store(locked_for=3.0)
+    run = RunLogger(store, "run")
+    start = time.monotonic()
+    for step in range(5):
+        run.log_step_metrics({"loss": float(step)}, step=step)
+    assert time.monotonic() - start < 0.2
+    assert run.close(timeout=30) == 0 and len(store.logged) == 5
+    assert "WARNING" not in capsys.readouterr().err
+
+
+def test_errors_of_the_background_logger_are_printed_never_raised(capsys):
+    run = RunLogger(_Store(fail="store exploded"), "run")
+    run.log_step_metrics({"loss": 1.0}, step=3)
+    assert run.close(timeout=5) == 1
+    err = capsys.readouterr().err
+    assert "step metrics (steps 3-3) not logged" in err and "store exploded" in err
+    still_locked = RunLogger(_Store(locked_for=60), "run")
+    still_locked.log_step_metrics({"loss": 1.0}, step=1)
+    start = time.monotonic()
+    assert still_locked.close(timeout=0.5) == 1 and time.monotonic() - start < 5  # the deadline holds
+    assert "1 of 1 step metrics not logged" in capsys.readouterr().err
+
+
+def test_a_slow_sqlite_store_does_not_slow_the_trainer_callback(tmp_path, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    real = MlflowClient.log_batch
+
+    def slow(self, run_id, metrics=(), params=(), tags=(), synchronous=None):
+        if metrics:
+            time.sleep(0.3)
+        return real(self, run_id, metrics=metrics, params=params, tags=tags)
+
+    monkeypatch.setattr(MlflowClient, "log_batch", slow)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    state = SimpleNamespace(is_world_process_zero=True, global_step=0)
+    with mlflow_run("slow", "run", {"a": 1}, tracking_uri=uri) as run:
+        callback, start = run.callback(), time.monotonic()
+        for step in range(1, 11):
+            state.global_step = step
+            callback.on_log(None, state, None, logs={"loss": float(step)})
+        assert time.monotonic() - start < 0.25
+    history = MlflowClient(tracking_uri=uri).get_metric_history(run.run_id, "loss")
+    assert sorted((m.step, m.value) for m in history) == [(s, float(s)) for s in range(1, 11)]
+
+
+# ------------------------------------------------------------------ status, resuming
+def _status(uri: str, run_id: str):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri).get_run(run_id)
+
+
+def test_a_run_left_unfinished_is_continued_by_the_next_try(tmp_path):
+    uri, run_file = f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "model.mlflow_run"
+    assert resume_run_id(run_file) is None
+    with pytest.raises(RuntimeError, match="first try"), mlflow_run("e", "job", {"lr": 1}, uri, run_file=run_file) as a:
+        a.log_step_metrics({"loss": 2.0}, step=1)
+        raise RuntimeError("first try")
+    assert _status(uri, a.run_id).info.status == "FAILED" and resume_run_id(run_file) == a.run_id
+
+    with pytest.raises(KeyboardInterrupt), mlflow_run("e", "job", {"lr": 1}, uri, run_file=run_file) as b:
+        raise KeyboardInterrupt
+    assert b.run_id == a.run_id and _status(uri, a.run_id).info.status == "KILLED"
+
+    with mlflow_run("e", "job", {"lr": 1, "extra": 2}, uri, run_file=run_file) as c:
+        c.log_step_metrics({"loss": 1.0}, step=2)
+    run = _status(uri, a.run_id)
+    assert c.run_id == a.run_id and run.info.status == "FINISHED" and run.data.tags["resumed"] == "2"
+    assert run.data.params == {"lr": "1", "extra": "2"} and not run_file.exists()
+
+    # a stale file naming a FINISHED run, or a run with other params: a new run, tagged with the old one
+    run_file.write_text(a.run_id)
+    with mlflow_run("e", "job", {"lr": 1}, uri, run_file=run_file) as d:
+        pass
+    assert d.run_id != a.run_id and _status(uri, d.run_id).data.tags["previous_run_id"] == a.run_id
+    with pytest.raises(Terminated), mlflow_run("e", "job", {"lr": 1}, uri, run_file=run_file) as e:
+        raise Terminated()
+    assert _status(uri, e.run_id).info.status == "KILLED"
+    with mlflow_run("e", "job", {"lr": 3}, uri, run_file=run_file) as f:
+        pass
+    assert f.run_id != e.run_id and _status(uri, f.run_id).data.tags["previous_run_id"] == e.run_id
+
+
+JOB_SCRIPT = textwrap.dedent(
+    """
+    import os, pathlib, time
+    from core.pipeline.job import entrypoint, tracked_run
+
+    def main(job):
+        with tracked_run(job) as run:
+            run.log_step_metrics({"loss": 1.0}, step=1)
+            if os.environ.get("HANG"):
+                pathlib.Path(os.environ["HANG"]).write_text(run.run_id)
+                time.sleep(120)
+            run.log_step_metrics({"loss": 0.5}, step=2)
+
+    if __name__ == "__main__":
+        entrypoint(main, globals())
+    """
+)
+
+
+@pytest.mark.slow
+def test_sigterm_ends_the_run_killed_and_the_next_try_continues_it(tmp_path):
+    """SLURM's time limit and scancel send SIGTERM: the job exits 143 and its run is KILLED (not
+    RUNNING forever); the job's next try continues the same run id and FINISHES it."""
+    from core.pipeline.job import Job
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    script, spec, ready = tmp_path / "job.py", tmp_path / "job.json", tmp_path / "ready"
+    script.write_text(JOB_SCRIPT)
+    out = tmp_path / "results" / "metrics.json"
+    Job(rule="train", input={}, output={"metrics": str(out)}, params={"tracking": {"uri": uri, "experiment": "e"}},
+        wildcards={"seed": "0"}, log=[str(tmp_path / "job.log")], script=str(script)).to_json(str(spec))  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": REPO, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, str(script), "--job", str(spec)], env={**env, "HANG": str(ready)})
+    deadline = time.monotonic() + 120
+    while not ready.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert ready.exists(), (tmp_path / "job.log").read_text()[-3000:]
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    run_id = ready.read_text()
+    run = _status(uri, run_id)
+    assert run.info.status == "KILLED", (tmp_path / "job.log").read_text()[-3000:]
+    assert "stopped: terminated by SIGTERM" in (tmp_path / "job.log").read_text()
+    assert resume_run_id(f"{out}.mlflow_run") == run_id
+
+    again = subprocess.run([sys.executable, str(script), "--job", str(spec)], env=env, timeout=120)
+    assert again.returncode == 0, (tmp_path / "job.log").read_text()[-3000:]
+    run = _status(uri, run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["resumed"] == "1"
+    assert not os.path.exists(f"{out}.mlflow_run")
+    from mlflow.tracking import MlflowClient
+
+    history = MlflowClient(tracking_uri=uri).get_metric_history(run_id, "loss")
+    assert sorted(m.step for m in history) == [1, 1, 2]  # both tries' steps in the one run

@@ -547,6 +547,42 @@ def test_non_finite_loss_stops_without_writing_a_checkpoint(tmp_path, tok, initi
         assert tensors and all(torch.isfinite(t).all() for t in tensors.values())
 
 
+def test_non_finite_gradient_stops_before_the_step_and_a_nan_policy_is_not_saved(tmp_path, tok, initial):
+    """A finite loss with a nan gradient (from update 2 on) stops before that optimiser step; and
+    ``save_model`` refuses a policy with nan weights before writing anything."""
+    from transformers import TrainerCallback
+
+    from core.atomic import staging_directory
+    from core.trainers.guards import NonFiniteError
+
+    policy = copy.deepcopy(initial["policy"])
+    weight = policy.model.layers[0].mlp.up_proj.weight
+
+    class Arm(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            weight.register_hook(lambda grad: grad * float("nan"))
+
+    trainer = DRPPOTrainer(
+        args=DRPPOConfig(total_episodes=24, output_dir=str(tmp_path / "nan"), **BASE),
+        processing_class=tok,
+        model=policy,
+        ref_model=copy.deepcopy(policy),
+        reward_model=copy.deepcopy(initial["reward"]),
+        train_dataset=make_prompts(tok, 16),
+        value_model=copy.deepcopy(initial["value"]),
+        callbacks=[Arm()],
+    )
+    with pytest.raises(NonFiniteLossError, match=r"update 2 \(PPO epoch 0, minibatch 0\): non-finite gradient norm"):
+        trainer.train()
+    assert all(torch.isfinite(p).all() for p in policy.parameters())
+    with torch.no_grad():
+        weight.fill_(float("nan"))
+    out = tmp_path / "policy"
+    with pytest.raises(NonFiniteError, match=r"DR-PPO policy: 1 of [0-9]+ tensors .*model\.layers\.0\.mlp\.up_proj"):
+        trainer.save_model(str(out))
+    assert not out.exists() and not staging_directory(out).exists()
+
+
 def test_peft_policy_uses_the_adapter_free_model_as_reference(tmp_path, tok, initial):
     """ref_model=None with a LoRA policy: the reference is the policy with its adapter disabled."""
     from peft import LoraConfig

@@ -124,6 +124,30 @@ def validate_config(cfg: dict) -> None:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
 
 
+#: Snakemake executors that run every job on this machine: one SQLite file is safe there
+LOCAL_EXECUTORS = frozenset({"local", "dryrun", "touch"})
+
+
+def tracking_warning(cfg: dict, executor: str | None) -> str | None:
+    """A loud warning when the jobs run through a cluster executor (``executor`` is Snakemake's,
+    e.g. ``slurm`` from ``profiles/slurm``) but log to a SQLite tracking URI: SQLite on a network
+    filesystem is not safe with writers on several nodes, and a long lock stalls their logging
+    (README, "Run on a SLURM cluster": a tracking server). None when there is nothing to warn about.
+    It warns rather than refuses: on a one-node cluster (the CI's local SLURM) SQLite is fine."""
+    uri = str((cfg.get("tracking") or {}).get("uri", ""))
+    if executor is None or executor in LOCAL_EXECUTORS or not uri.startswith("sqlite:"):
+        return None
+    rule = "!" * 100
+    return (
+        f"{rule}\n!! tracking.uri is {uri!r}, a SQLite file, but the jobs run through the {executor!r} executor.\n"
+        "!! SQLite on a network filesystem is not safe with writers on several nodes: runs can be lost or\n"
+        "!! stall. Start a tracking server and point the config at it, e.g.\n"
+        "!!   mlflow server --backend-store-uri postgresql://user@dbhost/mlflow --host 0.0.0.0 --port 5000\n"
+        "!!   tracking: {uri: http://<that host>:5000}      (in your --configfile)\n"
+        f"!! (README.md, 'Run on a SLURM cluster'). Going on with SQLite.\n{rule}"
+    )
+
+
 def _check_model(key: str, spec: dict) -> list[str]:
     """A model path must exist (local), look like a hub id (hub) or be an installed package."""
     src, path = spec["source"], spec.get("path", "")

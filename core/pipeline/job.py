@@ -10,7 +10,10 @@ A script ends with ``entrypoint(main, globals())`` for a ``main(job: Job) -> Non
   JSON file (``--job``);
 * stdout/stderr go to the job's log file, torch/BLAS use ``job.threads`` threads, and
   :func:`tracked_run` opens one MLflow run per job (experiment = config name; params = the job's
-  config slice, wildcards, rule and git commit) on rank 0 only.
+  config slice, wildcards, rule and git commit) on rank 0 only;
+* SIGTERM (SLURM's time limit, ``scancel``) unwinds the job like Ctrl-C
+  (``core.tracking.raise_on_sigterm``): its MLflow run ends KILLED and the process exits with
+  143 (128 + SIGTERM); a FAILED/KILLED run is continued by the job's next try (:func:`run_file`).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import contextlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -280,11 +284,22 @@ def _relaunch(job: Job) -> None:
     ]
     env = dict(os.environ, **{LAUNCHED_ENV: "1"})
     print("launching:", " ".join(cmd), flush=True)
-    result = subprocess.run(cmd, env=env)
-    if result.returncode != 0:
-        raise RuntimeError(
-            f"rule {job.rule}: `accelerate launch` of {job.nproc} processes exited with {result.returncode}"
-        )
+    from core.tracking import Terminated
+
+    proc = subprocess.Popen(cmd, env=env)
+    try:
+        returncode = proc.wait()
+    except (Terminated, KeyboardInterrupt):
+        # pass the stop on (the launcher forwards it to the ranks, whose runs end KILLED) and give
+        # them time to close their runs before the scheduler's SIGKILL
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        raise
+    if returncode != 0:
+        raise RuntimeError(f"rule {job.rule}: `accelerate launch` of {job.nproc} processes exited with {returncode}")
 
 
 def _outputs(job: Job) -> list[tuple[str, str]]:
@@ -358,6 +373,9 @@ def entrypoint(main: Callable[[Job], None], scope: dict[str, Any]) -> None:
         job = Job.from_json(sys.argv[2])
     _redirect_to_log(job.log[0] if job.log else None)
     _set_threads(job.threads)
+    from core.tracking import Terminated, raise_on_sigterm
+
+    raise_on_sigterm()
     start = time.time()
     print(f"[workflow] {job.run_name} rank {rank()} started {time.strftime('%H:%M:%S')}", flush=True)
     try:
@@ -369,6 +387,9 @@ def entrypoint(main: Callable[[Job], None], scope: dict[str, Any]) -> None:
         print(
             f"[workflow] {job.run_name} rank {rank()} done in {time.time() - start:.1f} s (cpu {cpu:.1f} s)", flush=True
         )
+    except Terminated as stop:
+        print(f"[workflow] {job.run_name} rank {rank()} stopped: {stop}", file=sys.stderr, flush=True)
+        raise SystemExit(128 + stop.signum) from None
     except BaseException:
         traceback.print_exc()
         sys.stderr.flush()
@@ -384,9 +405,25 @@ def job_config(job: Job) -> dict[str, Any]:
     return {k: v for k, v in job.params.items() if k not in CONTROL_PARAMS}
 
 
+def run_file(job: Job) -> str:
+    """Where the job keeps its MLflow run id while the run is not FINISHED: ``<first output>.mlflow_run``
+    (one per seed of a job over seeds). Its next try (Snakemake's retry, a rerun after a kill)
+    continues that run (``core.tracking.resume_run_id``)."""
+    first = next(iter(job.output.values()), None) if job.output else None
+    if isinstance(first, list):
+        first = first[0] if first else None
+    if not first:
+        raise ValueError(f"rule {job.rule}: a tracked job needs an output to keep its run id beside")
+    return f"{first}.mlflow_run"
+
+
 @contextlib.contextmanager
-def tracked_run(job: Job, extra_params: Mapping[str, Any] | None = None) -> Iterator[Any]:
-    """One MLflow run for this job (rank 0; other ranks get a no-op logger)."""
+def tracked_run(
+    job: Job, extra_params: Mapping[str, Any] | None = None, run_id_file: str | None = None
+) -> Iterator[Any]:
+    """One MLflow run for this job (rank 0; other ranks get a no-op logger). Its id is kept in
+    ``run_id_file`` (default :func:`run_file`) until it FINISHED, so a job started again continues
+    the run instead of opening another (``core.tracking.mlflow_run``)."""
     from core.tracking import RunLogger, mlflow_run
 
     tracking = job.params.get("tracking") or {}
@@ -404,7 +441,12 @@ def tracked_run(job: Job, extra_params: Mapping[str, Any] | None = None) -> Iter
     params.update(extra_params or {})
     tags = {"rule": job.rule, **{f"wildcard.{k}": v for k, v in job.wildcards.items()}}
     with mlflow_run(
-        tracking["experiment"], job.run_name, params=params, tracking_uri=tracking["uri"], tags=tags
+        tracking["experiment"],
+        job.run_name,
+        params=params,
+        tracking_uri=tracking["uri"],
+        tags=tags,
+        run_file=run_id_file or run_file(job),
     ) as run:
         yield run
 

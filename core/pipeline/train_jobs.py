@@ -37,6 +37,7 @@ from core.pipeline.training import (
     complete_checkpoints_callback,
     curves,
     eval_args,
+    guard,
     last_values,
     latest_checkpoint,
     mean_logged_loss,
@@ -127,13 +128,15 @@ def train_reward(job: Job) -> None:
         evaluation = _eval_fields(job, DRRewardConfig, val, len(data))
         saving = checkpoint_args(job, DRRewardConfig, len(data))
         args = trainer_args(job, DRRewardConfig, checkpoint_dir(out), seed, **evaluation, **saving, **dr)
-        trainer = DRRewardTrainer(
-            model=model,
-            args=args,
-            train_dataset=data,
-            eval_dataset=val,
-            processing_class=tok,
-            callbacks=[run.callback(), complete_checkpoints_callback()],
+        trainer = guard(
+            DRRewardTrainer(
+                model=model,
+                args=args,
+                train_dataset=data,
+                eval_dataset=val,
+                processing_class=tok,
+                callbacks=[run.callback(), complete_checkpoints_callback()],
+            )
         )
         metrics = _fit(job, trainer, tok, out)
         if metrics is not None:
@@ -182,13 +185,15 @@ def train_sft(job: Job) -> None:
     with tracked_run(job) as run:
         evaluation, saving = _eval_fields(job, SFTConfig, val, len(data)), checkpoint_args(job, SFTConfig, len(data))
         args = trainer_args(job, SFTConfig, checkpoint_dir(out), seed, **evaluation, **saving)
-        trainer = SFTTrainer(
-            model=model,
-            args=args,
-            train_dataset=data,
-            eval_dataset=val,
-            processing_class=tok,
-            callbacks=[run.callback(), complete_checkpoints_callback()],
+        trainer = guard(
+            SFTTrainer(
+                model=model,
+                args=args,
+                train_dataset=data,
+                eval_dataset=val,
+                processing_class=tok,
+                callbacks=[run.callback(), complete_checkpoints_callback()],
+            )
         )
         metrics = _fit(job, trainer, tok, out)
         if metrics is not None:
@@ -207,7 +212,7 @@ def _probe_callback(job: Job, ref: Any, tok: Any, seed: int, run: Any) -> Any:
     rows = rows.select(range(min(int(p["n"]), len(rows))))
     settings = GenerationSettings(max_new_tokens=int(max_length or 128) // 4, seed=seed, batch_size=int(p["n"]))
     probes = build_probe_set(ref, tok, rows, sample_settings=settings, batch_size=int(p["n"]), max_length=max_length)
-    return LikelihoodProbeCallback(probes, int(p["every"]), log_fn=lambda m, s: run.log_metrics(m, step=s))
+    return LikelihoodProbeCallback(probes, int(p["every"]), log_fn=lambda m, s: run.log_step_metrics(m, step=s))
 
 
 def train_dpo(job: Job) -> None:
@@ -236,14 +241,16 @@ def train_dpo(job: Job) -> None:
         evaluation = _eval_fields(job, DRDPOConfig, val, len(data))
         saving = checkpoint_args(job, DRDPOConfig, len(data))
         args = trainer_args(job, DRDPOConfig, checkpoint_dir(out), seed, **evaluation, **saving, **loss)
-        trainer = DRDPOTrainer(
-            model=policy,
-            ref_model=ref,
-            args=args,
-            train_dataset=data,
-            eval_dataset=val,
-            processing_class=tok,
-            callbacks=callbacks,
+        trainer = guard(
+            DRDPOTrainer(
+                model=policy,
+                ref_model=ref,
+                args=args,
+                train_dataset=data,
+                eval_dataset=val,
+                processing_class=tok,
+                callbacks=callbacks,
+            )
         )
         metrics = _fit(job, trainer, tok, out, plain_final=True)
         if metrics is not None:

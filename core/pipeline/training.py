@@ -1,13 +1,14 @@
 """Shared pieces of the training jobs: trainer arguments from the config slice, the validation-loss
-schedule, checkpoints and resuming, atomic saving of the final model (LoRA merged, so every later
-stage loads a plain HF folder), step curves, the DR weight and e-DPO member summaries.
+schedule, the non-finite guard every trainer gets, checkpoints and resuming, atomic saving of the
+final model (LoRA merged, so every later stage loads a plain HF folder; never a nan/inf one), step
+curves, the DR weight and e-DPO member summaries.
 
 Checkpoints: a training job writes ``checkpoint-<step>`` folders every ``train.save_steps`` steps
 (default: a tenth of its budget) into its own folder ``results/<config>/checkpoints/<model path>``
 (:func:`checkpoint_dir`; outside Snakemake's outputs, so removing a failed job's outputs keeps
 them), keeping the newest ``train.save_total_limit`` (default 2). Each complete checkpoint gets a
-marker file once the trainer has written all of it (:class:`CompleteCheckpoints`); a rerun resumes
-from the newest checkpoint that has it and passes :func:`verified_checkpoint` (optimiser,
+marker file once the trainer has written all of it (:func:`complete_checkpoints_callback`); a rerun
+resumes from the newest checkpoint that has it and passes :func:`verified_checkpoint` (optimiser,
 scheduler, RNG, robust-weight state and iterate averages are the trainers' own checkpoint
 contents). The folder is removed when the job has succeeded.
 """
@@ -198,8 +199,19 @@ def pairs_only(ds: Any, extra: tuple[str, ...] = ()) -> Any:
     return ds.select_columns(keep)
 
 
+def guard(trainer: Any) -> Any:
+    """``trainer`` with the non-finite guard attached (core.trainers.guards): the job fails at the
+    first optimiser step with a nan/inf loss or gradient norm, before the step reaches the weights."""
+    from core.trainers.guards import guard_trainer
+
+    guard_trainer(trainer)
+    return trainer
+
+
 def save_final(model: Any, tokenizer: Any, out: str, trainer: Any = None) -> None:
-    """Write the trained model (LoRA merged) and tokenizer to ``out`` atomically (rank 0)."""
+    """Write the trained model (LoRA merged) and tokenizer to ``out`` atomically (rank 0). A model
+    with a nan/inf tensor is refused before anything is written (``NonFiniteError`` naming the
+    first 5 tensors): the job fails and leaves no model folder."""
     if trainer is not None:
         trainer.accelerator.wait_for_everyone()
         model = trainer.accelerator.unwrap_model(trainer.model)
@@ -208,6 +220,9 @@ def save_final(model: Any, tokenizer: Any, out: str, trainer: Any = None) -> Non
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
     from core.atomic import atomic_directory
+    from core.trainers.guards import raise_if_nonfinite_parameters
+
+    raise_if_nonfinite_parameters(model, f"the trained model for {out}")
 
     with atomic_directory(out) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)

@@ -7,6 +7,7 @@ about Snakemake's objects, so it is unit-tested like the rest of ``core``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from core.pipeline.config import validate_config
@@ -15,6 +16,20 @@ from core.pipeline.paths import MATERIALISED_SOURCES, RMSET_ROLE, Paths
 from core.vocab import DISTILLED_LOSS_TYPES, PESSIMISTIC_LOSS_TYPES
 
 RESULTS = "results"
+
+
+def by_attempt(base: int) -> Callable[..., int]:
+    """A Snakemake resource value that grows with the try: ``base`` times ``attempt`` (1 on the first
+    try, 2 on the retry of ``--retries 1``), so a job killed for memory or time asks for twice as
+    much when it is resubmitted. Snakemake calls it with the job's wildcards and ``attempt``; the
+    config's number is ``.base``."""
+
+    def value(wildcards: Any = None, attempt: int = 1) -> int:
+        return int(base) * int(attempt)
+
+    value.base = int(base)  # type: ignore[attr-defined]
+    value.__name__ = value.__qualname__ = f"by_attempt({int(base)})"
+    return value
 
 
 class Pipeline(Grids):
@@ -44,9 +59,12 @@ class Pipeline(Grids):
 
     def resources(self, kind: str, seeds: int = 1) -> dict[str, Any]:
         """Scheduler resources of a job: memory and CPUs scale with its processes (``nproc``), its
-        runtime with the number of seeds it runs one after another (:meth:`per_seed`)."""
+        runtime with the number of seeds it runs one after another (:meth:`per_seed`). ``mem_mb``
+        and ``runtime`` are :func:`by_attempt` callables: a retried job (``retries`` in the
+        profiles) gets ``attempt`` times the config's memory and time (rules' resources override
+        a profile's ``default-resources``, so the scaling has to be here)."""
         r = self.cfg["resources"][kind]
-        out = {"mem_mb": r["mem_mb"] * r.get("nproc", 1), "runtime": r["runtime"] * seeds,
+        out = {"mem_mb": by_attempt(r["mem_mb"] * r.get("nproc", 1)), "runtime": by_attempt(r["runtime"] * seeds),
                "cpus_per_task": self.threads(kind)}  # fmt: skip
         if r.get("gpu", 0):
             out["gpu"] = r["gpu"]

@@ -31,8 +31,9 @@ data pass, through accelerate's end-of-dataloader sync); the two agree whenever
 
 Added to trl's loop: checkpoints (policy, value model, optimiser, scheduler, RNG and data-stream
 state, written atomically) and ``train(resume_from_checkpoint=...)`` resuming to the same final
-weights; a non-finite return or loss raises :class:`NonFiniteLossError` before any optimiser step
-or checkpoint of that update (and non-finite parameters are never checkpointed); per-update logs
+weights; a non-finite return, loss or gradient norm raises :class:`NonFiniteLossError` before any
+optimiser step or checkpoint of that update (and non-finite parameters are never checkpointed nor
+saved: ``save_model`` refuses them); per-update logs
 (KL, rewards, losses, robust-weight statistics) go
 through ``Trainer.log`` to the callbacks -- for MLflow pass ``run.callback()`` of
 ``core.tracking.mlflow_run`` (a no-op without a tracking URI).
@@ -61,6 +62,7 @@ from trl.trainer.utils import selective_log_softmax
 
 from core.atomic import atomic_directory, atomic_write_json, staging_directory
 from core.dro import check_radius
+from core.trainers.guards import gradient_norm, nonfinite_gradients, raise_if_nonfinite_parameters
 from core.trainers.ppo_utils import (
     KL_ESTIMATORS,
     PromptStream,
@@ -339,9 +341,12 @@ class DRPPOTrainer(PPOTrainer):
 
         ``core.atomic.atomic_directory(..., merge=True)``: the files are written to a staging folder
         and moved into ``output_dir`` one by one with ``os.replace`` (``config.json`` last), so no
-        file there is ever half-written and existing checkpoints are kept.
+        file there is ever half-written and existing checkpoints are kept. A policy with a nan/inf
+        tensor is refused before anything is written (``core.trainers.guards.NonFiniteError``).
         """
         output_dir = output_dir or self.args.output_dir
+        # every rank checks (the weights are the same on all), so all raise together
+        raise_if_nonfinite_parameters(self.accelerator.unwrap_model(self.model).policy, "the DR-PPO policy")
         if self.accelerator.is_main_process:
             policy = self.accelerator.unwrap_model(self.model).policy
             with atomic_directory(output_dir, merge=True, last=("config.json",)) as tmp:
@@ -467,6 +472,7 @@ class DRPPOTrainer(PPOTrainer):
                         self.accelerator.backward(loss)
                     for key, value in micro.items():
                         stats[key].append(value.detach())
+                self._stop_if_gradient_not_finite(update, epoch, mb_index)
                 self.optimizer.step()
                 self.optimizer.zero_grad()
         return {key: torch.stack(values).mean() for key, values in stats.items()}
@@ -522,6 +528,22 @@ class DRPPOTrainer(PPOTrainer):
                 f"{loss.item()} (policy {micro['loss/policy_avg'].item()}, value {micro['loss/value_avg'].item()}); "
                 f"stopped before the optimiser step, no checkpoint written for this update "
                 f"(last checkpoint: {self._last_checkpoint})"
+            )
+
+    def _stop_if_gradient_not_finite(self, update: int, epoch: int, minibatch: int) -> None:
+        """A finite loss can still give nan/inf gradients: check their norm before every optimiser step
+        (core.trainers.guards; the gradients are already averaged over the ranks, the gather keeps
+        every rank raising together)."""
+        norm = gradient_norm(self.model)
+        if norm is None:
+            return
+        finite = torch.isfinite(norm).float().reshape(1)
+        if self.accelerator.gather(finite).min().item() < 1:
+            bad = nonfinite_gradients(self.model)
+            raise NonFiniteLossError(
+                f"DR-PPO update {update} (PPO epoch {epoch}, minibatch {minibatch}): non-finite gradient norm "
+                f"{norm.item()} (parameters with nan/inf gradients, first 5: {bad[:5]}); stopped before the "
+                f"optimiser step, no checkpoint written for this update (last checkpoint: {self._last_checkpoint})"
             )
 
     @torch.no_grad()
