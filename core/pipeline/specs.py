@@ -701,6 +701,9 @@ class Specs:
             mid = min(biases, key=lambda b: abs(b - 0.5))
             out["policy_learned"] = {**self.selected("dpo", mid, "oracle_test"), "key": "metrics/advantage",
                                      "threshold": 0.0}  # fmt: skip
+        ppo_variant = self.cfg["dr"]["ppo"]["variant"]
+        out["ppo_learned"] = {"key": "metrics/overall/advantage", "threshold": 0.0, "files": self.seed_files(
+            lambda s: p.ppo(ppo_variant, "none", "none", 0.0, s), "oracle_id")}  # fmt: skip
         for name, fam in self.learning_families().items():
             out[name] = {"kind": "converged", "files": fam["files"], "budget": fam["budget"]}
         return out

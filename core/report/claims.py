@@ -74,17 +74,17 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("b3", DR, "DR-DPO beats DPO", "Table 6: MT-Bench DPO 61.2 vs DR-DPO 62.1-68.2", "accuracy (%)", _DPO,
           f"DR DPO ({_SEL})", "mtbench", refs=("table6",), gates=("dpo_converged",)),
     Claim("c1", DR, "DR-PPO vA beats PPO", "Table 3: in-distribution PPO 59.3 vs vA 59.4-61.4", "accuracy (%)",
-          _PPO, f"DR PPO vA ({_SEL})", "id", refs=("table3",), gates=("btl_learned", "rm_converged")),
+          _PPO, f"DR PPO vA ({_SEL})", "id", refs=("table3",), gates=("btl_learned", "rm_converged", "ppo_learned")),
     Claim("c2", DR, "DR-PPO vA beats PPO", "Table 3: HHH PPO 66.2 vs vA 66.7-69.0", "accuracy (%)", _PPO,
-          f"DR PPO vA ({_SEL})", "hhh", refs=("table3",), gates=("btl_learned", "rm_converged")),
+          f"DR PPO vA ({_SEL})", "hhh", refs=("table3",), gates=("btl_learned", "rm_converged", "ppo_learned")),
     Claim("c3", DR, "DR-PPO vA beats PPO", "Table 3: MT-Bench PPO 59.8 vs vA 59.8-64.7", "accuracy (%)", _PPO,
-          f"DR PPO vA ({_SEL})", "mtbench", refs=("table3",), gates=("btl_learned", "rm_converged")),
+          f"DR PPO vA ({_SEL})", "mtbench", refs=("table3",), gates=("btl_learned", "rm_converged", "ppo_learned")),
     Claim("c4", DR, "DR-PPO vA beats PPO", "not reported (the paper scores likelihood accuracy; the world's "
           "oracle judges samples)", "oracle reward of samples, mean over domains", _PPO, f"DR PPO vA ({_SEL})",
-          "oracle_id", refs=("table3_oracle",), gates=("btl_learned", "rm_converged")),
+          "oracle_id", refs=("table3_oracle",), gates=("btl_learned", "rm_converged", "ppo_learned")),
     Claim("c5", DR, "DR-PPO vA beats PPO out of distribution", "not reported (the DR premise: robust under the "
           "prompt shift)", "oracle reward of samples, mean over domains", _PPO, f"DR PPO vA ({_SEL})", "oracle_ood",
-          refs=("table3_oracle",), gates=("btl_learned", "rm_converged")),
+          refs=("table3_oracle",), gates=("btl_learned", "rm_converged", "ppo_learned")),
     Claim("h", DR, "chi-square DR with large rho degrades", "Table 11: RewardBench avg chi2 rho<=0.2 73.4-74.5 vs "
           "rho=0.4 56.5", "accuracy (%)", "DR RM (chi2, smallest rho; BTL if one)", "DR RM (chi2, largest rho)",
           "rewardbench", direction=-1, refs=("table11",), gates=("btl_learned", "rm_converged")),
@@ -113,6 +113,7 @@ CLAIMS: tuple[Claim, ...] = (
 GATES = {
     "btl_learned": "the BTL reward model beats the random and longer-response references in distribution",
     "policy_learned": "the DPO policy (beta chosen on validation) improves the oracle reward over SFT",
+    "ppo_learned": "standard PPO's samples beat pi_ref's in oracle reward in distribution (seed-mean advantage > 0)",
     "rm_converged": "the BTL reward model's seed-mean validation loss flattened before its budget (1% rule)",
     "dpo_converged": "the DPO policy's seed-mean validation loss flattened before its budget (1% rule)",
     "distill_converged": "the distillation DPO policy's seed-mean validation loss flattened before its budget",
