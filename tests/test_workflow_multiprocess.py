@@ -72,11 +72,11 @@ def _numbers(node: object) -> dict[str, float]:
 
 
 def test_two_process_job_launched_through_accelerate(runs):
-    log = (runs[2] / "results/smoke/logs/dr/rm/no-hh-rlhf/tv/rho0.5/seed0.log").read_text()
+    log = (runs[2] / "results/smoke/logs/dr/rm/no-hh-rlhf/tv/rho0.5/seeds.log").read_text()
     assert "accelerate.commands.launch" in log and "--num_processes 2" in log
     # both ranks ran the script; the one-process job was not relaunched
     assert "rank 0 done" in log and "rank 1 done" in log
-    single = (runs[1] / "results/smoke/logs/dr/rm/no-hh-rlhf/tv/rho0.5/seed0.log").read_text()
+    single = (runs[1] / "results/smoke/logs/dr/rm/no-hh-rlhf/tv/rho0.5/seeds.log").read_text()
     assert "accelerate.commands.launch" not in single
 
 
