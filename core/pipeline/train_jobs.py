@@ -111,6 +111,20 @@ def _pairs(path: str) -> Any:
     return pairs_only(read_pairs(path))
 
 
+def _trainer(job: Job, classes: tuple[Any, Any], out: str, data: Any, val: Any, callbacks: list, **kw: Any) -> Any:
+    """A Trainer of ``classes = (trainer class, its config class)`` for this job: arguments from the
+    config slice plus validation (``val``), checkpoints in the job's checkpoint folder and ``fields``
+    (the trainer's own settings), the run's callbacks, and the non-finite guard. ``kw`` holds the
+    trainer's other arguments (model, processing_class, ref_model) and ``fields``."""
+    trainer_cls, config_cls = classes
+    seed, fields = int(job.params["seed"]), kw.pop("fields", {})
+    evaluation = _eval_fields(job, config_cls, val, len(data))
+    saving = checkpoint_args(job, config_cls, len(data))
+    args = trainer_args(job, config_cls, checkpoint_dir(out), seed, **evaluation, **saving, **fields)
+    callbacks = [*callbacks, complete_checkpoints_callback()]
+    return guard(trainer_cls(args=args, train_dataset=data, eval_dataset=val, callbacks=callbacks, **kw))
+
+
 def train_reward(job: Job) -> None:
     """BTL (divergence none / rho 0) or DR reward model (DR paper Alg. 1)."""
     set_torch_threads(job)
@@ -125,19 +139,8 @@ def train_reward(job: Job) -> None:
     model = load_reward_model(base, dtype=spec.get("dtype"), lora=spec.get("lora"), seed=seed)
     out = job.out("model")
     with tracked_run(job) as run:
-        evaluation = _eval_fields(job, DRRewardConfig, val, len(data))
-        saving = checkpoint_args(job, DRRewardConfig, len(data))
-        args = trainer_args(job, DRRewardConfig, checkpoint_dir(out), seed, **evaluation, **saving, **dr)
-        trainer = guard(
-            DRRewardTrainer(
-                model=model,
-                args=args,
-                train_dataset=data,
-                eval_dataset=val,
-                processing_class=tok,
-                callbacks=[run.callback(), complete_checkpoints_callback()],
-            )
-        )
+        classes = (DRRewardTrainer, DRRewardConfig)
+        trainer = _trainer(job, classes, out, data, val, [run.callback()], model=model, processing_class=tok, fields=dr)
         metrics = _fit(job, trainer, tok, out)
         if metrics is not None:
             logged = {k: metrics[k] for k in ("train_loss", "steps", "dr")}
@@ -183,18 +186,8 @@ def train_sft(job: Job) -> None:
     model = load_causal_lm(base, dtype=spec.get("dtype"), lora=spec.get("lora"))
     out = job.out("model")
     with tracked_run(job) as run:
-        evaluation, saving = _eval_fields(job, SFTConfig, val, len(data)), checkpoint_args(job, SFTConfig, len(data))
-        args = trainer_args(job, SFTConfig, checkpoint_dir(out), seed, **evaluation, **saving)
-        trainer = guard(
-            SFTTrainer(
-                model=model,
-                args=args,
-                train_dataset=data,
-                eval_dataset=val,
-                processing_class=tok,
-                callbacks=[run.callback(), complete_checkpoints_callback()],
-            )
-        )
+        classes = (SFTTrainer, SFTConfig)
+        trainer = _trainer(job, classes, out, data, val, [run.callback()], model=model, processing_class=tok)
         metrics = _fit(job, trainer, tok, out)
         if metrics is not None:
             logged = {k: metrics[k] for k in ("train_loss", "steps")}
@@ -236,22 +229,11 @@ def train_dpo(job: Job) -> None:
     out = job.out("model")
     with tracked_run(job) as run:
         probe_cb = _probe_callback(job, ref, tok, seed, run) if job.params.get("probes") else None
-        callbacks = [run.callback(), complete_checkpoints_callback()] + ([probe_cb] if probe_cb is not None else [])
+        callbacks = [run.callback()] + ([probe_cb] if probe_cb is not None else [])
         loss["loss_type"] = [loss["loss_type"]]
-        evaluation = _eval_fields(job, DRDPOConfig, val, len(data))
-        saving = checkpoint_args(job, DRDPOConfig, len(data))
-        args = trainer_args(job, DRDPOConfig, checkpoint_dir(out), seed, **evaluation, **saving, **loss)
-        trainer = guard(
-            DRDPOTrainer(
-                model=policy,
-                ref_model=ref,
-                args=args,
-                train_dataset=data,
-                eval_dataset=val,
-                processing_class=tok,
-                callbacks=callbacks,
-            )
-        )
+        classes = (DRDPOTrainer, DRDPOConfig)
+        trainer = _trainer(job, classes, out, data, val, callbacks, model=policy, ref_model=ref, processing_class=tok,
+                           fields=loss)  # fmt: skip
         metrics = _fit(job, trainer, tok, out, plain_final=True)
         if metrics is not None:
             if probe_cb is not None and probe_cb.history:
