@@ -9,6 +9,7 @@ from trainer_helpers import (
     assert_params_equal,
     dataset,
     dpo_trainer,
+    dr_and_trl_eval_losses,
     logged,
     max_param_diff,
     params,
@@ -407,15 +408,9 @@ def test_config_validation(tmp_path, overrides, match):
 
 # ------------------------------------------------------------------ validation loss
 def test_dr_dpo_eval_loss_is_the_uniform_mean(tmp_path):
-    val = dataset(n=12, seed=1, minority=0.5)
-    common = dict(data=dataset(minority=0.0), eval_data=val, per_device_eval_batch_size=8, max_steps=6)
-    ours = dpo_trainer(tmp_path / "dr", divergence="tv", rho=0.3, **common)
-    ours.train()
-    theirs = dpo_trainer(tmp_path / "trl", trainer_cls=DPOTrainer, **common)
-    theirs.model.load_state_dict(ours.model.state_dict())  # the trained DR policy, scored by trl's code
-    ours_loss = ours.evaluate()["eval_loss"]
-    assert ours_loss == pytest.approx(theirs.evaluate()["eval_loss"], abs=1e-6)
-    batch = ours._prepare_inputs(ours.data_collator([ours.eval_dataset[i] for i in range(len(val))]))
+    ours, ours_loss, trl_loss, n_val = dr_and_trl_eval_losses(dpo_trainer, DPOTrainer, tmp_path, max_steps=6)
+    assert ours_loss == pytest.approx(trl_loss, abs=1e-6)
+    batch = ours._prepare_inputs(ours.data_collator([ours.eval_dataset[i] for i in range(n_val)]))
     ours.model.eval()
     with torch.no_grad():
         losses = ours._terms(ours.model, batch).main

@@ -14,6 +14,7 @@ import torch
 from trainer_helpers import (
     assert_params_equal,
     dataset,
+    dr_and_trl_eval_losses,
     logged,
     max_param_diff,
     params,
@@ -352,15 +353,9 @@ def test_two_process_gloo_uses_global_minibatch(tmp_path):
 # ------------------------------------------------------------------ validation loss
 def test_dr_eval_loss_is_the_uniform_mean(tmp_path):
     # fitted to the majority domain, the model has large losses on the flipped half of the validation set
-    val = dataset(n=12, seed=1, minority=0.5)
-    common = dict(data=dataset(minority=0.0), eval_data=val, per_device_eval_batch_size=8, max_steps=12)
-    ours = reward_trainer(tmp_path / "dr", divergence="tv", rho=0.3, **common)
-    ours.train()
-    theirs = reward_trainer(tmp_path / "trl", trainer_cls=RewardTrainer, **common)
-    theirs.model.load_state_dict(ours.model.state_dict())  # the trained DR model, scored by trl's code
-    ours_loss = ours.evaluate()["eval_loss"]
-    assert ours_loss == pytest.approx(theirs.evaluate()["eval_loss"], abs=1e-6)
-    batch = ours.data_collator([ours.eval_dataset[i] for i in range(len(val))])
+    ours, ours_loss, trl_loss, n_val = dr_and_trl_eval_losses(reward_trainer, RewardTrainer, tmp_path, max_steps=12)
+    assert ours_loss == pytest.approx(trl_loss, abs=1e-6)
+    batch = ours.data_collator([ours.eval_dataset[i] for i in range(n_val)])
     with torch.no_grad():
         losses, _ = ours._example_statistics(ours.model, ours._prepare_inputs(batch))
     assert ours_loss == pytest.approx(float(losses.mean()), abs=1e-6)

@@ -184,3 +184,16 @@ def with_domain_share(trainer_cls):
             return out
 
     return Recorder
+
+
+def dr_and_trl_eval_losses(make, trl_cls, out, max_steps: int):
+    """A DR (TV, rho 0.3) trainer from ``make`` fitted to the majority domain, and its validation
+    loss as it and as trl's own ``trl_cls`` score the same trained weights (a validation set with a
+    flipped half, so the per-example losses differ). Returns ``(trainer, its loss, trl's loss, n_val)``."""
+    val = dataset(n=12, seed=1, minority=0.5)
+    common = dict(data=dataset(minority=0.0), eval_data=val, per_device_eval_batch_size=8, max_steps=max_steps)
+    ours = make(out / "dr", divergence="tv", rho=0.3, **common)
+    ours.train()
+    theirs = make(out / "trl", trainer_cls=trl_cls, **common)
+    theirs.model.load_state_dict(ours.model.state_dict())  # the trained DR model, scored by trl's code
+    return ours, ours.evaluate()["eval_loss"], theirs.evaluate()["eval_loss"], len(val)

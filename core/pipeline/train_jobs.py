@@ -23,6 +23,7 @@ from typing import Any
 from core.data.io import read_pairs
 from core.pipeline.job import (
     Job,
+    checkpoint_dir,
     log_metrics_file,
     rank,
     run_id_of,
@@ -32,7 +33,6 @@ from core.pipeline.job import (
 )
 from core.pipeline.training import (
     checkpoint_args,
-    checkpoint_dir,
     checkpoint_step,
     complete_checkpoints_callback,
     curves,

@@ -22,7 +22,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from core.pipeline.job import Job, checkpoint_dir, rank  # noqa: F401 (checkpoint_dir: the jobs' import)
+from core.pipeline.job import Job, rank
 
 PAIR_COLUMNS = ("prompt", "chosen", "rejected")
 #: written into a checkpoint folder after the trainer has written all of it
