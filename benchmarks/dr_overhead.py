@@ -120,16 +120,17 @@ def _sync() -> None:
         torch.cuda.synchronize()
 
 
-def measure(trainer, rho: float, steps: int, accumulation: int, clock=time.perf_counter) -> dict[str, float]:
-    """Median step time (s) of plain (rho=0) and DR (rho) steps, interleaved A-B-B-A on the same batches."""
+def interleaved(trainer, set_mode, steps: int, accumulation: int, clock=time.perf_counter) -> dict[bool, list[float]]:
+    """Step times (s) with ``set_mode(False)`` and ``set_mode(True)``, interleaved A-B-B-A on the same
+    batches after 4 warm-up steps; a step is forward + backward (+ accumulation) + optimiser step."""
     trainer.create_optimizer()
     trainer.model.to(trainer.args.device)
     loader = trainer.get_train_dataloader()
     batches = [b for b, _ in zip(loader, range(4 * accumulation), strict=False)]
     groups = [batches[i : i + accumulation] for i in range(0, len(batches), accumulation)]
 
-    def step(group: list, robust: bool) -> float:
-        trainer.args.rho = rho if robust else 0.0
+    def step(group: list, mode: bool) -> float:
+        set_mode(mode)
         _sync()
         start = clock()
         samples, items = trainer.get_batch_samples(iter(group), len(group), trainer.args.device)
@@ -146,9 +147,18 @@ def measure(trainer, rho: float, steps: int, accumulation: int, clock=time.perf_
         step(groups[i % len(groups)], i % 2 == 0)
     for i in range(steps):
         group = groups[i % len(groups)]
-        order = (False, True) if i % 2 == 0 else (True, False)
-        for robust in order:
-            times[robust].append(step(group, robust))
+        for mode in (False, True) if i % 2 == 0 else (True, False):
+            times[mode].append(step(group, mode))
+    return times
+
+
+def measure(trainer, rho: float, steps: int, accumulation: int, clock=time.perf_counter) -> dict[str, float]:
+    """Median step time (s) of plain (rho=0) and DR (rho) steps, interleaved A-B-B-A on the same batches."""
+
+    def set_rho(robust: bool) -> None:
+        trainer.args.rho = rho if robust else 0.0
+
+    times = interleaved(trainer, set_rho, steps, accumulation, clock)
     trainer.args.rho = rho
     plain, robust = statistics.median(times[False]), statistics.median(times[True])
     paired = statistics.median(d / p for d, p in zip(times[True], times[False], strict=True))

@@ -407,3 +407,19 @@ def test_eval_args_schedule(tmp_path):
     job_ = Job(rule="r", input={}, output={}, params={"train": {"max_steps": 40}, "job": {"gpu": 0}}, wildcards={})
     args = trainer_args(job_, DRRewardConfig, str(tmp_path), 0, **eval_args(job_, DRRewardConfig, 100))
     assert args.eval_strategy == "steps" and args.eval_steps == 4 and args.eval_on_start
+
+
+def test_trainer_args_float32_without_checkpointing_unless_the_config_asks(tmp_path):
+    """trl's configs default to bf16 and gradient checkpointing; the workflow turns both off unless the
+    config's train block sets them (core.pipeline.training.trainer_args)."""
+    from core.pipeline.job import Job
+    from core.pipeline.training import trainer_args
+
+    def args(train):
+        job = Job(rule="r", input={}, output={}, params={"train": train, "job": {"gpu": 0}}, wildcards={})
+        return trainer_args(job, DRRewardConfig, str(tmp_path), 0)
+
+    assert DRRewardConfig.__dataclass_fields__["gradient_checkpointing"].default is True  # trl's default
+    plain = args({"max_steps": 4})
+    assert plain.gradient_checkpointing is False and plain.bf16 is False
+    assert args({"max_steps": 4, "gradient_checkpointing": True}).gradient_checkpointing is True

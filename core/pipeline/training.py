@@ -154,6 +154,7 @@ def trainer_args(
     args.update(job.params.get("train") or {} if train is None else train)
     args.update(fields)
     args.setdefault("bf16", False)
+    args.setdefault("gradient_checkpointing", False)
     return config_cls(**args)
 
 
