@@ -139,7 +139,10 @@ def trainer_args(
     the job has no GPU, the job's seed for model init and data order, and float32 unless the
     config's ``train`` block says ``bf16: true`` (trl's configs default to bf16 autocast, which
     on a CPU with bf16 units rounds every matmul to 8 mantissa bits, so results would depend on
-    the batch layout and the machine)."""
+    the batch layout and the machine), and no gradient checkpointing unless it says
+    ``gradient_checkpointing: true`` (trl's configs default to it: it saves activation memory on a
+    GPU at the price of a second forward pass, ~20% of a CPU reward step of the embedded default,
+    benchmarks/checkpointing_cost.py; the gradients are the same)."""
     args: dict[str, Any] = {
         "output_dir": output_dir,
         "report_to": "none",
