@@ -65,15 +65,20 @@ def _model(tok, hidden: int, layers: int, reward: bool):
     return LlamaForSequenceClassification(config) if reward else LlamaForCausalLM(config)
 
 
-def _data(n: int, length: int):
+def _data(n: int, length: int, varied: bool = False):
+    """``n`` pairs with completions of ``length`` words (``varied``: uniform in [8, 2 length - 8])."""
     import random
 
     from datasets import Dataset
 
     rng = random.Random(0)
+
+    def size() -> int:
+        return rng.randint(8, max(2 * length - 8, 8)) if varied else length
+
     rows = []
     for _ in range(n):
-        body = lambda: " ".join(f"f{rng.randrange(471)}" for _ in range(length))  # noqa: E731
+        body = lambda: " ".join(f"f{rng.randrange(471)}" for _ in range(size()))  # noqa: E731
         rows.append({
             "prompt": f"d{'AB'[rng.random() < 0.25]} " + " ".join(f"t{rng.randrange(32)}" for _ in range(8)) + " :",
             "chosen": " good " + body(),
@@ -94,7 +99,7 @@ def build(kind: str, args, out: str, accumulation: int):
     """A DR trainer (``divergence=tv``) whose ``args.rho`` the benchmark toggles between 0 and ``args.rho``."""
     tok = _tokenizer()
     batch = args.reward_batch if kind == "reward" else args.dpo_batch
-    data = _data(batch * accumulation * 4, args.length)
+    data = _data(batch * accumulation * 4, args.length, getattr(args, "varied", False))
     common = _common(out, batch, accumulation)
     if kind == "reward":
         from core.trainers.reward import DRRewardConfig, DRRewardTrainer

@@ -186,6 +186,11 @@ class Job:
     def use_cpu(self) -> bool:
         return int(self.params.get("job", {}).get("gpu", 0)) == 0
 
+    @property
+    def length_buckets(self) -> int:
+        """Chunks a training forward splits a padded batch into (core.trainers.bucketing; 1 = off)."""
+        return int(self.params.get("job", {}).get("length_buckets", 1))
+
 
 def _plain(value: Any) -> Any:
     """Snakemake params as JSON-able Python (Namedlists -> lists)."""

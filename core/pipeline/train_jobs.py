@@ -115,13 +115,19 @@ def _trainer(job: Job, classes: tuple[Any, Any], out: str, data: Any, val: Any, 
     """A Trainer of ``classes = (trainer class, its config class)`` for this job: arguments from the
     config slice plus validation (``val``), checkpoints in the job's checkpoint folder and ``fields``
     (the trainer's own settings), the run's callbacks, and the non-finite guard. ``kw`` holds the
-    trainer's other arguments (model, processing_class, ref_model) and ``fields``."""
+    trainer's other arguments (model, processing_class, ref_model) and ``fields``. The models run
+    their forward in ``resources.train.length_buckets`` length buckets (core.trainers.bucketing)."""
     trainer_cls, config_cls = classes
     seed, fields = int(job.params["seed"]), kw.pop("fields", {})
     evaluation = _eval_fields(job, config_cls, val, len(data))
     saving = checkpoint_args(job, config_cls, len(data))
     args = trainer_args(job, config_cls, checkpoint_dir(out), seed, **evaluation, **saving, **fields)
     callbacks = [*callbacks, complete_checkpoints_callback()]
+    from core.trainers.bucketing import bucket_forward
+
+    for role in ("model", "ref_model"):
+        if kw.get(role) is not None:
+            bucket_forward(kw[role], job.length_buckets)
     return guard(trainer_cls(args=args, train_dataset=data, eval_dataset=val, callbacks=callbacks, **kw))
 
 

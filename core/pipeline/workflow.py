@@ -75,9 +75,10 @@ class Pipeline(Grids):
         return "../envs/gpu.yaml" if self.cfg["resources"][kind].get("gpu", 0) > 0 else "../envs/cpu.yaml"
 
     def job(self, kind: str) -> dict[str, int]:
-        """Launch settings every script gets: processes and GPUs."""
+        """Launch settings every script gets: processes, GPUs and the training forward's length
+        buckets."""
         r = self.cfg["resources"][kind]
-        return {"nproc": r.get("nproc", 1), "gpu": r.get("gpu", 0)}
+        return {"nproc": r.get("nproc", 1), "gpu": r.get("gpu", 0), "length_buckets": r.get("length_buckets", 1)}
 
     def per_seed(self, entries: Any) -> dict[str, Any]:
         """Inputs or outputs of a job over every seed of the config (all seeds of a grid point in
