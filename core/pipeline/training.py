@@ -142,7 +142,7 @@ def trainer_args(
     the batch layout and the machine), and no gradient checkpointing unless it says
     ``gradient_checkpointing: true`` (trl's configs default to it: it saves activation memory on a
     GPU at the price of a second forward pass, ~20% of a CPU reward step of the embedded default,
-    benchmarks/checkpointing_cost.py; the gradients are the same)."""
+    benchmarks/step_cost.py; the gradients are the same)."""
     args: dict[str, Any] = {
         "output_dir": output_dir,
         "report_to": "none",

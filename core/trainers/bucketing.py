@@ -1,7 +1,7 @@
 """Length-bucketed forward passes: less compute spent on padding, the same outputs.
 
 A training batch is padded to its longest row; on the embedded default a reward batch of 64
-sequences (32 pairs) is ~56% real tokens (benchmarks/length_buckets.py), so almost half of every
+sequences (32 pairs) is ~56% real tokens (benchmarks/step_cost.py), so almost half of every
 matmul and attention is spent on padding. :func:`bucket_forward` makes a model split each
 right-padded ``(input_ids, attention_mask)`` batch into ``k`` chunks of rows sorted by length, run
 each chunk cut to its own longest row, and put the rows back in their order:
@@ -64,16 +64,20 @@ def _forward(model: Any, plain: Any, args: tuple, kwargs: dict[str, Any]) -> Any
     order = torch.argsort(lengths, stable=True)
     width = input_ids.shape[1]
     chunks = [idx for idx in torch.tensor_split(order, min(k, input_ids.shape[0])) if len(idx)]
-    outputs, pieces = None, []
+    outputs, full = None, None
     for idx in chunks:
         cut = max(int(lengths[idx].max()), 1)
         out = plain(input_ids=input_ids[idx, :cut], attention_mask=attention_mask[idx, :cut], **kwargs)
         logits = out.logits
-        if logits.dim() == 3:  # [b, cut, V] -> [b, width, V], zeros at the padded positions
-            logits = torch.nn.functional.pad(logits, (0, 0, 0, width - logits.shape[1]))
-        pieces.append(logits)
-        outputs = out if outputs is None else outputs
-    outputs["logits"] = torch.cat(pieces)[torch.argsort(torch.cat(chunks))]
+        if full is None:  # [B, 1] (classifier) or [B, width, V] (causal LM, zeros past each chunk's width)
+            rows = input_ids.shape[0]
+            full = logits.new_zeros((rows, width, logits.shape[-1]) if logits.dim() == 3 else (rows, *logits.shape[1:]))
+            outputs = out
+        if logits.dim() == 3:
+            full[idx, :cut] = logits
+        else:
+            full[idx] = logits
+    outputs["logits"] = full
     if "past_key_values" in outputs:
         outputs["past_key_values"] = None
     return outputs
