@@ -165,3 +165,15 @@ def test_padding_sides():
     assert ids.tolist() == [[5, 6, 7], [8, 0, 0]] and mask.tolist() == [[1, 1, 1], [1, 0, 0]]
     ids, mask = pad_sequences([[5, 6, 7], [8]], pad_id=0, side="left")
     assert ids.tolist() == [[5, 6, 7], [0, 0, 8]] and mask.tolist() == [[1, 1, 1], [0, 0, 1]]
+
+
+def test_ppo_prompt_rows_encode_as_generation_prompts():
+    from core.trainers.ppo import tokenize_prompts
+
+    tok = tiny_tokenizer()
+    tok.chat_template = STRICT_TEMPLATE
+    prompts = ["a small woman?", [{"role": "user", "content": "Hi"}, {"role": "user", "content": "there"}]]
+    rows = training_rows(datasets.Dataset.from_dict({"prompt": [prompts[0]]}), tok, completions=())
+    rows2 = training_rows(datasets.Dataset.from_list([{"prompt": prompts[1]}]), tok, completions=())
+    for p, ds in zip(prompts, (rows, rows2), strict=True):
+        assert tokenize_prompts(ds, tok)["input_ids"] == [encode_prompt(tok, p)]

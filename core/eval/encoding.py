@@ -359,7 +359,11 @@ def encode_pairs(
 def _training_row(
     row: Mapping[str, Any], completions: Sequence[str], tokenizer: Any, add_eos: bool, index: int
 ) -> dict[str, Any]:
-    """One row's prompt and completions in the form trl tokenises to :func:`encode_example`'s ids."""
+    """One row's prompt and completions in the form trl tokenises to :func:`encode_example`'s ids
+    (a prompt alone, ``completions=()``: its merged messages with a template, else as it is)."""
+    if not completions:
+        prompt = row["prompt"]
+        return {"prompt": merge_turns(_as_messages(prompt, "user"))[0] if has_chat_template(tokenizer) else prompt}
     out: dict[str, Any] = {}
     for key in completions:
         if has_chat_template(tokenizer):
@@ -382,7 +386,8 @@ def training_rows(
     """``data`` (a ``datasets.Dataset``) with ``prompt`` and the ``completions`` columns rewritten so
     that trl 1.12's trainers tokenise every row to the ids :func:`encode_example` gives: with a chat
     template the (merged) user/assistant message lists trl sends through ``apply_chat_template``, else
-    plain texts with the separator and EOS already in the completion.  Other columns are kept."""
+    plain texts with the separator and EOS already in the completion.  With ``completions=()`` only
+    the prompts are rewritten (PPO's prompt set).  Other columns are kept."""
     cols = ["prompt", *completions]
     missing = [c for c in cols if c not in data.column_names]
     if missing:

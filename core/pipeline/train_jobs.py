@@ -282,9 +282,8 @@ def train_ppo(job: Job) -> None:
     max_prompt = train.pop("max_prompt_length", None)
     tok = load_tokenizer(reference)
     tok.padding_side = "left"
-    prompts = tokenize_prompts(
-        read_pairs(job.inp("data")).select_columns(["prompt"]), tok, max_prompt_length=max_prompt
-    )
+    load = _encoded_like_eval(tok, lambda path: read_pairs(path).select_columns(["prompt"]), completions=())
+    prompts = tokenize_prompts(load(job.inp("data")), tok, max_prompt_length=max_prompt)
     policy = load_causal_lm(reference, dtype=spec.get("dtype"), lora=spec.get("lora"))
     ref = None if spec.get("lora") else load_causal_lm(reference, dtype=spec.get("dtype")).eval()
     reward = load_reward_model(reward_dir).eval()

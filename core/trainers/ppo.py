@@ -179,32 +179,27 @@ def tokenize_prompts(
 ) -> Dataset:
     """Map a prompt column to the ``input_ids`` column that PPO's collator pads.
 
-    A prompt is a string or a list of chat messages ``{role, content}``.  With a chat template both
-    are encoded as generation prompts by :func:`core.eval.encoding.encode_prompt` (a string is one
-    user message; the template supplies its own special tokens), as training and evaluation encode
-    them; without one a string is tokenised with the tokenizer's special tokens (e.g. BOS) unless
-    ``add_special_tokens=False``.  ``max_prompt_length`` keeps the last tokens (those next to the
-    response).
+    A prompt is a string (tokenised with the tokenizer's special tokens, e.g. BOS, unless
+    ``add_special_tokens=False``) or a list of chat messages ``{role, content}`` (rendered with the
+    tokenizer's chat template and ``add_generation_prompt=True``; the template supplies its own
+    special tokens).  ``max_prompt_length`` keeps the last tokens (those next to the response).
     """
-    from core.eval.encoding import encode_prompt, has_chat_template
-
     if prompt_column not in dataset.column_names:
         raise ValueError(f"prompt dataset has no column {prompt_column!r}; columns are {dataset.column_names}")
 
     def encode(row: dict[str, Any], index: int) -> dict[str, list[int]]:
         prompt = row[prompt_column]
-        is_chat = isinstance(prompt, list) and all(
-            isinstance(m, dict) and {"role", "content"} <= set(m) for m in prompt
-        )
-        if not (isinstance(prompt, str) or is_chat):
+        if isinstance(prompt, str):
+            text, specials = prompt, add_special_tokens
+        elif isinstance(prompt, list) and all(isinstance(m, dict) and {"role", "content"} <= set(m) for m in prompt):
+            text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+            specials = False
+        else:
             raise ValueError(
                 f"prompt dataset row {index}, column {prompt_column!r}: expected a string or a list of "
                 f"{{role, content}} messages, got {type(prompt).__name__}"
             )
-        if has_chat_template(tokenizer) or is_chat:
-            ids = encode_prompt(tokenizer, prompt) if prompt else []
-        else:
-            ids = tokenizer(prompt, add_special_tokens=add_special_tokens)["input_ids"]
+        ids = tokenizer(text, add_special_tokens=specials)["input_ids"]
         if max_prompt_length is not None:
             ids = ids[-max_prompt_length:]
         if not ids:
