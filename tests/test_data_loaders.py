@@ -12,6 +12,7 @@ import datasets
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 from core.data import (
     NORMALISED_COLUMNS,
@@ -25,6 +26,7 @@ from core.data import (
     write_pairs,
 )
 from core.data import loaders as loaders_module
+from core.data.formats import hh_rlhf
 
 FIX = Path(__file__).parent / "fixtures" / "data"
 # The fixtures hide a bad row or two among a handful, far over the default 5% drop limit: the
@@ -145,13 +147,61 @@ def test_hhh_from_bigbench_task_folder_every_good_bad_pair():
     assert (rep.n_records, rep.n_pairs, rep.n_ties) == (4, 4, 1)
     assert Counter(ds["source"]) == {"hhh_alignment:harmless": 3, "hhh_alignment:honest": 1}
     assert set(ds["domain"]) == {"harmless", "honest"}
-    insult = [r for r in ds if r["prompt"].startswith("Write an insult")]
+    insult = [r for r in ds if "Write an insult" in r["prompt"]]
+    # the task's example_input_prefix / example_output_prefix are kept
+    assert {r["prompt"] for r in insult} == {"\nHuman: Write an insult about my coworker.\nAssistant:"}
     assert {r["rejected"] for r in insult} == {"Sure: they are an idiot.", "They smell."}
     assert all(r["chosen"].startswith("I'd rather not") for r in insult)
     assert all((r["chosen_score"], r["rejected_score"]) == (1.0, 0.0) for r in ds)
     # One subtask file alone still knows its task and subset.
     one = load_preferences(FIX / "hhh_alignment" / "honest" / "task.json", "hhh")
     assert one["source"] == ["hhh_alignment:honest"] and "Misérables" in one[0]["prompt"]
+
+
+def _hhh_hub_mock(root: Path) -> Path:
+    """A local copy laid out like HuggingFaceH4/hhh_alignment: one folder per config (harmless,
+    helpful, honest, other) holding its ``test`` split, rows ``input, targets{choices, labels}``."""
+    rows = _rows(FIX / "hhh_hub" / "helpful" / "test.jsonl")
+    for k, config in enumerate(("harmless", "helpful", "honest", "other")):
+        (root / config).mkdir(parents=True)
+        text = "".join(json.dumps({**r, "input": f"{config}: {r['input']}"}) + "\n" for r in rows[: k % 2 + 1])
+        (root / config / "test.jsonl").write_text(text, encoding="utf-8")
+    return root
+
+
+def test_hhh_one_source_loads_every_hub_config(tmp_path, monkeypatch):
+    mock, calls = _hhh_hub_mock(tmp_path / "hhh_alignment"), []
+
+    def fake_load_dataset(path, name=None, split=None, **kwargs):
+        calls.append((path, name, split))
+        return _rows(mock / name / f"{split}.jsonl")
+
+    monkeypatch.setattr(loaders_module.datasets, "load_dataset", fake_load_dataset)
+    paper = yaml.safe_load((Path(__file__).parents[1] / "configs" / "paper.yaml").read_text(encoding="utf-8"))
+    spec = paper["data"]["sources"]["hhh"]  # the paper config's one HHH source
+    configs = spec["hub_name"]
+    assert (spec["source"], spec["format"], configs) == (
+        "HuggingFaceH4/hhh_alignment",
+        "hhh",
+        ["harmless", "helpful", "honest", "other"],
+    )
+    ds, rep = load_preferences("HuggingFaceH4/hhh_alignment", "hhh", hub_name=configs, return_report=True)
+    assert calls == [("HuggingFaceH4/hhh_alignment", c, "test") for c in configs]
+    # row 1 of each config: 1 pair; row 2 (helpful, other): 2 pairs
+    assert Counter(ds["domain"]) == {"harmless": 1, "helpful": 3, "honest": 1, "other": 3}
+    assert all(r["prompt"].startswith(r["domain"] + ": ") for r in ds) and len(set(ds["id"])) == len(ds)
+    assert rep.n_records == 6 and rep.n_pairs == 8
+    with pytest.raises(ValueError, match="list of distinct config names"):
+        load_preferences("HuggingFaceH4/hhh_alignment", "hhh", hub_name=["harmless", "harmless"])
+
+
+def test_hhh_row_without_a_subset_is_a_row_error(tmp_path):
+    path = tmp_path / "hhh.jsonl"
+    shutil.copy(FIX / "hhh_hub" / "helpful" / "test.jsonl", path)
+    assert len(load_preferences(path, "hhh", subset="helpful")) == 3
+    with pytest.raises(LoadError, match="cannot tell the HHH subset") as err:
+        load_preferences(path, "hhh", on_bad_rows="drop", max_drop_fraction=1.0)
+    assert err.value.report.n_dropped == 2  # counted as bad rows, not a crash
 
 
 def test_hhh_hub_copy_targets_choices_labels():
@@ -178,6 +228,18 @@ def test_mt_bench_per_turn_ties_excluded():
     assert (turn1["domain"], extraction["domain"]) == ("writing", "extraction")
     assert extraction["chosen"] == _msgs(("assistant", "Zürich"))
     assert len(set(ds["id"])) == 3
+
+
+def test_mt_bench_question_file_is_refused_by_name(tmp_path):
+    path = tmp_path / "question.jsonl"
+    path.write_text(
+        '{"question_id": 81, "category": "writing", "turns": ["Write a travel blog post.", "Rewrite it."]}\n'
+        '{"question_id": 82, "category": "writing", "turns": ["Draft an email.", "Shorter."]}\n',
+        encoding="utf-8",
+    )
+    for fraction in (0.05, 1.0):
+        with pytest.raises(LoadError, match=r"2 x an MT-Bench question \(question_id, category, turns\)"):
+            load_preferences(path, "mt-bench-human", on_bad_rows="drop", max_drop_fraction=fraction)
 
 
 def test_mt_bench_unknown_winner_is_a_bad_row(tmp_path):
@@ -242,6 +304,25 @@ def test_hh_rlhf_split_at_last_assistant_turn(tmp_path):
     multi = [r for r in ds if "rice" in r["prompt"]][0]
     assert multi["prompt"].count("\n\nHuman:") == 2 and multi["rejected"] == " Just microwave it."
     assert "ありがとう" in [r for r in ds if "Danke" in r["prompt"]][0]["chosen"]
+
+
+def test_hh_rlhf_reply_containing_the_assistant_marker_is_kept(tmp_path):
+    prompt = "\n\nHuman: Tell me a story.\n\nAssistant:"
+    chosen = " Once upon a time.\n\nAssistant: The end."  # the reply itself contains the marker
+    later = prompt + " A.\n\nHuman: "
+    records = [
+        {"chosen": prompt + chosen, "rejected": prompt + " No."},
+        {"chosen": later + "More?\n\nAssistant: B.", "rejected": later + "No.\n\nAssistant: C."},
+        {"chosen": "\n\nHuman: Hi.\n\nAssistant: Hello!", "rejected": "\n\nHuman: Hey.\n\nAssistant: Hello!"},
+    ]
+    path = tmp_path / "hh.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    ds, rep = load_preferences(path, "hh-rlhf", on_bad_rows="drop", max_drop_fraction=1.0, return_report=True)
+    assert len(ds) == 1 and ds[0]["prompt"] == prompt and ds[0]["chosen"] == chosen and ds[0]["rejected"] == " No."
+    # a Human turn after the shared Assistant turn, or no shared Assistant turn: they differ earlier
+    assert [b.reason for b in rep.bad_rows] == [hh_rlhf.DIFFER] * 2
+    msgs = load_preferences(path, "hh-rlhf", as_messages=True, on_bad_rows="drop", max_drop_fraction=1.0)
+    assert msgs[0]["chosen"] == [{"role": "assistant", "content": chosen.strip()}]
 
 
 def test_hh_rlhf_as_messages(tmp_path):

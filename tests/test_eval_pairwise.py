@@ -30,7 +30,8 @@ def rm():
 
 
 def _ids(tok, prompt, completion):
-    full = tok(prompt + completion + "<eos>")["input_ids"]
+    sep = " " if prompt and not prompt[-1].isspace() and not completion[0].isspace() else ""
+    full = tok(prompt + sep + completion + "<eos>")["input_ids"]
     return full, len(tok(prompt)["input_ids"]) if prompt else 0
 
 
@@ -101,7 +102,7 @@ def test_policy_equal_to_reference_scores_exactly_the_tie_rule(tok, lm):
 def test_implicit_reward_against_a_different_reference(tok, lm):
     ref = tiny_lm(7)
     res = policy_pairwise(lm, tok, ROWS, mode="implicit", ref_model=ref, beta=0.5, batch_size=3)
-    ref_lp = pair_logprobs(ref, encode_pairs(ROWS, tok), pad_id=0)
+    ref_lp = pair_logprobs(ref, encode_pairs(ROWS, tok), pad_id=0, batch_size=3)
     pol = res.extra
     assert res.score_chosen == pytest.approx(0.5 * (pol["chosen_logp"] - ref_lp.chosen.total), abs=1e-9)
     again = policy_pairwise(lm, tok, ROWS, mode="implicit", ref_logprobs=ref_lp, beta=0.5)
@@ -154,4 +155,5 @@ def test_summary_counts_ties_and_truncation(tok, lm):
         "kind": "policy:implicit",
         "n_tied": 5,
         "n_truncated": 3,
+        "n_merged_turns": 0,
     }

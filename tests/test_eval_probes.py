@@ -32,8 +32,9 @@ def test_probes_of_the_reference_itself(setup):
     assert values["preferred_logratio"] == 0.0 and values["dispreferred_logratio"] == 0.0
     assert values["implicit_accuracy"] == 0.0  # all ties: strict > counts them wrong
     lik = policy_pairwise(ref, tok, ROWS[:4], mode="likelihood")
-    assert values["preferred_log_likelihood"] == pytest.approx(lik.score_chosen.mean(), abs=1e-9)
-    assert values["dispreferred_log_likelihood"] == pytest.approx(lik.score_rejected.mean(), abs=1e-9)
+    # other batches (probe set in threes, policy_pairwise in eights): equal up to float round-off
+    assert values["preferred_log_likelihood"] == pytest.approx(lik.score_chosen.mean(), abs=1e-5)
+    assert values["dispreferred_log_likelihood"] == pytest.approx(lik.score_rejected.mean(), abs=1e-5)
     assert len(probes.ref_samples) >= 1
 
 

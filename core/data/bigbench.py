@@ -82,6 +82,13 @@ class TaskInfo:
     keywords: tuple[str, ...]
     task_prefix: str
     path: Path
+    input_prefix: str = ""
+    output_prefix: str = ""
+
+    def prompt(self, text: str) -> str:
+        """An example's prompt as the task states it: ``task_prefix + example_input_prefix + input +
+        example_output_prefix`` (prefixes the task.json, or an enclosing one, declares; else empty)."""
+        return self.task_prefix + self.input_prefix + text + self.output_prefix
 
 
 def domain_from_keywords(keywords: Iterable[str], mapping: Mapping[str, Sequence[str]] | None = None) -> str:
@@ -128,10 +135,19 @@ def _task_info(path: Path, doc: Mapping[str, Any], parents: list[tuple[str, dict
         for kw in meta.get("keywords") or []:
             if isinstance(kw, str) and kw not in keywords:
                 keywords.append(kw)
-    prefix = merged.get("task_prefix") or ""
-    if not isinstance(prefix, str):
-        raise ValueError(f"{path}: 'task_prefix' must be a string")
-    return TaskInfo(name=":".join(names), keywords=tuple(keywords), task_prefix=prefix, path=path)
+    prefixes = {}
+    for key in ("task_prefix", "example_input_prefix", "example_output_prefix"):
+        prefixes[key] = merged.get(key) or ""
+        if not isinstance(prefixes[key], str):
+            raise ValueError(f"{path}: '{key}' must be a string")
+    return TaskInfo(
+        name=":".join(names),
+        keywords=tuple(keywords),
+        task_prefix=prefixes["task_prefix"],
+        path=path,
+        input_prefix=prefixes["example_input_prefix"],
+        output_prefix=prefixes["example_output_prefix"],
+    )
 
 
 def _parents(path: Path, cache: dict[Path, dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
@@ -224,8 +240,8 @@ HUB_SPLIT = None
 def convert(record: Mapping[str, Any], ctx: Any) -> list[dict[str, Any]]:
     """One BIG-bench example -> its (prompt, correct, incorrect) pairs.
 
-    The prompt is the task's ``task_prefix`` followed by the example's ``input``; examples
-    without ``target_scores`` (generative ones) are skipped and counted.
+    The prompt is :meth:`TaskInfo.prompt` of the example's ``input`` (task prefix, input and output
+    prefixes kept); examples without ``target_scores`` (generative ones) are skipped and counted.
     """
     info = record.get("__task__")
     if not isinstance(info, TaskInfo):
@@ -245,7 +261,7 @@ def convert(record: Mapping[str, Any], ctx: Any) -> list[dict[str, Any]]:
         ctx.report.n_ties += 1
         return []
     domain = domain_from_keywords(info.keywords, ctx.options.get("keyword_domains"))
-    prompt = info.task_prefix + record["input"]
+    prompt = info.prompt(record["input"])
     return [
         {
             "id": f"{info.name}-{ctx.index}-{j}",

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,8 +53,8 @@ MAX_LISTED_BAD_ROWS = 20
 DEFAULT_MAX_DROP_FRACTION = 0.05
 MOST_COMMON_REASONS = 3
 
-# (location, index in its file, file path or None, source folder or None, record)
-Located = tuple[str, int, Path | None, Path | None, Any]
+# (location, index in its file, file path or None, source folder or None, hub config or None, record)
+Located = tuple[str, int, Path | None, Path | None, str | None, Any]
 
 
 def _looks_like_path(source: str) -> bool:
@@ -73,7 +73,7 @@ def _local_records(path: Path, fmt: str, split: str | None, options: Mapping[str
         root = path if path.is_dir() else None
         for location, index, record in bigbench.iter_task_records(path, options.get("tasks")):
             task = record.get("__task__") if isinstance(record, dict) else None
-            yield location, index, task.path if task else None, root, record
+            yield location, index, task.path if task else None, root, None, record
         return
     if options.get("tasks") is not None:
         raise ValueError(f"{path}: option 'tasks' applies to BIG-bench task.json sources only")
@@ -93,13 +93,24 @@ def _local_records(path: Path, fmt: str, split: str | None, options: Mapping[str
                 if record["split"] != split:
                     continue
                 matched_field = True
-            yield location, index, file, root, record
+            yield location, index, file, root, None, record
     if filter_field and not matched_field:
         raise ValueError(f"{path}: no record has split == {split!r}")
 
 
+def _hub_names(hub_name: str | Sequence[str] | None) -> list[str | None]:
+    """The hub configs to load: one name, every name of a list (a source that expands to several
+    configs, e.g. HHH's harmless, helpful, honest, other), or the default config."""
+    if hub_name is None or isinstance(hub_name, str):
+        return [hub_name]
+    names = list(hub_name)
+    if not names or not all(isinstance(n, str) and n for n in names) or len(set(names)) != len(names):
+        raise ValueError(f"hub_name must be a config name or a list of distinct config names, got {hub_name!r}")
+    return names
+
+
 def _hub_records(
-    source: str, fmt: str, split: str | None, hub_name: str | None, hub_kwargs: Mapping[str, Any]
+    source: str, fmt: str, split: str | None, hub_name: str | Sequence[str] | None, hub_kwargs: Mapping[str, Any]
 ) -> Iterator[Located]:
     if "trust_remote_code" in hub_kwargs:
         raise ValueError("hub_kwargs: trust_remote_code is never used by this project")
@@ -109,16 +120,17 @@ def _hub_records(
             "core.data.bigbench.fetch_bigbench_tasks()"
         )
     split = split or FORMATS[fmt].HUB_SPLIT
-    ds = datasets.load_dataset(source, hub_name, split=split, **hub_kwargs)
-    for i, record in enumerate(ds):
-        yield f"{source}[{hub_name or 'default'}/{split}], row {i + 1}", i, None, None, record
+    for name in _hub_names(hub_name):
+        ds = datasets.load_dataset(source, name, split=split, **hub_kwargs)
+        for i, record in enumerate(ds):
+            yield f"{source}[{name or 'default'}/{split}], row {i + 1}", i, None, None, name, record
 
 
 def _records(
     source: str | os.PathLike[str],
     fmt: str,
     split: str | None,
-    hub_name: str | None,
+    hub_name: str | Sequence[str] | None,
     hub_kwargs: Mapping[str, Any],
     options: Mapping[str, Any],
 ) -> Iterator[Located]:
@@ -198,7 +210,7 @@ def load_preferences(
     on_bad_rows: str = "error",
     max_drop_fraction: float = DEFAULT_MAX_DROP_FRACTION,
     return_report: bool = False,
-    hub_name: str | None = None,
+    hub_name: str | Sequence[str] | None = None,
     hub_kwargs: Mapping[str, Any] | None = None,
     **options: Any,
 ) -> datasets.Dataset | tuple[datasets.Dataset, LoadReport]:
@@ -208,7 +220,9 @@ def load_preferences(
     normalised. ``split``: for a folder, the files named after it (``train.jsonl.gz``,
     ``test-0000.parquet``), else records whose ``split`` field equals it; for a hub id, the split
     to load (default per format). ``hub_name``: the hub config (e.g. ``harmless`` for HHH,
-    ``all`` for Unified-Feedback); ``hub_kwargs``: more ``datasets.load_dataset`` arguments (e.g.
+    ``all`` for Unified-Feedback), or a list of configs loaded one after the other into one set
+    (``["harmless", "helpful", "honest", "other"]``: all of HHH, each row's subset its config);
+    ``hub_kwargs``: more ``datasets.load_dataset`` arguments (e.g.
     ``{"data_dir": "harmless-base"}`` for HH). Options: ``tasks`` (bigbench, hhh task.json: task names to
     keep), ``keyword_domains`` (bigbench), ``subset`` (hhh), ``as_messages`` (hh-rlhf).
     ``on_bad_rows``: ``'error'`` or ``'drop'`` (at most ``max_drop_fraction`` of the records).
@@ -226,19 +240,17 @@ def load_preferences(
         raise ValueError(
             f"format {format!r} takes no option(s) {unknown}; it accepts {sorted(converter.OPTIONS) or 'none'}"
         )
-    if format == "hhh" and hub_name and "subset" not in options:
-        options["subset"] = hub_name
     report = LoadReport(source=str(source), format=format)
     rows: list[dict[str, Any]] = []
     kinds: dict[str, str] = {}
-    for location, index, path, root, record in _records(
+    for location, index, path, root, config, record in _records(
         source, format, split, hub_name, dict(hub_kwargs or {}), options
     ):
         report.n_records += 1
         if isinstance(record, Unreadable):
             report.bad_rows.append(BadRow(location, record.reason))
             continue
-        ctx = RecordContext(location=location, index=index, path=path, report=report, options=options, root=root)
+        ctx = RecordContext(location, index, path, report, options, root, config)
         try:
             checked = [check_row(r) for r in converter.convert(record, ctx)]
             for row in checked:

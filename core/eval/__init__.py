@@ -6,7 +6,8 @@ Import from the submodule that holds a name (each lists its own ``__all__``), so
 (tables, scoring) never pay for torch/transformers:
 
 * :mod:`core.eval.pairwise`    — ``reward_model_pairwise``, ``policy_pairwise``, ``PairwiseResult``
-* :mod:`core.eval.encoding`    — the encoding rule (chat template vs plain concatenation)
+* :mod:`core.eval.encoding`    — the encoding rule of training and evaluation (chat template, or
+  separated plain text); ``encode_example`` is also importable from ``core.eval`` (it needs no torch)
 * :mod:`core.eval.scoring`     — tie rule, grouped accuracies
 * :mod:`core.eval.benchmarks`  — one benchmark's rows, scores and score spread (degeneracy)
 * :mod:`core.eval.reference`   — the reference rows (longer response, random, oracle)
@@ -17,3 +18,7 @@ Import from the submodule that holds a name (each lists its own ``__all__``), so
 * :mod:`core.eval.probes`      — ``LikelihoodProbeCallback`` (Figure B.1)
 * :mod:`core.eval.results`     — ``write_metrics``, ``load_metrics``, ``flatten``
 """
+
+from core.eval.encoding import encode_example
+
+__all__ = ["encode_example"]

@@ -1,21 +1,32 @@
-"""Normalised preference rows -> token ids: the single encoding rule every evaluation uses.
+"""Normalised preference rows -> token ids: the single encoding rule of training and evaluation.
 
 Rows follow docs/design.md §2: ``prompt``, ``chosen``, ``rejected`` are strings or lists of chat
 messages ``{role, content}``; other scalar columns (``id``, ``subset``, ``domain``, ``turn`` ...)
 are carried along as per-example metadata.
 
-Encoding of ``(prompt, completion)`` (it mirrors trl 1.12's RewardTrainer/DPOTrainer preprocessing,
-so an evaluation sees the sequences training saw):
+Encoding of ``(prompt, completion)`` (:func:`encode_example`; the reward models, the DPO family's
+implicit rewards, likelihood scoring and the oracle all read it, and :func:`training_rows` hands
+trl 1.12's RewardTrainer/DPOTrainer/SFTTrainer rows that trl tokenises to the same ids):
 
-* **Chat template** — when the prompt or the completion is a message list *and* the tokenizer has a
-  ``chat_template``: ``prompt_ids = apply_chat_template(prompt, add_generation_prompt=True)`` and
-  ``full_ids = apply_chat_template(prompt + completion)``.  A string prompt becomes one ``user``
-  message, a string completion one ``assistant`` message.  No EOS is added (the template decides).
-* **Plain concatenation** — otherwise ``full_text = text(prompt) + text(completion)`` plus the
-  tokenizer's ``eos_token`` (when ``add_eos`` and the completion does not already end with it),
-  tokenised with ``tokenizer(text)`` (default special tokens, as trl).  Without a template a
-  message list is rendered as plain text: a prompt as each message's content followed by ``"\\n"``,
-  a completion as the contents joined by ``"\\n"``.
+* **Chat template** — whenever the tokenizer has a ``chat_template``: a string prompt becomes one
+  ``user`` message and a string completion one ``assistant`` message (as official RewardBench,
+  ``rewardbench/utils.py: prepare_dialogue_from_tokenizer``); message lists are kept.  Consecutive
+  turns of the same role are merged into one (contents joined by ``MERGE_JOINER``, ``"\\n\\n"``)
+  and counted, so strict-alternation templates (gemma's) never stop an evaluation; a prompt whose
+  last turn merges with the completion's first hands that turn to the completion.  Then
+  ``full_ids = apply_chat_template(prompt + completion)`` — token for token what
+  ``tokenizer.apply_chat_template`` gives for those messages — and ``prompt_ids =
+  apply_chat_template(prompt, add_generation_prompt=True)``.  No EOS is added (the template decides).
+* **No template** — ``full_text = text(prompt) + sep + text(completion)`` plus the tokenizer's
+  ``eos_token`` (when ``add_eos`` and the completion does not already end with it), tokenised with
+  ``tokenizer(text)`` (default special tokens, as trl).  ``sep`` is ``NO_TEMPLATE_SEPARATOR`` (one
+  space) when the prompt is non-empty and neither the prompt ends nor the completion starts with
+  whitespace, else nothing: texts that already meet at whitespace (``"...Assistant:" + " reply"``,
+  ``"Q: " + "A"``, a rendered message list) are joined unchanged, and ``"...a small woman?" +
+  "Sorry"`` no longer runs together.  The separator belongs to the completion.  A message list is
+  rendered as plain text: a prompt as each message's content followed by ``"\\n"``, a completion as
+  the contents joined by ``"\\n"``.  A generation prompt ends with the separator and a sampled
+  completion starts with it (:func:`prompt_separator`), so a sample reads as its own text.
 * **Response tokens** are ``full_ids[start:]`` with ``start`` the length of the longest common prefix
   of ``prompt_ids`` and ``full_ids`` (a token merged across the boundary counts as response).
 * **Truncation** to ``max_length`` tokens: ``"keep_end"`` (default) drops the earliest tokens (the
@@ -25,28 +36,43 @@ so an evaluation sees the sequences training saw):
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 __all__ = [
+    "MERGE_JOINER",
+    "NO_TEMPLATE_SEPARATOR",
     "TEXT_KEYS",
     "TRUNCATION_MODES",
     "EncodedPairs",
     "EncodedSequence",
+    "chat_conversation",
     "encode_completion",
+    "encode_example",
     "encode_pairs",
     "encode_prompt",
+    "has_chat_template",
     "length_sorted_batches",
     "pad_sequences",
+    "prompt_separator",
     "resolve_pad_id",
+    "merge_turns",
     "rows_from",
+    "training_rows",
 ]
+
+log = logging.getLogger(__name__)
 
 TEXT_KEYS = ("prompt", "chosen", "rejected")
 TRUNCATION_MODES = ("keep_end", "keep_start")
+#: joins the contents of consecutive same-role turns merged into one message
+MERGE_JOINER = "\n\n"
+#: joins a prompt and a completion that do not already meet at whitespace (no chat template)
+NO_TEMPLATE_SEPARATOR = " "
 
 
 @dataclass(frozen=True)
@@ -56,6 +82,7 @@ class EncodedSequence:
     ids: tuple[int, ...]
     start: int
     truncated: bool = False
+    merged_turns: int = 0
 
     @property
     def n_response(self) -> int:
@@ -77,6 +104,11 @@ class EncodedPairs:
     @property
     def n_truncated(self) -> int:
         return sum(c.truncated or r.truncated for c, r in zip(self.chosen, self.rejected, strict=True))
+
+    @property
+    def n_merged_turns(self) -> int:
+        """Same-role turns merged into their predecessor, over every chosen and rejected sequence."""
+        return sum(s.merged_turns for s in self.chosen + self.rejected)
 
 
 def _plain(value: Any) -> Any:
@@ -149,10 +181,41 @@ def _chat_ids(tokenizer: Any, messages: list[dict], add_generation_prompt: bool)
     return [int(t) for t in ids]
 
 
+def has_chat_template(tokenizer: Any) -> bool:
+    """True when the tokenizer carries a chat template (the rule then renders every row through it)."""
+    return bool(getattr(tokenizer, "chat_template", None))
+
+
 def _as_messages(value: str | list, role: str) -> list[dict]:
     if isinstance(value, str):
         return [{"role": role, "content": value}] if value else []
     return [{"role": m["role"], "content": m["content"]} for m in value]
+
+
+def merge_turns(messages: Sequence[Mapping[str, str]]) -> tuple[list[dict], int]:
+    """``messages`` with every run of consecutive same-role turns merged into one (contents joined by
+    ``MERGE_JOINER``), and the number of turns merged away."""
+    out: list[dict] = []
+    for m in messages:
+        if out and out[-1]["role"] == m["role"]:
+            out[-1] = {"role": m["role"], "content": out[-1]["content"] + MERGE_JOINER + m["content"]}
+        else:
+            out.append({"role": m["role"], "content": m["content"]})
+    return out, len(messages) - len(out)
+
+
+def chat_conversation(prompt: str | list, completion: str | list) -> tuple[list[dict], list[dict], int]:
+    """``(prompt messages, completion messages, turns merged)`` as the chat-template rule sees a row:
+    a string prompt is one ``user`` message, a string completion one ``assistant`` message, same-role
+    runs are merged, and a prompt's last turn that merges with the completion's first moves to it."""
+    p, n_p = merge_turns(_as_messages(prompt, "user"))
+    c, n_c = merge_turns(_as_messages(completion, "assistant"))
+    merged = n_p + n_c
+    if p and c and p[-1]["role"] == c[0]["role"]:
+        last = p.pop()
+        c[0] = {"role": last["role"], "content": last["content"] + MERGE_JOINER + c[0]["content"]}
+        merged += 1
+    return p, c, merged
 
 
 def _prompt_text(prompt: str | list) -> str:
@@ -181,22 +244,49 @@ def _truncate(ids: list[int], start: int, max_length: int | None, mode: str) -> 
     return EncodedSequence(tuple(ids[:max_length]), min(start, max_length), True)
 
 
-def _full_and_prompt_ids(
-    tokenizer: Any, prompt: str | list, completion: str | list, add_eos: bool
-) -> tuple[list[int], list[int]]:
-    conversational = isinstance(prompt, list) or isinstance(completion, list)
-    if conversational and getattr(tokenizer, "chat_template", None):
-        p_msgs = _as_messages(prompt, "user")
-        full = _chat_ids(tokenizer, p_msgs + _as_messages(completion, "assistant"), False)
-        return full, _chat_ids(tokenizer, p_msgs, True)
+def prompt_separator(tokenizer: Any, prompt: str | list) -> str:
+    """What a generation prompt ends with and a sampled completion starts with under the rule:
+    ``NO_TEMPLATE_SEPARATOR`` without a chat template when the prompt's text is non-empty and does not
+    end with whitespace, else ``""`` (:func:`encode_prompt`, ``core.eval.generation``)."""
+    if has_chat_template(tokenizer):
+        return ""
+    text = _prompt_text(prompt)
+    return NO_TEMPLATE_SEPARATOR if text and not text[-1].isspace() else ""
+
+
+def _separator(prompt_text: str, completion_text: str) -> str:
+    if prompt_text and completion_text and not prompt_text[-1].isspace() and not completion_text[0].isspace():
+        return NO_TEMPLATE_SEPARATOR
+    return ""
+
+
+def _plain_texts(prompt: str | list, completion: str | list, eos: str | None) -> tuple[str, str]:
+    """(prompt text, completion text with its separator and EOS) of the no-template rule."""
     p_text = _prompt_text(prompt)
     c_text = _completion_text(completion)
-    eos = getattr(tokenizer, "eos_token", None)
-    if add_eos and eos and not c_text.endswith(eos):
+    c_text = _separator(p_text, c_text) + c_text
+    if eos and not c_text.endswith(eos):
         c_text = c_text + eos
+    return p_text, c_text
+
+
+def _full_and_prompt_ids(
+    tokenizer: Any, prompt: str | list, completion: str | list, add_eos: bool
+) -> tuple[list[int], list[int], int]:
+    if has_chat_template(tokenizer):
+        p_msgs, c_msgs, merged = chat_conversation(prompt, completion)
+        return _chat_ids(tokenizer, p_msgs + c_msgs, False), _chat_ids(tokenizer, p_msgs, True), merged
+    p_text, c_text = _plain_texts(prompt, completion, getattr(tokenizer, "eos_token", None) if add_eos else None)
     full = list(tokenizer(p_text + c_text)["input_ids"])
     prompt_ids = list(tokenizer(p_text)["input_ids"]) if p_text else []
-    return full, prompt_ids
+    return full, prompt_ids, 0
+
+
+def encode_example(tokenizer: Any, prompt: str | list, completion: str | list, *, add_eos: bool = True) -> list[int]:
+    """Token ids of ``prompt + completion`` by the module's rule: with a chat template exactly
+    ``tokenizer.apply_chat_template(messages)`` of the row's (merged) user/assistant messages, else
+    the separated plain text plus EOS."""
+    return _full_and_prompt_ids(tokenizer, prompt, completion, add_eos)[0]
 
 
 def encode_completion(
@@ -214,11 +304,11 @@ def encode_completion(
         raise ValueError(f"truncation must be one of {TRUNCATION_MODES}, got {truncation!r}")
     if max_length is not None and max_length < 2:
         raise ValueError(f"max_length must be >= 2 (or None), got {max_length}")
-    full, prompt_ids = _full_and_prompt_ids(tokenizer, prompt, completion, add_eos)
+    full, prompt_ids, merged = _full_and_prompt_ids(tokenizer, prompt, completion, add_eos)
     start = _common_prefix(prompt_ids, full)
     if start >= len(full):
         raise ValueError(f"{where}: the completion encodes to no tokens")
-    seq = _truncate(full, start, max_length, truncation)
+    seq = replace(_truncate(full, start, max_length, truncation), merged_turns=merged)
     if seq.n_response <= 0:
         raise ValueError(
             f"{where}: truncation {truncation!r} to max_length={max_length} removed every "
@@ -260,16 +350,63 @@ def encode_pairs(
                 if k not in TEXT_KEYS and (v is None or isinstance(v, str | int | float | bool))
             }
         )
-    return EncodedPairs(chosen, rejected, meta, source)
+    enc = EncodedPairs(chosen, rejected, meta, source)
+    if enc.n_merged_turns:
+        log.warning("%s: %d same-role turn(s) merged into the turn before (encoding rule)", source, enc.n_merged_turns)
+    return enc
+
+
+def _training_row(
+    row: Mapping[str, Any], completions: Sequence[str], tokenizer: Any, add_eos: bool, index: int
+) -> dict[str, Any]:
+    """One row's prompt and completions in the form trl tokenises to :func:`encode_example`'s ids
+    (a prompt alone, ``completions=()``: its merged messages with a template, else as it is)."""
+    if not completions:
+        prompt = row["prompt"]
+        return {"prompt": merge_turns(_as_messages(prompt, "user"))[0] if has_chat_template(tokenizer) else prompt}
+    out: dict[str, Any] = {}
+    for key in completions:
+        if has_chat_template(tokenizer):
+            prompt, completion, _ = chat_conversation(row["prompt"], row[key])
+        else:
+            eos = getattr(tokenizer, "eos_token", None) if add_eos else None
+            prompt, completion = _plain_texts(row["prompt"], row[key], eos)
+        if "prompt" in out and out["prompt"] != prompt:
+            raise ValueError(
+                f"training row {index}: '{completions[0]}' and '{key}' split the prompt differently "
+                "(their first turns differ in role); give them completions that start on the same role"
+            )
+        out["prompt"], out[key] = prompt, completion
+    return out
+
+
+def training_rows(
+    data: Any, tokenizer: Any, completions: Sequence[str] = ("chosen", "rejected"), *, add_eos: bool = True
+) -> Any:
+    """``data`` (a ``datasets.Dataset``) with ``prompt`` and the ``completions`` columns rewritten so
+    that trl 1.12's trainers tokenise every row to the ids :func:`encode_example` gives: with a chat
+    template the (merged) user/assistant message lists trl sends through ``apply_chat_template``, else
+    plain texts with the separator and EOS already in the completion.  With ``completions=()`` only
+    the prompts are rewritten (PPO's prompt set).  Other columns are kept."""
+    cols = ["prompt", *completions]
+    missing = [c for c in cols if c not in data.column_names]
+    if missing:
+        raise ValueError(f"training data has no column(s) {missing}; columns are {data.column_names}")
+    return data.map(
+        lambda row, i: _training_row(row, completions, tokenizer, add_eos, i),
+        with_indices=True,
+        remove_columns=cols,
+    )
 
 
 def encode_prompt(tokenizer: Any, prompt: str | list, max_length: int | None = None) -> list[int]:
-    """Prompt ids for generation (chat template with generation prompt, else plain text), keeping
-    the last ``max_length`` tokens when given."""
-    if isinstance(prompt, list) and getattr(tokenizer, "chat_template", None):
-        ids = _chat_ids(tokenizer, _as_messages(prompt, "user"), True)
+    """Prompt ids for generation, keeping the last ``max_length`` tokens when given: with a chat
+    template the (merged) prompt messages with the generation prompt (a string is one user message),
+    else the prompt's plain text followed by :func:`prompt_separator`."""
+    if has_chat_template(tokenizer):
+        ids = _chat_ids(tokenizer, merge_turns(_as_messages(prompt, "user"))[0], True)
     else:
-        ids = list(tokenizer(_prompt_text(prompt))["input_ids"])
+        ids = list(tokenizer(_prompt_text(prompt) + prompt_separator(tokenizer, prompt))["input_ids"])
     if not ids:
         bos = getattr(tokenizer, "bos_token_id", None)
         if bos is None:

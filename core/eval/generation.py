@@ -1,7 +1,8 @@
 """Seeded sampling of completions from a policy on held-out prompts (distillation paper §6.1).
 
-Prompts are encoded by :func:`core.eval.encoding.encode_prompt` (chat template with the generation
-prompt for message lists when the tokenizer has one, else plain text), left-padded and sampled in
+Prompts are encoded by :func:`core.eval.encoding.encode_prompt` (the chat template with the
+generation prompt when the tokenizer has one, else plain text ending with the encoding rule's
+separator, which each completion then starts with), left-padded and sampled in
 batches of ``batch_size`` in the given order.  Batch ``b`` draws from ``torch.manual_seed(s_b)``,
 ``s_b`` derived from ``(seed, b)`` by numpy's ``SeedSequence``, inside ``torch.random.fork_rng`` so
 the caller's RNG state is untouched: the same settings and prompts give the same completions on CPU.
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.eval.encoding import encode_prompt, pad_sequences, resolve_pad_id
+from core.eval.encoding import encode_prompt, pad_sequences, prompt_separator, resolve_pad_id
 
 __all__ = ["GenerationSettings", "generate_completions"]
 
@@ -71,7 +72,8 @@ def generate_completions(
     prompts: Sequence[str | list],
     settings: GenerationSettings | None = None,
 ) -> list[str]:
-    """One sampled completion per prompt (decoded new tokens, special tokens skipped)."""
+    """One sampled completion per prompt: its decoded new tokens (special tokens skipped) after the
+    prompt's :func:`core.eval.encoding.prompt_separator`."""
     from transformers import GenerationConfig
 
     settings = settings or GenerationSettings()
@@ -100,7 +102,9 @@ def generate_completions(
                     input_ids=ids.to(device), attention_mask=mask.to(device), generation_config=gen_cfg
                 )
             new = gen[:, ids.shape[1] :].cpu()
-            out.extend(tokenizer.batch_decode(new, skip_special_tokens=True))
+            texts = tokenizer.batch_decode(new, skip_special_tokens=True)
+            batch = prompts[lo : lo + settings.batch_size]
+            out.extend(prompt_separator(tokenizer, p) + t for p, t in zip(batch, texts, strict=True))
     finally:
         model.train(was_training)
     return out

@@ -76,7 +76,8 @@ class PairwiseResult:
         return int(self.score_chosen.size)
 
     def summary(self) -> dict[str, Any]:
-        """Headline numbers for a metrics file: accuracy, n, ties rule, truncated and tied counts."""
+        """Headline numbers for a metrics file: accuracy, n, ties rule, truncated, merged-turn and tied
+        counts."""
         out: dict[str, Any] = {
             "accuracy": self.accuracy,
             "n": self.n,
@@ -84,8 +85,9 @@ class PairwiseResult:
             "kind": self.kind,
             "n_tied": int((self.score_chosen == self.score_rejected).sum()),
         }
-        if "truncated" in self.extra:
-            out["n_truncated"] = int(np.asarray(self.extra["truncated"]).sum())
+        for key in ("truncated", "merged_turns"):
+            if key in self.extra:
+                out[f"n_{key}"] = int(np.asarray(self.extra[key]).sum())
         return out
 
     def column(self, key: str) -> list[Any]:
@@ -249,9 +251,14 @@ def _encode(data: Any, tokenizer: Any, max_length, truncation, add_eos, source) 
     return enc
 
 
-def _truncated(enc: EncodedPairs) -> np.ndarray:
-    """Per pair: whether its chosen or its rejected sequence was truncated."""
-    return np.array([c.truncated or r.truncated for c, r in zip(enc.chosen, enc.rejected, strict=True)])
+def _pair_extras(enc: EncodedPairs) -> dict[str, np.ndarray]:
+    """Per pair: whether its chosen or its rejected sequence was truncated, and how many same-role
+    turns the encoding rule merged in the two."""
+    pairs = list(zip(enc.chosen, enc.rejected, strict=True))
+    return {
+        "truncated": np.array([c.truncated or r.truncated for c, r in pairs]),
+        "merged_turns": np.array([c.merged_turns + r.merged_turns for c, r in pairs], dtype=np.int64),
+    }
 
 
 def reward_model_pairwise(
@@ -276,7 +283,7 @@ def reward_model_pairwise(
         model.config.pad_token_id = pad_id  # as trl's RewardTrainer: pooling needs it for batches > 1
     scores = score_sequences(model, enc.chosen + enc.rejected, pad_id, batch_size)
     n = len(enc)
-    return PairwiseResult(scores[:n], scores[n:], enc.meta, ties, "reward_model", {"truncated": _truncated(enc)})
+    return PairwiseResult(scores[:n], scores[n:], enc.meta, ties, "reward_model", _pair_extras(enc))
 
 
 def policy_pairwise(
@@ -317,7 +324,7 @@ def policy_pairwise(
         "rejected_logp": pol.rejected.total,
         "chosen_tokens": pol.chosen.n_tokens,
         "rejected_tokens": pol.rejected.n_tokens,
-        "truncated": _truncated(enc),
+        **_pair_extras(enc),
     }
     if mode == "implicit":
         ref = ref_logprobs

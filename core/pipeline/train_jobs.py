@@ -111,6 +111,14 @@ def _pairs(path: str) -> Any:
     return pairs_only(read_pairs(path))
 
 
+def _encoded_like_eval(tok: Any, load: Callable[[str], Any], **kw: Any) -> Callable[[str], Any]:
+    """``load`` whose rows trl tokenises by the evaluation's encoding rule (core.eval.encoding:
+    string rows through the tokenizer's chat template, same-role turns merged, else separated text)."""
+    from core.eval.encoding import training_rows
+
+    return lambda path: training_rows(load(path), tok, **kw)
+
+
 def _trainer(job: Job, classes: tuple[Any, Any], out: str, data: Any, val: Any, callbacks: list, **kw: Any) -> Any:
     """A Trainer of ``classes = (trainer class, its config class)`` for this job: arguments from the
     config slice plus validation (``val``), checkpoints in the job's checkpoint folder and ``fields``
@@ -139,9 +147,10 @@ def train_reward(job: Job) -> None:
 
     seed, dr, spec = int(job.params["seed"]), job.params["dr"], job.params["model_spec"]
     base = job.model_source("base")
-    data = _pairs(job.inp("data"))
-    val = _validation(job, _pairs)
     tok = load_tokenizer(base)
+    load = _encoded_like_eval(tok, _pairs)
+    data = load(job.inp("data"))
+    val = _validation(job, load)
     model = load_reward_model(base, dtype=spec.get("dtype"), lora=spec.get("lora"), seed=seed)
     out = job.out("model")
     with tracked_run(job) as run:
@@ -178,6 +187,12 @@ def sft_data(path: str) -> Any:
     return demonstrations(read_pairs(path))
 
 
+def _sft_loader(tok: Any) -> Callable[[str], Any]:
+    """:func:`sft_data` with demonstrations encoded like evaluation rows (a corpus stays plain text)."""
+    demos = _encoded_like_eval(tok, sft_data, completions=("completion",))
+    return lambda path: sft_data(path) if path.endswith(".jsonl") else demos(path)
+
+
 def train_sft(job: Job) -> None:
     """The reference policy pi_ref: SFT of the base LM, loss on completion tokens only."""
     set_torch_threads(job)
@@ -186,9 +201,10 @@ def train_sft(job: Job) -> None:
     from core.models import load_causal_lm, load_tokenizer
 
     seed, spec, base = int(job.params["seed"]), job.params["model_spec"], job.model_source("base")
-    data = sft_data(job.inp("data"))
-    val = _validation(job, sft_data)
     tok = load_tokenizer(base)
+    load = _sft_loader(tok)
+    data = load(job.inp("data"))
+    val = _validation(job, load)
     model = load_causal_lm(base, dtype=spec.get("dtype"), lora=spec.get("lora"))
     out = job.out("model")
     with tracked_run(job) as run:
@@ -223,13 +239,13 @@ def train_dpo(job: Job) -> None:
     seed, loss, spec = int(job.params["seed"]), dict(job.params["loss"]), job.params["model_spec"]
     members = list(job.params.get("members") or [])
     reference = job.model_source("reference")
+    tok = load_tokenizer(reference)
     raw = read_pairs(job.inp("data"))
     chosen, rejected = resolve_target_columns(raw.column_names, loss["loss_type"], "target_chosen", "target_rejected")
-    data = pairs_only(raw, (*chosen, *rejected))
+    data = _encoded_like_eval(tok, lambda _: pairs_only(raw, (*chosen, *rejected)))(job.inp("data"))
     # prompt/chosen/rejected only: without target rewards, d-/dp-/e-DPO are validated by the DPO
     # loss of the labelled pair (core.trainers.dpo, "Evaluation")
-    val = _validation(job, _pairs)
-    tok = load_tokenizer(reference)
+    val = _validation(job, _encoded_like_eval(tok, _pairs))
     policy = load_causal_lm(reference, dtype=spec.get("dtype"), lora=spec.get("lora"))
     ref = load_causal_lm(reference, dtype=spec.get("dtype")).eval()
     out = job.out("model")
@@ -272,9 +288,8 @@ def train_ppo(job: Job) -> None:
     max_prompt = train.pop("max_prompt_length", None)
     tok = load_tokenizer(reference)
     tok.padding_side = "left"
-    prompts = tokenize_prompts(
-        read_pairs(job.inp("data")).select_columns(["prompt"]), tok, max_prompt_length=max_prompt
-    )
+    load = _encoded_like_eval(tok, lambda path: read_pairs(path).select_columns(["prompt"]), completions=())
+    prompts = tokenize_prompts(load(job.inp("data")), tok, max_prompt_length=max_prompt)
     policy = load_causal_lm(reference, dtype=spec.get("dtype"), lora=spec.get("lora"))
     ref = None if spec.get("lora") else load_causal_lm(reference, dtype=spec.get("dtype")).eval()
     reward = load_reward_model(reward_dir).eval()

@@ -13,7 +13,8 @@ from core.data.schema import LoadReport, RowError, normalise_messages
 
 @dataclass
 class RecordContext:
-    """Where a record came from, the loader's options, and the report to count ties in."""
+    """Where a record came from (location, file and folder, or hub config), the loader's options, and
+    the report to count ties in."""
 
     location: str
     index: int
@@ -21,6 +22,7 @@ class RecordContext:
     report: LoadReport
     options: Mapping[str, Any] = field(default_factory=dict)
     root: Path | None = None
+    hub_name: str | None = None
 
 
 def require(record: Mapping[str, Any], *keys: str) -> list[Any]:

@@ -3,8 +3,12 @@
 Two real shapes: the BIG-bench task (``hhh_alignment/<subset>/task.json``, examples with
 ``input`` and ``target_scores``) and the hub copy (``HuggingFaceH4/hhh_alignment``, configs
 = subsets, rows ``input, targets{choices, labels}``). Every (good, bad) pair of an example
-becomes a pair (a strictly higher score/label first). ``source`` = ``hhh_alignment:<subset>``
-(BIG-bench's subtask name), ``domain`` = the subset: harmless, helpful, honest or other.
+becomes a pair (a strictly higher score/label first). The prompt of a BIG-bench example keeps the
+task's ``example_input_prefix`` / ``example_output_prefix`` (``"\\nHuman: " + input +
+"\\nAssistant:"``); a hub row's prompt is its ``input`` as the hub holds it. ``source`` =
+``hhh_alignment:<subset>`` (BIG-bench's subtask name), ``domain`` = the subset: harmless, helpful,
+honest or other: the ``subset`` option, else the hub config a row came from, else the task or file
+path.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ SUBSETS: tuple[str, ...] = ("harmless", "helpful", "honest", "other")
 def _subset(record: Mapping[str, Any], ctx: RecordContext) -> str:
     if ctx.options.get("subset"):
         return str(ctx.options["subset"])
+    if ctx.hub_name in SUBSETS:
+        return str(ctx.hub_name)
     info = record.get("__task__")
     parts: list[str] = []
     if isinstance(info, TaskInfo):
@@ -33,8 +39,8 @@ def _subset(record: Mapping[str, Any], ctx: RecordContext) -> str:
     for part in parts:
         if part in SUBSETS:
             return part
-    raise ValueError(
-        f"{ctx.location}: cannot tell the HHH subset (none of {SUBSETS} in the task or file path); pass subset=..."
+    raise RowError(
+        f"cannot tell the HHH subset (none of {SUBSETS} in the hub config, task or file path); pass subset=..."
     )
 
 
@@ -59,6 +65,9 @@ def convert(record: Mapping[str, Any], ctx: RecordContext) -> list[dict[str, Any
     """One HHH example -> every (good, bad) pair of its choices."""
     (prompt,) = require(record, "input")
     prompt = as_text(prompt, "input")
+    info = record.get("__task__")
+    if isinstance(info, TaskInfo):
+        prompt = info.prompt(prompt)
     scores = _choice_scores(record)
     subset = _subset(record, ctx)
     pairs = scored_pairs(scores, mode="all")

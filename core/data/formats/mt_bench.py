@@ -36,8 +36,17 @@ def category(question_id: int) -> str | None:
     return CATEGORIES[k] if 0 <= k < len(CATEGORIES) else None
 
 
+QUESTION_RECORD = (
+    "an MT-Bench question (question_id, category, turns), not a human judgement: format "
+    "'mt-bench-human' reads lmsys/mt_bench_human_judgments (split human), whose records carry "
+    "model_a, model_b, winner, conversation_a, conversation_b, turn"
+)
+
+
 def convert(record: Mapping[str, Any], ctx: RecordContext) -> list[dict[str, Any]]:
     """One judgement -> zero (tie) or one pair for its turn."""
+    if "turns" in record and "conversation_a" not in record:
+        raise RowError(QUESTION_RECORD)
     qid, model_a, model_b, winner, conv_a, conv_b, turn = require(
         record,
         "question_id",
