@@ -166,3 +166,19 @@ def test_pip_download_falls_back_to_bundled_pip(tmp_path, monkeypatch):
     )
     with pytest.raises(RuntimeError, match="pip download --no-deps bigbench==1.0.0 failed"):
         pip_download_bigbench(tmp_path / "empty")
+    with pytest.raises(RuntimeError, match=r"fetch_bigbench_tasks as f; print\(f\(archive='PATH'\)\)"):
+        pip_download_bigbench(tmp_path / "empty2")
+
+
+def test_a_repository_tarball_serves_as_the_archive(tmp_path):
+    """When PyPI no longer serves the sdist, a tarball of the google/BIG-bench repository does (its
+    tasks sit under BIG-bench-main/bigbench/benchmark_tasks/)."""
+    repo = tmp_path / "BIG-bench-main.tar.gz"
+    with tarfile.open(repo, "w:gz") as tar:
+        for name in ("BIG-bench-main/bigbench/benchmark_tasks/toy/task.json", "BIG-bench-main/README.md"):
+            data = json.dumps(TASK).encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    tasks = fetch_bigbench_tasks(tmp_path / "cache", archive=repo)
+    assert _files(tasks) == ["toy/task.json"] and json.loads((tasks / "toy" / "task.json").read_text()) == TASK

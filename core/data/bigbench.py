@@ -280,6 +280,13 @@ def convert(record: Mapping[str, Any], ctx: Any) -> list[dict[str, Any]]:
 # --- fetching the tasks from the PyPI sdist -------------------------------------------------
 
 Downloader = Callable[[Path], Path]
+#: what to do when PyPI does not serve the sdist (on 2026-12-05 its index listed bigbench 0.0.1 only)
+NO_DOWNLOAD_HINT = (
+    f"If your package index does not serve bigbench=={BIGBENCH_VERSION}, give any archive holding "
+    "BIG-bench's benchmark_tasks/**/task.json -- that sdist, or a tarball of the google/BIG-bench "
+    'repository -- once: python -c "from core.data import fetch_bigbench_tasks as f; '
+    "print(f(archive='PATH'))\" (the tasks are then cached for every later run)."
+)
 
 
 def bigbench_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
@@ -333,7 +340,7 @@ def pip_download_bigbench(dest: Path) -> Path:
         raise RuntimeError(
             f"pip download --no-deps bigbench=={BIGBENCH_VERSION} failed.\n"
             f"With {sys.executable}: {first.stderr.strip()[-1500:]}\n"
-            f"With the bundled pip: {second.stderr.strip()[-1500:]}"
+            f"With the bundled pip: {second.stderr.strip()[-1500:]}\n{NO_DOWNLOAD_HINT}"
         )
     return sdist
 
