@@ -21,7 +21,6 @@ __all__ = [
     "SCORED_MODES",
     "benchmark_view",
     "evaluate_benchmark",
-    "evaluate_records",
     "evaluate_reference",
     "pair_spread",
     "score_benchmark",
@@ -34,7 +33,7 @@ SCORED_MODES = ("likelihood", "implicit")
 #: a model whose scores spread less than this (standard deviation over every scored response)
 #: has learned a constant: it is flagged ``degenerate`` (eval.degenerate_std)
 DEGENERATE_STD = 1e-3
-#: benchmark kinds scored pair by pair (``rewardbench2`` scores whole records: :func:`evaluate_records`)
+#: benchmark kinds scored pair by pair (``rewardbench2`` scores whole records: :func:`_evaluate_records`)
 PAIRWISE_KINDS = ("rewardbench", "hhh", "mtbench", "pairs")
 
 
@@ -118,14 +117,15 @@ def evaluate_benchmark(
 ) -> tuple[dict[str, Any], int]:
     """Metrics of one benchmark and its pair count: a reward model's accuracy (``ref`` None), or
     a policy's in both modes (``{"likelihood": ..., "implicit": ...}``), each with its
-    :func:`spread` (the degeneracy flag)."""
+    :func:`spread` (the degeneracy flag); RewardBench 2 by :func:`_evaluate_records`."""
     from core.eval.encoding import encode_pairs, resolve_pad_id
     from core.eval.pairwise import pair_logprobs, policy_pairwise, reward_model_pairwise
 
-    if bench["kind"] == "rewardbench2":
-        return evaluate_records(ds, bench, tok, model, ref, batch_size=batch_size, max_length=max_length, ties=ties,
-                                source=source, degenerate_std=degenerate_std)  # fmt: skip
     ds, labels = benchmark_view(ds, bench)
+    if bench["kind"] == "rewardbench2":
+        opts = {"batch_size": batch_size, "max_length": max_length, "ties": ties, "source": source,
+                "degenerate_std": degenerate_std}  # fmt: skip
+        return _evaluate_records(ds, labels, tok, model, ref, opts), len(ds)
     if ref is None:
         res = reward_model_pairwise(
             model, tok, ds, source=source, batch_size=batch_size, max_length=max_length, ties=ties
@@ -166,25 +166,13 @@ def pair_spread(score_chosen: Any, score_rejected: Any, degenerate_std: float = 
     return {"score_std": std, "mean_abs_margin": margin, "degenerate": bool(not std >= degenerate_std)}
 
 
-def evaluate_records(
-    ds: Any,
-    bench: Mapping[str, Any],
-    tok: Any,
-    model: Any,
-    ref: Any,
-    *,
-    batch_size: int,
-    max_length: int,
-    ties: str,
-    source: str,
-    degenerate_std: float = DEGENERATE_STD,
-) -> tuple[dict[str, Any], int]:
-    """RewardBench 2 metrics and the pair count: every completion of every record encoded by the one
-    rule (core.eval.encoding) and scored once: ``r(x, y)`` of a reward model (``ref`` None), else a
-    policy's summed ``log pi(y|x)`` (``likelihood``) and ``log pi(y|x) - log pi_ref(y|x)``
-    (``implicit``, beta = 1: every RewardBench 2 score is invariant to scaling). Each mode's metrics:
-    ``scores`` (core.eval.rewardbench2.score_rewardbench2), ``accuracy`` (pairwise, over every
-    (chosen, rejected) pair, ties per ``ties``) and ``spread``."""
+def _evaluate_records(ds: Any, labels: list, tok: Any, model: Any, ref: Any, opts: Mapping[str, Any]) -> dict:
+    """RewardBench 2 metrics (``opts``: :func:`evaluate_benchmark`'s settings): every completion of
+    every record encoded by the one rule (core.eval.encoding) and scored once: ``r(x, y)`` of a reward
+    model (``ref`` None), else a policy's summed ``log pi(y|x)`` (``likelihood``) and ``log pi(y|x) -
+    log pi_ref(y|x)`` (``implicit``, beta = 1: every RewardBench 2 score is invariant to scaling). Each
+    mode's metrics: ``scores`` (core.eval.rewardbench2.score_rewardbench2), ``accuracy`` (pairwise,
+    over every (chosen, rejected) pair, ties per ``ties``) and ``spread``."""
     import numpy as np
 
     from core.eval.encoding import encode_completion, resolve_pad_id, rows_from
@@ -192,10 +180,12 @@ def evaluate_records(
     from core.eval.rewardbench2 import group_records, record_pairs, score_rewardbench2
     from core.eval.scoring import accuracy, pairwise_outcomes
 
-    ds, labels = benchmark_view(ds, bench)
+    source, batch_size = opts["source"], opts["batch_size"]
     records, _ = group_records(rows_from(ds, source), labels)
     seqs = [
-        encode_completion(tok, r.prompt, c, max_length=max_length, where=f"{source}: record {r.record_id!r}[{k}]")
+        encode_completion(
+            tok, r.prompt, c, max_length=opts["max_length"], where=f"{source}: record {r.record_id!r}[{k}]"
+        )
         for r in records
         for k, c in enumerate(r.completions)
     ]
@@ -204,19 +194,19 @@ def evaluate_records(
     def metrics_of(flat: np.ndarray) -> dict[str, Any]:
         scores = [flat[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
         chosen, rejected = record_pairs(records, scores)
-        return {"accuracy": accuracy(pairwise_outcomes(chosen, rejected, ties)),
+        return {"accuracy": accuracy(pairwise_outcomes(chosen, rejected, opts["ties"])),
                 "scores": score_rewardbench2(records, scores).to_dict(),
-                "spread": pair_spread(chosen, rejected, degenerate_std)}  # fmt: skip
+                "spread": pair_spread(chosen, rejected, opts["degenerate_std"])}  # fmt: skip
 
     pad_id = resolve_pad_id(tok, model)
     if ref is None:
         if getattr(model.config, "pad_token_id", None) is None:
             model.config.pad_token_id = pad_id  # as reward_model_pairwise
-        return metrics_of(score_sequences(model, seqs, pad_id, batch_size)), len(ds)
+        return metrics_of(score_sequences(model, seqs, pad_id, batch_size))
     policy = sequence_logprobs(model, seqs, pad_id, batch_size).total
     reference = sequence_logprobs(ref, seqs, resolve_pad_id(tok, ref), batch_size).total
     flat = {"likelihood": policy, "implicit": policy - reference}
-    return {mode: metrics_of(flat[mode]) for mode in SCORED_MODES}, len(ds)
+    return {mode: metrics_of(flat[mode]) for mode in SCORED_MODES}
 
 
 def evaluate_reference(
