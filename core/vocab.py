@@ -31,7 +31,10 @@ FORWARD_KL_ESTIMATORS: tuple[str, ...] = ("dataset", "ref_samples")
 AVERAGE_ITERATES: tuple[str, ...] = ("none", "uniform", "ema")
 
 #: Benchmarks a DR-paper table can report ("id" = the variant's own held-out test split).
-BENCHMARKS: tuple[str, ...] = ("id", "rewardbench", "hhh", "mtbench")
+BENCHMARKS: tuple[str, ...] = ("id", "rewardbench", "hhh", "mtbench", "rewardbench2")
+
+#: RewardBench 2's six subsets (allenai/reward-bench-2, the ``subset`` column), in the leaderboard's order.
+REWARDBENCH2_SUBSETS: tuple[str, ...] = ("Factuality", "Precise IF", "Math", "Safety", "Focus", "Ties")
 
 #: RewardBench's four sections and their official subsets (allenai/reward-bench).
 REWARDBENCH_SECTIONS: dict[str, tuple[str, ...]] = {

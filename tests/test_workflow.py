@@ -147,9 +147,10 @@ def test_paper_config_resolves_its_full_dag(tmp_path):
     # BTL + rho grids: unfiltered 6 TV; no-hh-rlhf 7 TV + 6 chi2; no-chatbot-arena 7 TV
     assert stats["train_rm_dr"] == (1 + 6) + (1 + 7 + 6) + (1 + 7)
     assert stats["train_ppo"] == 1 + 2 * 6 and stats["train_dpo_dr"] == 1 + 6
-    assert stats["load_dataset"] == 5 and stats["train_oracle_rm"] == 1
+    assert stats["load_dataset"] == 6 and stats["train_oracle_rm"] == 1
     specs = pipeline_of(REPO / "configs" / "paper.yaml").specs
-    assert stats["table"] == len(specs.tables()) == len(TABLES) + 1  # + Table 3b (PPO by the oracle)
+    # + Table 3b (PPO by the oracle) and RewardBench 2's table
+    assert stats["table"] == len(specs.tables()) == len(TABLES) + 2 and "table_rb2" in specs.tables()
     assert stats["figure"] == len(specs.figures()) == len(FIGURES) + 1 and stats["theory"] == 7  # + learning curves
 
 

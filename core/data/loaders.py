@@ -216,7 +216,7 @@ def load_preferences(
 ) -> datasets.Dataset | tuple[datasets.Dataset, LoadReport]:
     """Load a preference set in the normalised schema (``core.data.schema``).
 
-    ``format``: unified-feedback, reward-bench, hhh, mt-bench-human, tldr, hh-rlhf, bigbench or
+    ``format``: unified-feedback, reward-bench, reward-bench-2, hhh, mt-bench-human, tldr, hh-rlhf, bigbench or
     normalised. ``split``: for a folder, the files named after it (``train.jsonl.gz``,
     ``test-0000.parquet``), else records whose ``split`` field equals it; for a hub id, the split
     to load (default per format). ``hub_name``: the hub config (e.g. ``harmless`` for HHH,

@@ -5,6 +5,8 @@ Policy: both the likelihood rule pi(y+|x) > pi(y-|x) (DR paper §5.2) and the im
 log pi/pi_ref(y+) > log pi/pi_ref(y-) (RewardBench's DPO mode); the tables pick one by config.
 Scores by benchmark kind: RewardBench sections with the official weights, HHH subsets, MT-Bench
 per turn, or plain accuracy (with per-subset accuracies when the benchmark maps subsets).
+RewardBench 2 (kind ``rewardbench2``) scores every completion of a prompt once (the same scores in
+both policy modes) and applies the official best-of-n and Ties rules (core.eval.rewardbench2).
 """
 
 from __future__ import annotations
@@ -14,7 +16,16 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["SCORED_MODES", "benchmark_view", "evaluate_benchmark", "evaluate_reference", "score_benchmark", "spread"]
+__all__ = [
+    "PAIRWISE_KINDS",
+    "SCORED_MODES",
+    "benchmark_view",
+    "evaluate_benchmark",
+    "evaluate_reference",
+    "pair_spread",
+    "score_benchmark",
+    "spread",
+]
 
 TURN = re.compile(r"-t(\d+)-")
 #: the policy scoring modes every evaluation writes (the tables pick one by config)
@@ -22,6 +33,8 @@ SCORED_MODES = ("likelihood", "implicit")
 #: a model whose scores spread less than this (standard deviation over every scored response)
 #: has learned a constant: it is flagged ``degenerate`` (eval.degenerate_std)
 DEGENERATE_STD = 1e-3
+#: benchmark kinds scored pair by pair (``rewardbench2`` scores whole records: :func:`_evaluate_records`)
+PAIRWISE_KINDS = ("rewardbench", "hhh", "mtbench", "pairs")
 
 
 def _map(name: Any, subset_map: Mapping[str, str]) -> str | None:
@@ -43,7 +56,7 @@ def benchmark_view(ds: Any, bench: Mapping[str, Any]) -> tuple[Any, list]:
     cols = ds.column_names
     if "subset" in cols:
         raw = list(ds["subset"])
-    elif kind == "rewardbench":
+    elif kind in ("rewardbench", "rewardbench2"):
         raw = list(ds["source"])
     elif kind == "hhh":
         raw = list(ds["domain"])
@@ -73,6 +86,8 @@ def score_benchmark(bench: Mapping[str, Any], labels: Sequence[Any], correct: Se
     from core.eval.scoring import accuracy, grouped_accuracy
 
     kind = bench["kind"]
+    if kind not in PAIRWISE_KINDS:
+        raise ValueError(f"benchmark kind {kind!r} is not scored pair by pair (expected one of {PAIRWISE_KINDS})")
     if kind == "rewardbench":
         scores = score_rewardbench(labels, correct, subset_map=bench.get("subset_map") or None).to_dict()
     elif kind == "hhh":
@@ -102,11 +117,15 @@ def evaluate_benchmark(
 ) -> tuple[dict[str, Any], int]:
     """Metrics of one benchmark and its pair count: a reward model's accuracy (``ref`` None), or
     a policy's in both modes (``{"likelihood": ..., "implicit": ...}``), each with its
-    :func:`spread` (the degeneracy flag)."""
+    :func:`spread` (the degeneracy flag); RewardBench 2 by :func:`_evaluate_records`."""
     from core.eval.encoding import encode_pairs, resolve_pad_id
     from core.eval.pairwise import pair_logprobs, policy_pairwise, reward_model_pairwise
 
     ds, labels = benchmark_view(ds, bench)
+    if bench["kind"] == "rewardbench2":
+        opts = {"batch_size": batch_size, "max_length": max_length, "ties": ties, "source": source,
+                "degenerate_std": degenerate_std}  # fmt: skip
+        return _evaluate_records(ds, labels, tok, model, ref, opts), len(ds)
     if ref is None:
         res = reward_model_pairwise(
             model, tok, ds, source=source, batch_size=batch_size, max_length=max_length, ties=ties
@@ -133,14 +152,61 @@ def spread(res: Any, degenerate_std: float = DEGENERATE_STD) -> dict[str, Any]:
     """How far a model's scores spread over the benchmark's responses: the standard deviation of
     every score (chosen and rejected) and the mean |margin|; ``degenerate`` when the standard
     deviation is below ``degenerate_std`` (a near-constant reward or implicit reward)."""
+    return pair_spread(res.score_chosen, res.score_rejected, degenerate_std)
+
+
+def pair_spread(score_chosen: Any, score_rejected: Any, degenerate_std: float = DEGENERATE_STD) -> dict[str, Any]:
+    """:func:`spread` of the chosen and rejected scores of a set of pairs."""
     import numpy as np
 
-    scores = np.concatenate([np.asarray(res.score_chosen, float), np.asarray(res.score_rejected, float)])
+    chosen, rejected = np.asarray(score_chosen, float), np.asarray(score_rejected, float)
+    scores = np.concatenate([chosen, rejected])
     std = float(np.std(scores)) if scores.size else float("nan")
-    margin = (
-        float(np.mean(np.abs(np.asarray(res.score_chosen) - np.asarray(res.score_rejected)))) if scores.size else 0.0
-    )
+    margin = float(np.mean(np.abs(chosen - rejected))) if scores.size else 0.0
     return {"score_std": std, "mean_abs_margin": margin, "degenerate": bool(not std >= degenerate_std)}
+
+
+def _evaluate_records(ds: Any, labels: list, tok: Any, model: Any, ref: Any, opts: Mapping[str, Any]) -> dict:
+    """RewardBench 2 metrics (``opts``: :func:`evaluate_benchmark`'s settings): every completion of
+    every record encoded by the one rule (core.eval.encoding) and scored once: ``r(x, y)`` of a reward
+    model (``ref`` None), else a policy's summed ``log pi(y|x)`` (``likelihood``) and ``log pi(y|x) -
+    log pi_ref(y|x)`` (``implicit``, beta = 1: every RewardBench 2 score is invariant to scaling). Each
+    mode's metrics: ``scores`` (core.eval.rewardbench2.score_rewardbench2), ``accuracy`` (pairwise,
+    over every (chosen, rejected) pair, ties per ``ties``) and ``spread``."""
+    import numpy as np
+
+    from core.eval.encoding import encode_completion, resolve_pad_id, rows_from
+    from core.eval.pairwise import score_sequences, sequence_logprobs
+    from core.eval.rewardbench2 import group_records, record_pairs, score_rewardbench2
+    from core.eval.scoring import accuracy, pairwise_outcomes
+
+    source, batch_size = opts["source"], opts["batch_size"]
+    records, _ = group_records(rows_from(ds, source), labels)
+    seqs = [
+        encode_completion(
+            tok, r.prompt, c, max_length=opts["max_length"], where=f"{source}: record {r.record_id!r}[{k}]"
+        )
+        for r in records
+        for k, c in enumerate(r.completions)
+    ]
+    bounds = np.cumsum([0] + [len(r.completions) for r in records])
+
+    def metrics_of(flat: np.ndarray) -> dict[str, Any]:
+        scores = [flat[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+        chosen, rejected = record_pairs(records, scores)
+        return {"accuracy": accuracy(pairwise_outcomes(chosen, rejected, opts["ties"])),
+                "scores": score_rewardbench2(records, scores).to_dict(),
+                "spread": pair_spread(chosen, rejected, opts["degenerate_std"])}  # fmt: skip
+
+    pad_id = resolve_pad_id(tok, model)
+    if ref is None:
+        if getattr(model.config, "pad_token_id", None) is None:
+            model.config.pad_token_id = pad_id  # as reward_model_pairwise
+        return metrics_of(score_sequences(model, seqs, pad_id, batch_size))
+    policy = sequence_logprobs(model, seqs, pad_id, batch_size).total
+    reference = sequence_logprobs(ref, seqs, resolve_pad_id(tok, ref), batch_size).total
+    flat = {"likelihood": policy, "implicit": policy - reference}
+    return {mode: metrics_of(flat[mode]) for mode in SCORED_MODES}
 
 
 def evaluate_reference(

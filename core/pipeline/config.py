@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from core.pipeline.paths import WORLD_DATASETS
+from core.vocab import REWARDBENCH2_SUBSETS
 
 SCHEMA = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?$")
@@ -238,6 +239,28 @@ def _data_problems(cfg: dict) -> list[str]:
     return out
 
 
+def _benchmark_problems(cfg: dict) -> list[str]:
+    """RewardBench 2 is scored record by record (core.eval.rewardbench2): only the benchmark named
+    ``rewardbench2`` has kind ``rewardbench2``, its data are loaded with format ``reward-bench-2`` (the
+    pairs carry their record's id) and its ``subset_map`` targets its six subsets."""
+    out = []
+    for bench, spec in cfg["eval"]["benchmarks"].items():
+        key = f"config key eval.benchmarks.{bench}"
+        if (bench == "rewardbench2") != (spec["kind"] == "rewardbench2"):
+            out.append(f"{key}.kind: kind 'rewardbench2' belongs to the benchmark named rewardbench2 (and only it)")
+            continue
+        if bench != "rewardbench2":
+            continue
+        source = cfg["data"]["sources"].get(spec["data"]) if cfg["data"]["kind"] == "real" else None
+        if source is None or source["format"] != "reward-bench-2":
+            got = f"format {source['format']!r}" if source else "no data.sources entry of a real config"
+            out.append(f"{key}.data: RewardBench 2 needs a dataset loaded with format 'reward-bench-2', got {got}")
+        bad = sorted(set((spec.get("subset_map") or {}).values()) - set(REWARDBENCH2_SUBSETS))
+        if bad:
+            out.append(f"{key}.subset_map: targets {bad} are not RewardBench 2 subsets {list(REWARDBENCH2_SUBSETS)}")
+    return out
+
+
 def _grid_problems(cfg: dict) -> list[str]:
     out = []
     cvar_lists = [(f"dr.reward.grids.{v}.cvar", g.get("cvar", [])) for v, g in cfg["dr"]["reward"]["grids"].items()]
@@ -314,4 +337,10 @@ def semantic_problems(cfg: dict) -> list[str]:
     finite = _finite_problems(cfg)
     if finite:
         return finite
-    return _model_problems(cfg) + _data_problems(cfg) + _grid_problems(cfg) + _resource_problems(cfg)
+    return (
+        _model_problems(cfg)
+        + _data_problems(cfg)
+        + _benchmark_problems(cfg)
+        + _grid_problems(cfg)
+        + _resource_problems(cfg)
+    )

@@ -67,9 +67,14 @@ class Grids:
         exact = self.cfg["distill"]["oracle"]["kind"] == "exact"
         return ["longer", "random"] + (["oracle"] if exact else [])
 
+    def pairwise_benchmarks(self) -> list[str]:
+        """The DR benchmarks scored pair by pair, with reference rows: all but RewardBench 2 (scored
+        record by record, in a table of its own)."""
+        return [b for b in self.dr_benchmarks() if b != "rewardbench2"]
+
     def dr_benchmarks_ood(self) -> list[str]:
         """ID plus the OOD benchmarks of Tables 3, 6, 8 (HHH, MT-Bench) that this config has."""
-        return [b for b in self.dr_benchmarks() if b != "rewardbench"]
+        return [b for b in self.pairwise_benchmarks() if b != "rewardbench"]
 
     def benchmark_spec(self, bench: str) -> dict[str, Any]:
         if bench == "id":

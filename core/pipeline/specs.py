@@ -12,7 +12,7 @@ from typing import Any
 
 from core.eval.reference import REFERENCE_LABELS
 from core.pipeline.paths import fmt
-from core.vocab import DIVERGENCE_LABELS, GAMMA_LABELS, METHOD_LABELS, REWARDBENCH_SECTIONS
+from core.vocab import DIVERGENCE_LABELS, GAMMA_LABELS, METHOD_LABELS, REWARDBENCH2_SUBSETS, REWARDBENCH_SECTIONS
 
 SECTION_NAMES = tuple(REWARDBENCH_SECTIONS)
 #: the DR paper's tables in the report's order
@@ -31,6 +31,7 @@ DR_ORDER = (
     "table12",
     "table14",
     "table15",
+    "table_rb2",
     "table7",
     "table13",
 )
@@ -262,7 +263,36 @@ class Specs:
                 rows = rows + self.reference_rows(ref_variant, list(dict.fromkeys(c["source"] for c in cols)))
             specs[name] = make_spec(name, title, caption, header, cols, rows)
         specs["table3_oracle"] = self.ppo_oracle_table()
+        if "rewardbench2" in self.cfg["eval"]["benchmarks"]:
+            specs["table_rb2"] = self.rewardbench2_table()
         return specs
+
+    def rewardbench2_table(self) -> dict:
+        """RewardBench 2 (core.eval.rewardbench2): best-of-4 accuracy per subset, Ties' weighted score
+        and their mean, for the DR reward models (BTL vs DR, TV, ``report.rm_variant``) and the
+        DPO-family policies of the DR experiments (DPO vs DR-DPO, ``report.dpo_mode``)."""
+        rep, bench = self.cfg["report"], "rewardbench2"
+        keys = [*(f"scores/subsets/{s}" for s in REWARDBENCH2_SUBSETS), "scores/overall"]
+        labels = [*REWARDBENCH2_SUBSETS, "Avg."]
+
+        def columns(kind: str) -> list:
+            return [{"label": lab, "source": bench, "key": f"{self.score_prefix(kind)}/{key}", "scale": 100}
+                    for lab, key in zip(labels, keys, strict=True)]  # fmt: skip
+
+        rm_rows = self.rm_rows(rep["rm_variant"], "tv", [bench], group=f"reward models ({rep['rm_variant']}, TV)")
+        dpo_rows = [{**r, "group": f"DPO policies ({rep['dpo_mode']})"} for r in self.dpo_rows([bench])]
+        title = "RewardBench 2: DR reward models and DPO policies"
+        caption = (
+            "Best-of-4 accuracy (%) per subset (a tie at the top shares the credit), Ties' weighted score "
+            f"and their mean, as the official code (allenai/reward-bench, scripts/run_v2.py). {self.note}"
+        )
+        spec = make_spec("table_rb2", title, caption, "Model", columns("rm"), rm_rows)
+        policies = make_spec("table_rb2", title, caption, "Model", columns("dpo"), dpo_rows)
+        for row in policies["rows"]:
+            for col in policies["columns"]:
+                row["cells"][col["label"]]["key"] = col["key"]
+        spec["rows"] += policies["rows"]
+        return spec
 
     def oracle_domains(self) -> list[str]:
         """Domains whose oracle reward the PPO table shows one by one (the synthetic world's; a

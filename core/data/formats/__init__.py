@@ -16,6 +16,7 @@ from core.data.formats import (
     mt_bench,
     normalised,
     reward_bench,
+    reward_bench2,
     tldr,
     unified_feedback,
 )
@@ -23,6 +24,7 @@ from core.data.formats import (
 FORMATS: dict[str, ModuleType] = {
     "unified-feedback": unified_feedback,
     "reward-bench": reward_bench,
+    "reward-bench-2": reward_bench2,
     "hhh": hhh,
     "mt-bench-human": mt_bench,
     "tldr": tldr,
