@@ -127,7 +127,7 @@ rule eval_reference:
     params:
         **EVAL,
         rules=P.reference_rules(),
-        benches={b: P.benchmark_spec(b) for b in P.pairwise_benchmarks()},
+        benches={b: P.benchmark_spec(b) for b in P.dr_benchmarks()},
     log:
         PATHS.log("reference/{variant}"),
     threads: P.threads("eval")

@@ -241,6 +241,26 @@ def test_policy_implicit_reward_per_completion(rb2):
         )
 
 
+def test_reference_rows_longer_random_and_oracle(rb2):
+    """'longer' scores each completion by its length; 'random' is the mean over seeded uniform draws
+    (best-of-n: 1/n expected); 'oracle' scores with the given scorer."""
+    from core.eval.benchmarks import evaluate_reference
+
+    longer, n = evaluate_reference(rb2, BENCH, "longer", "wrong")
+    # Factuality: "Shakespeare." is the longest of its 4 completions; Math: "23" is longer than "5"
+    assert n == 12 and longer["scores"]["subsets"]["Factuality"] == 1.0 and longer["scores"]["subsets"]["Math"] == 0.0
+    assert longer["implicit"]["scores"] == longer["likelihood"]["scores"] == longer["scores"]  # every mode
+    rand, _ = evaluate_reference(rb2, BENCH, "random", "wrong", random_draws=2000)
+    assert rand["draws"] == 2000
+    assert rand["scores"]["subsets"]["Factuality"] == pytest.approx(0.25, abs=0.03)
+    assert rand["accuracy"] == pytest.approx(0.5, abs=0.03)
+    assert 0.0 < rand["scores"]["subsets"]["Ties"] < 1.0 and math.isnan(rand["scores"]["subsets"]["Safety"])
+    oracle, _ = evaluate_reference(
+        rb2, BENCH, "oracle", "wrong", oracle=lambda p, c: [float(x in ("5", "Blue.")) for x in c]
+    )
+    assert oracle["scores"]["subsets"]["Math"] == 1.0 and oracle["scores"]["subsets"]["Factuality"] == 0.25
+
+
 # --- config and workflow --------------------------------------------------------------------------
 
 
@@ -252,12 +272,18 @@ def test_paper_config_scores_rewardbench2_and_builds_its_table():
     p = Pipeline(_paper())
     assert p.bench_specs()["rewardbench2"]["kind"] == "rewardbench2"
     assert p.bench_inputs("unfiltered")["rewardbench2"] == p.paths.raw("rewardbench2")
-    assert "rewardbench2" not in p.dr_benchmarks_ood() and "rewardbench2" not in p.reference_inputs("unfiltered")
+    assert "rewardbench2" not in p.dr_benchmarks_ood() and "rewardbench2" in p.reference_inputs("unfiltered")
     spec = p.specs.tables()["table_rb2"]
     assert [c["label"] for c in spec["columns"]] == [*REWARDBENCH2_SUBSETS, "Avg."]
     assert spec["columns"][-1]["key"] == "metrics/scores/overall"
     rm = [r for r in spec["rows"] if r["group"].startswith("reward models")]
     dpo = [r for r in spec["rows"] if r["group"].startswith("DPO policies")]
+    refs = [r for r in spec["rows"] if r["group"] == "unfiltered; reference"]
+    assert [r["label"] for r in refs] == ["Reference: longer response preferred", "Reference: random (expected)"]
+    assert refs[0]["cells"]["Ties"]["files"] == [
+        p.paths.metrics(p.paths.reference("unfiltered", "longer"), "rewardbench2")
+    ]
+    assert set(p.reference_outputs("unfiltered").values()) >= set(refs[0]["cells"]["Ties"]["files"])
     assert [r["label"] for r in rm][0] == "BTL RM" and len(rm) == 1 + len(
         p.cfg["dr"]["reward"]["grids"]["unfiltered"]["tv"]
     )
@@ -269,7 +295,8 @@ def test_paper_config_scores_rewardbench2_and_builds_its_table():
     written |= {f for d, r in p.dpo_grid() for s in p.seeds()
                 for f in p.bench_outputs(p.paths.dpo("unfiltered", d, r, s)).values()}  # fmt: skip
     files = p.specs.table_files("table_rb2")
-    assert files and set(files) <= written and all(f.endswith("/rewardbench2.json") for f in files)
+    refs_files = {f for r in refs for c in r["cells"].values() for f in c["files"]}
+    assert files and set(files) <= written | refs_files and all(f.endswith("/rewardbench2.json") for f in files)
     assert p.paths.table("table_rb2") in p.specs.report_inputs()["tables"]
     assert {"table": "tables/table_rb2.md"} in p.specs.report_sections()[2]["items"]
     for name in ("table3", "table6", "table8"):  # the papers' tables keep their columns

@@ -173,12 +173,10 @@ def _evaluate_records(ds: Any, labels: list, tok: Any, model: Any, ref: Any, opt
     log pi_ref(y|x)`` (``implicit``, beta = 1: every RewardBench 2 score is invariant to scaling). Each
     mode's metrics: ``scores`` (core.eval.rewardbench2.score_rewardbench2), ``accuracy`` (pairwise,
     over every (chosen, rejected) pair, ties per ``ties``) and ``spread``."""
-    import numpy as np
 
     from core.eval.encoding import encode_completion, resolve_pad_id, rows_from
     from core.eval.pairwise import score_sequences, sequence_logprobs
-    from core.eval.rewardbench2 import group_records, record_pairs, score_rewardbench2
-    from core.eval.scoring import accuracy, pairwise_outcomes
+    from core.eval.rewardbench2 import group_records
 
     source, batch_size = opts["source"], opts["batch_size"]
     records, _ = group_records(rows_from(ds, source), labels)
@@ -189,14 +187,9 @@ def _evaluate_records(ds: Any, labels: list, tok: Any, model: Any, ref: Any, opt
         for r in records
         for k, c in enumerate(r.completions)
     ]
-    bounds = np.cumsum([0] + [len(r.completions) for r in records])
 
-    def metrics_of(flat: np.ndarray) -> dict[str, Any]:
-        scores = [flat[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-        chosen, rejected = record_pairs(records, scores)
-        return {"accuracy": accuracy(pairwise_outcomes(chosen, rejected, opts["ties"])),
-                "scores": score_rewardbench2(records, scores).to_dict(),
-                "spread": pair_spread(chosen, rejected, opts["degenerate_std"])}  # fmt: skip
+    def metrics_of(flat: Any) -> dict[str, Any]:
+        return _record_metrics(records, flat, opts["ties"], opts["degenerate_std"])
 
     pad_id = resolve_pad_id(tok, model)
     if ref is None:
@@ -209,13 +202,72 @@ def _evaluate_records(ds: Any, labels: list, tok: Any, model: Any, ref: Any, opt
     return {mode: metrics_of(flat[mode]) for mode in SCORED_MODES}
 
 
+def _record_metrics(records: Any, flat: Any, ties: str, degenerate_std: float) -> dict[str, Any]:
+    """RewardBench 2 metrics of one score per completion (``flat``, records' completions in order):
+    ``accuracy`` (pairwise), ``scores`` (core.eval.rewardbench2) and ``spread``."""
+    import numpy as np
+
+    from core.eval.rewardbench2 import record_pairs, score_rewardbench2
+    from core.eval.scoring import accuracy, pairwise_outcomes
+
+    bounds = np.cumsum([0] + [len(r.completions) for r in records])
+    scores = [np.asarray(flat, dtype=float)[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    chosen, rejected = record_pairs(records, scores)
+    return {"accuracy": accuracy(pairwise_outcomes(chosen, rejected, ties)),
+            "scores": score_rewardbench2(records, scores).to_dict(),
+            "spread": pair_spread(chosen, rejected, degenerate_std)}  # fmt: skip
+
+
+def _mean_metrics(draws: list[dict[str, Any]]) -> dict[str, Any]:
+    """The leaf-wise mean of metrics dicts of one layout (numbers averaged, NaN kept, flags dropped)."""
+    import numpy as np
+
+    first = draws[0]
+    if isinstance(first, dict):
+        return {k: _mean_metrics([d[k] for d in draws]) for k in first if not isinstance(first[k], bool)}
+    if first is None or isinstance(first, str):
+        return first
+    return float(np.mean(np.asarray(draws, dtype=float)))
+
+
+def _reference_records(ds: Any, labels: list, rule: str, ties: str, oracle: Any, draws: int) -> dict[str, Any]:
+    """RewardBench 2 under a reference rule, one score per completion: ``longer`` its length in
+    characters, ``oracle`` the oracle reward, ``random`` the mean over ``draws`` seeded draws of
+    i.i.d. uniform scores (the expected best-of-n credit is 1/n; Ties has no closed form)."""
+    import numpy as np
+
+    from core.eval.encoding import rows_from
+    from core.eval.reference import REFERENCE_RULES, response_text
+    from core.eval.rewardbench2 import group_records
+
+    records, _ = group_records(rows_from(ds, "reference"), labels)
+    sizes = [len(r.completions) for r in records]
+    if rule == "longer":
+        flat = [float(len(response_text(c))) for r in records for c in r.completions]
+    elif rule == "oracle":
+        if oracle is None:
+            raise ValueError("reference rule 'oracle' needs the oracle scorer")
+        flat = [float(v) for r in records for v in oracle([r.prompt] * len(r.completions), list(r.completions))]
+    elif rule == "random":
+        rng = np.random.default_rng(0)
+        runs = [_record_metrics(records, rng.random(sum(sizes)), ties, 0.0) for _ in range(draws)]
+        return {**_mean_metrics(runs), "draws": draws}
+    else:
+        raise ValueError(f"unknown reference rule {rule!r} (known: {list(REFERENCE_RULES)})")
+    return _record_metrics(records, flat, ties, 0.0)
+
+
 def evaluate_reference(
-    ds: Any, bench: Mapping[str, Any], rule: str, ties: str, oracle: Any = None
+    ds: Any, bench: Mapping[str, Any], rule: str, ties: str, oracle: Any = None, random_draws: int = 200
 ) -> tuple[dict[str, Any], int]:
     """Metrics of a reference rule (core.eval.reference) in the layout of both a reward model's and
-    a policy's metrics (the rule is the same in every scoring mode), and the pair count."""
+    a policy's metrics (the rule is the same in every scoring mode), and the pair count; RewardBench 2
+    by :func:`_reference_records` (``random_draws`` draws for its random row)."""
     from core.eval.reference import reference_correct
 
     ds, labels = benchmark_view(ds, bench)
-    scores = score_benchmark(bench, labels, reference_correct(ds, rule, ties, oracle))
+    if bench["kind"] == "rewardbench2":
+        scores = _reference_records(ds, labels, rule, ties, oracle, random_draws)
+    else:
+        scores = score_benchmark(bench, labels, reference_correct(ds, rule, ties, oracle))
     return {**scores, **{mode: scores for mode in SCORED_MODES}}, len(ds)

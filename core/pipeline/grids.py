@@ -68,8 +68,8 @@ class Grids:
         return ["longer", "random"] + (["oracle"] if exact else [])
 
     def pairwise_benchmarks(self) -> list[str]:
-        """The DR benchmarks scored pair by pair, with reference rows: all but RewardBench 2 (scored
-        record by record, in a table of its own)."""
+        """The DR benchmarks scored pair by pair: all but RewardBench 2 (scored record by record, in a
+        table of its own)."""
         return [b for b in self.dr_benchmarks() if b != "rewardbench2"]
 
     def dr_benchmarks_ood(self) -> list[str]:

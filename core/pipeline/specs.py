@@ -292,6 +292,8 @@ class Specs:
             for col in policies["columns"]:
                 row["cells"][col["label"]]["key"] = col["key"]
         spec["rows"] += policies["rows"]
+        refs = self.reference_rows(rep["rm_variant"], [bench], group=f"{rep['rm_variant']}; reference")
+        spec["rows"] += make_spec("table_rb2", title, caption, "Model", columns("rm"), refs)["rows"]
         return spec
 
     def oracle_domains(self) -> list[str]:

@@ -243,13 +243,13 @@ class Pipeline(Grids):
 
     def reference_inputs(self, variant: str) -> dict[str, str]:
         """The benchmark files of a variant's reference rows, and the exact oracle if they use it."""
-        out = {b: self.benchmark_data(b, variant) for b in self.pairwise_benchmarks()}
+        out = {b: self.benchmark_data(b, variant) for b in self.dr_benchmarks()}
         return {**out, "oracle": self.oracle_input()} if "oracle" in self.reference_rules() else out
 
     def reference_outputs(self, variant: str) -> dict[str, str]:
         """The reference rows' metrics files of one variant's benchmarks: ``<rule>_<bench>``."""
         return {f"{rule}_{b}": self.paths.metrics(self.paths.reference(variant, rule), b)
-                for rule in self.reference_rules() for b in self.pairwise_benchmarks()}  # fmt: skip
+                for rule in self.reference_rules() for b in self.dr_benchmarks()}  # fmt: skip
 
     def raw_outputs(self) -> dict[str, str]:
         """The synthetic world's outputs: every raw dataset, its corpus and its exact oracle."""
