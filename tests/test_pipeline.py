@@ -257,6 +257,10 @@ def _set(*path_value):
             "config key data.max_drop_fraction: 1.5 is greater than the maximum of 1",
         ),
         (_set("data", "variants", "no-hh-rlhf", {"include": []}), "config key data.variants.no-hh-rlhf.include: []"),
+        (
+            _set("dr", "reward", "train", "precompute_ref_log_probs", True),
+            "config key dr.reward.train.precompute_ref_log_probs: a DPO-family setting; allowed in dr.dpo.train",
+        ),
     ],
 )
 def test_values_that_would_train_wrongly_are_refused_naming_the_key(mutate, message):

@@ -459,3 +459,26 @@ def test_validation_curve_leaves_training_unchanged(tmp_path, extra):
     assert logged(evaluated, "loss") == logged(plain, "loss")
     assert_params_equal(params(evaluated.model), params(plain.model))
     assert curves(evaluated.state.log_history)["eval_loss"]["step"] == [0, 2, 4]
+
+
+@pytest.mark.parametrize(
+    ("loss_type", "extra"),
+    [("dpo", {"divergence": "tv", "rho": 0.3}), ("ddpo", {}), ("pdpo", {"gamma_schedule": "linear"}), ("edpo", {})],
+)
+def test_precomputed_reference_log_probs_train_and_validate_the_same(tmp_path, loss_type, extra):
+    """The workflow precomputes pi_ref's log-probs once (core.pipeline.train_jobs.train_dpo): the
+    training losses, validation losses and weights equal those of a reference forward at every step."""
+    ensemble = 3 if loss_type == "edpo" else 0
+    runs = []
+    for pre in (False, True):
+        trainer = dpo_trainer(
+            tmp_path / str(pre), data=dataset(24, ensemble=ensemble), eval_data=dataset(8, seed=1, ensemble=ensemble),
+            loss_type=loss_type, max_steps=6, precompute_ref_log_probs=pre, eval_strategy="steps", eval_steps=3,
+            per_device_eval_batch_size=4, **extra,
+        )  # fmt: skip
+        trainer.train()
+        runs.append((logged(trainer, "loss"), logged(trainer, "eval_loss"), params(trainer.model)))
+    (loss_a, eval_a, params_a), (loss_b, eval_b, params_b) = runs
+    assert len(loss_a) == 6 and len(eval_a) == 2
+    assert np.allclose(loss_a, loss_b, atol=1e-6) and np.allclose(eval_a, eval_b, atol=1e-6)
+    assert max_param_diff(params_a, params_b) < 1e-5

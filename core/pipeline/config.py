@@ -304,6 +304,25 @@ def _resource_problems(cfg: dict) -> list[str]:
     return out
 
 
+#: the train blocks of the DPO family (the only ones whose trainer config has DPO's own fields)
+DPO_TRAIN_BLOCKS = ("dr.dpo.train", "distill.policy.train")
+DPO_ONLY_FIELDS = ("precompute_ref_log_probs",)
+
+
+def _train_block_problems(cfg: dict) -> list[str]:
+    """DPO-only training fields in a train block of another trainer (its config would refuse them)."""
+    out = []
+    for key in ("pretrain.train", "sft.train", "dr.reward.train", "distill.reward.train", "distill.oracle.train"):
+        node: Any = cfg
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        for field in DPO_ONLY_FIELDS:
+            if isinstance(node, dict) and field in node:
+                allowed = " and ".join(DPO_TRAIN_BLOCKS)
+                out.append(f"config key {key}.{field}: a DPO-family setting; allowed in {allowed}")
+    return out
+
+
 #: keys whose values are DR radii: the reward-model grids and the PPO / DPO rho lists
 RHO_KEY = re.compile(r"^dr\.(reward\.grids\.[^.]+\.(tv|chi2|kl|cvar)|ppo\.rho|dpo\.rho)\[[0-9]+\]$")
 
@@ -343,4 +362,5 @@ def semantic_problems(cfg: dict) -> list[str]:
         + _benchmark_problems(cfg)
         + _grid_problems(cfg)
         + _resource_problems(cfg)
+        + _train_block_problems(cfg)
     )

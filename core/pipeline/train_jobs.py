@@ -253,6 +253,9 @@ def train_dpo(job: Job) -> None:
         probe_cb = _probe_callback(job, ref, tok, seed, run) if job.params.get("probes") else None
         callbacks = [run.callback()] + ([probe_cb] if probe_cb is not None else [])
         loss["loss_type"] = [loss["loss_type"]]
+        # pi_ref is frozen: its log-probs of every training and validation pair once (trl), not at
+        # every step and evaluation (the same values; a config's train block may say otherwise)
+        loss.setdefault("precompute_ref_log_probs", job.params["train"].get("precompute_ref_log_probs", True))
         classes = (DRDPOTrainer, DRDPOConfig)
         trainer = _trainer(job, classes, out, data, val, callbacks, model=policy, ref_model=ref, processing_class=tok,
                            fields=loss)  # fmt: skip
