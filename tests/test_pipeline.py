@@ -498,8 +498,13 @@ def _readme_own_data_config() -> dict:
     return cfg
 
 
-def test_readme_own_data_example_builds_btl_and_dr_tables(tmp_path):
+def test_readme_own_data_example_builds_btl_and_dr_tables(tmp_path, monkeypatch):
     import json
+
+    import core.models
+
+    # the example's models are small-real's packaged ones; this test is about its data and tables
+    monkeypatch.setattr(core.models, "packaged_model_available", lambda dist: (True, ""))
 
     from core.data import read_pairs, rows_to_dataset, write_pairs
     from core.pipeline.config import validate_config
