@@ -125,14 +125,14 @@ def _trainer(job: Job, classes: tuple[Any, Any], out: str, data: Any, val: Any, 
     (the trainer's own settings), the run's callbacks, and the non-finite guard. ``kw`` holds the
     trainer's other arguments (model, processing_class, ref_model) and ``fields``. The models run
     their forward in ``resources.train.length_buckets`` length buckets (core.trainers.bucketing)."""
+    from core.trainers.bucketing import bucket_forward
+
     trainer_cls, config_cls = classes
     seed, fields = int(job.params["seed"]), kw.pop("fields", {})
     evaluation = _eval_fields(job, config_cls, val, len(data))
     saving = checkpoint_args(job, config_cls, len(data))
     args = trainer_args(job, config_cls, checkpoint_dir(out), seed, **evaluation, **saving, **fields)
     callbacks = [*callbacks, complete_checkpoints_callback()]
-    from core.trainers.bucketing import bucket_forward
-
     for role in ("model", "ref_model"):
         if kw.get(role) is not None:
             bucket_forward(kw[role], job.length_buckets)
@@ -255,7 +255,8 @@ def train_dpo(job: Job) -> None:
         loss["loss_type"] = [loss["loss_type"]]
         # pi_ref is frozen: its log-probs of every training and validation pair once (trl), not at
         # every step and evaluation (the same values; a config's train block may say otherwise)
-        loss.setdefault("precompute_ref_log_probs", job.params["train"].get("precompute_ref_log_probs", True))
+        if "precompute_ref_log_probs" not in job.params["train"]:
+            loss["precompute_ref_log_probs"] = True
         classes = (DRDPOTrainer, DRDPOConfig)
         trainer = _trainer(job, classes, out, data, val, callbacks, model=policy, ref_model=ref, processing_class=tok,
                            fields=loss)  # fmt: skip
