@@ -157,3 +157,32 @@ def test_summary_counts_ties_and_truncation(tok, lm):
         "n_truncated": 3,
         "n_merged_turns": 0,
     }
+
+
+def test_benchmark_cache_computes_encoding_and_reference_once_with_the_same_metrics(tok, monkeypatch):
+    """evaluate_benchmark's ``cache`` (kept across a job's seeds): the second policy reuses the
+    benchmark's encoding and pi_ref's log-probs, one policy forward serves both modes, and every
+    metric equals the uncached evaluation's; a reward model reuses the encoding."""
+    import datasets
+
+    from core.eval import benchmarks, encoding, pairwise
+
+    ds = datasets.Dataset.from_list(ROWS)
+    bench = {"kind": "pairs", "label": "t"}
+    ref, policies = tiny_lm(0), [tiny_lm(1), tiny_lm(2)]
+    kw = dict(batch_size=2, max_length=64, ties="wrong", source="rows.parquet")
+    plain = [benchmarks.evaluate_benchmark(ds, bench, tok, p, ref, **kw) for p in policies]
+    forwards, encodes = [], []
+    real_lp, real_enc = pairwise.pair_logprobs, encoding.encode_pairs
+    monkeypatch.setattr(pairwise, "pair_logprobs", lambda m, *a: forwards.append(m) or real_lp(m, *a))
+    monkeypatch.setattr(encoding, "encode_pairs", lambda *a, **k: encodes.append(1) or real_enc(*a, **k))
+    cache = {}
+    cached = [benchmarks.evaluate_benchmark(ds, bench, tok, p, ref, cache=cache, **kw) for p in policies]
+    assert cached == plain
+    assert [m is ref for m in forwards] == [True, False, False]  # pi_ref once, each policy once
+    assert len(encodes) == 1
+    rm = tiny_rm(1)
+    assert benchmarks.evaluate_benchmark(ds, bench, tok, rm, None, cache=cache, **kw) == (
+        benchmarks.evaluate_benchmark(ds, bench, tok, rm, None, **kw)
+    )
+    assert len(encodes) == 2  # the uncached call only

@@ -482,3 +482,44 @@ def test_precomputed_reference_log_probs_train_and_validate_the_same(tmp_path, l
     assert len(loss_a) == 6 and len(eval_a) == 2
     assert np.allclose(loss_a, loss_b, atol=1e-6) and np.allclose(eval_a, eval_b, atol=1e-6)
     assert max_param_diff(params_a, params_b) < 1e-5
+
+
+def test_reference_log_probs_computed_once_per_process_for_the_same_pairs_and_reference(tmp_path, monkeypatch):
+    """A job's seeds share pi_ref's precomputed log-probs (DRDPOTrainer._precompute_ref_logps): the
+    second trainer on the same pairs and pi_ref computes none and gets the same values; other
+    pairs or another pi_ref are computed anew."""
+    from core.trainers import dpo as dpo_mod
+
+    monkeypatch.setattr(dpo_mod, "_REF_LOGPS", {})
+    calls = []
+    original = dpo_mod.DRDPOTrainer.compute_ref_log_probs
+    monkeypatch.setattr(
+        dpo_mod.DRDPOTrainer, "compute_ref_log_probs", lambda self, *a: calls.append(1) or original(self, *a)
+    )
+    common = dict(precompute_ref_log_probs=True, per_device_train_batch_size=4, max_steps=1)
+    first = dpo_trainer(tmp_path / "a", data=dataset(12), seed=0, **common)
+    n_first = len(calls)
+    assert n_first == 3  # 12 pairs in batches of 4
+    second = dpo_trainer(tmp_path / "b", data=dataset(12), seed=1, data_seed=1, **common)
+    assert len(calls) == n_first
+    for col in ("ref_chosen_logps", "ref_rejected_logps"):
+        assert first.train_dataset[col] == second.train_dataset[col]
+    dpo_trainer(tmp_path / "c", data=dataset(12, seed=5), **common)  # other pairs
+    assert len(calls) == 2 * n_first
+    other_ref = dpo_trainer(tmp_path / "d", data=dataset(12), model_seed=1, **common)  # another pi_ref
+    assert len(calls) == 3 * n_first
+    assert other_ref.train_dataset["ref_chosen_logps"] != first.train_dataset["ref_chosen_logps"]
+
+
+def test_reference_log_probs_key_follows_row_order():
+    """The cache key reads the rows a dataset shows (a shuffle or selection), not its backing table."""
+    from datasets import Dataset
+
+    from core.trainers.dpo import _token_fingerprint
+
+    ds = Dataset.from_dict({"prompt_ids": [[1], [2], [3]], "chosen_ids": [[4], [5], [6]], "target": [0.0, 1.0, 2.0]})
+    assert _token_fingerprint(ds) == _token_fingerprint(Dataset.from_dict(ds.to_dict()))
+    assert _token_fingerprint(ds.select([2, 1, 0])) != _token_fingerprint(ds)
+    assert _token_fingerprint(ds.select([0, 1])) == _token_fingerprint(ds.select(range(2)))
+    assert _token_fingerprint(ds.select([0, 1])) != _token_fingerprint(ds)
+    assert _token_fingerprint(ds.remove_columns("target")) == _token_fingerprint(ds)

@@ -114,10 +114,14 @@ def evaluate_benchmark(
     ties: str,
     source: str,
     degenerate_std: float = DEGENERATE_STD,
+    cache: dict | None = None,
 ) -> tuple[dict[str, Any], int]:
     """Metrics of one benchmark and its pair count: a reward model's accuracy (``ref`` None), or
     a policy's in both modes (``{"likelihood": ..., "implicit": ...}``), each with its
-    :func:`spread` (the degeneracy flag); RewardBench 2 by :func:`_evaluate_records`."""
+    :func:`spread` (the degeneracy flag); RewardBench 2 by :func:`_evaluate_records`. The policy's
+    log-probs are computed once for both modes. ``cache``: a dict the caller keeps for one ``tok``
+    and one ``ref`` (e.g. across the seeds of a job), holding each benchmark's encoding and pi_ref's
+    log-probs of it, so they are computed once."""
     from core.eval.encoding import encode_pairs, resolve_pad_id
     from core.eval.pairwise import pair_logprobs, policy_pairwise, reward_model_pairwise
 
@@ -126,13 +130,18 @@ def evaluate_benchmark(
         opts = {"batch_size": batch_size, "max_length": max_length, "ties": ties, "source": source,
                 "degenerate_std": degenerate_std}  # fmt: skip
         return _evaluate_records(ds, labels, tok, model, ref, opts), len(ds)
+    cache = {} if cache is None else cache
+    key = (source, repr(sorted(bench.items())), max_length)
+    if ("encoded", key) not in cache:
+        cache["encoded", key] = encode_pairs(ds, tok, max_length=max_length, source=source)
+    enc = cache["encoded", key]
     if ref is None:
-        res = reward_model_pairwise(
-            model, tok, ds, source=source, batch_size=batch_size, max_length=max_length, ties=ties
-        )
+        res = reward_model_pairwise(model, tok, enc, batch_size=batch_size, ties=ties, source=source)
         return {**score_benchmark(bench, labels, res.correct), "spread": spread(res, degenerate_std)}, len(ds)
-    enc = encode_pairs(ds, tok, max_length=max_length, source=source)
-    ref_lp = pair_logprobs(ref, enc, resolve_pad_id(tok, ref), batch_size)
+    if ("ref", key, batch_size) not in cache:
+        cache["ref", key, batch_size] = pair_logprobs(ref, enc, resolve_pad_id(tok, ref), batch_size)
+    ref_lp = cache["ref", key, batch_size]
+    pol_lp = pair_logprobs(model, enc, resolve_pad_id(tok, model), batch_size)
     metrics = {}
     for mode in SCORED_MODES:
         res = policy_pairwise(
@@ -140,6 +149,7 @@ def evaluate_benchmark(
             tok,
             enc,
             mode=mode,
+            logprobs=pol_lp,
             ref_logprobs=ref_lp if mode == "implicit" else None,
             batch_size=batch_size,
             ties=ties,

@@ -294,6 +294,7 @@ def policy_pairwise(
     mode: str = "implicit",
     ref_model: torch.nn.Module | None = None,
     ref_logprobs: PairLogProbs | None = None,
+    logprobs: PairLogProbs | None = None,
     norm: str = "avg",
     length_normalize: bool = False,
     beta: float = 1.0,
@@ -307,7 +308,8 @@ def policy_pairwise(
     """Pairwise accuracy of a policy (see the module docstring for the three modes).
 
     ``mode="implicit"`` takes the reference from ``ref_logprobs`` (precomputed), else ``ref_model``,
-    else the PEFT base model (adapters disabled).  ``norm`` applies to ``ref_free``;
+    else the PEFT base model (adapters disabled). ``logprobs``: the policy's own log-probs of these
+    pairs, when already computed (one forward scores every mode).  ``norm`` applies to ``ref_free``;
     ``length_normalize`` to ``likelihood``; ``beta > 0`` only scales implicit rewards.
     """
     if mode not in POLICY_MODES:
@@ -318,7 +320,9 @@ def policy_pairwise(
         raise ValueError(f"beta must be > 0, got {beta}")
     enc = _encode(data, tokenizer, max_length, truncation, add_eos, source)
     pad_id = resolve_pad_id(tokenizer, model)
-    pol = pair_logprobs(model, enc, pad_id, batch_size)
+    pol = pair_logprobs(model, enc, pad_id, batch_size) if logprobs is None else logprobs
+    if pol.chosen.total.shape != (len(enc),):
+        raise ValueError(f"logprobs has {pol.chosen.total.size} pairs, data has {len(enc)}")
     extra = {
         "chosen_logp": pol.chosen.total,
         "rejected_logp": pol.rejected.total,

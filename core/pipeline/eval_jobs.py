@@ -23,6 +23,22 @@ from core.pipeline.job import (
     write_job_metrics,
 )
 
+#: each benchmark's encoding and pi_ref's log-probs of it, by (tokenizer, reference model), computed
+#: once per process for every seed of a job (core.eval.benchmarks.evaluate_benchmark's ``cache``)
+_BENCHMARK_CACHE: dict[tuple[str, str | None], dict] = {}
+
+
+def _benchmark_cache(tok: Any, reference: str | None) -> dict:
+    """The cache of one tokenizer (by its whole definition: vocabulary, rules, special tokens, chat
+    template) and reference model; a fresh one for a tokenizer without a fast backend."""
+    import hashlib
+
+    backend = getattr(tok, "backend_tokenizer", None)
+    if backend is None:
+        return {}
+    text = "\0".join([backend.to_str(), str(tok.chat_template), str(tok.special_tokens_map), tok.padding_side])
+    return _BENCHMARK_CACHE.setdefault((hashlib.sha256(text.encode()).hexdigest(), reference), {})
+
 
 def eval_pairs(job: Job) -> None:
     """Score the job's model (``params.kind``: reward_model or policy) on ``params.benches``."""
@@ -37,6 +53,7 @@ def eval_pairs(job: Job) -> None:
     else:
         model = load_causal_lm(model_dir).eval()
         ref = load_causal_lm(job.model_source("reference")).eval()
+    cache = _benchmark_cache(tok, None if ref is None else job.model_source("reference"))
     train_run = run_id_of(job.inp("train"))
     seed = int(job.wildcards.get("seed", 0))
     with tracked_run(job) as run:
@@ -52,6 +69,7 @@ def eval_pairs(job: Job) -> None:
                 ties=ev["ties"],
                 source=job.inp(name),
                 degenerate_std=float(ev["degenerate_std"]),
+                cache=cache,
             )
             out = job.out(name)
             write_job_metrics(

@@ -57,7 +57,7 @@ from accelerate.utils import is_peft_model
 from transformers import GenerationConfig
 from trl import DPOConfig, DPOTrainer
 from trl.data_utils import get_dataset_column_names
-from trl.trainer.utils import flush_left, selective_log_softmax, use_adapter
+from trl.trainer.utils import flush_left, hash_module, selective_log_softmax, use_adapter
 
 from core.losses import (
     distillation_loss,
@@ -287,6 +287,20 @@ class _Terms:
     sample_lengths: torch.Tensor | None = None
 
 
+# pi_ref's precomputed log-probs in this process, by what determines them (:meth:`DRDPOTrainer._precompute_ref_logps`)
+_REF_LOGPS: dict[tuple, Any] = {}
+_REF_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
+
+
+def _token_fingerprint(dataset: Any) -> str:
+    """A hash of the rows' token ids (prompt_ids, chosen_ids, rejected_ids: what trl's collator
+    reads), in the dataset's row order (a selection or shuffle included)."""
+    from datasets.fingerprint import Hasher
+
+    columns = [c for c in dataset.column_names if c.endswith("_ids")]
+    return Hasher.hash(dataset.select_columns(columns).with_format("arrow")[:])
+
+
 class DRDPOTrainer(RobustMinibatchMixin, DPOTrainer):
     """trl ``DPOTrainer`` with DR weights on every loss and the distillation paper's losses."""
 
@@ -325,6 +339,23 @@ class DRDPOTrainer(RobustMinibatchMixin, DPOTrainer):
             self._check_datasets_targets()
             self.data_collator = TargetRewardCollator(self.data_collator, self._target_chosen, self._target_rejected)
         self._init_robust(args.average_iterates, args.ema_decay)
+
+    def _precompute_ref_logps(self, dataset: Any, name: str, batch_size: int) -> Any:
+        """trl's precompute of log pi_ref(y|x), once per process for a given set of token ids, pi_ref
+        and collation: every seed of a job trains on the same pairs against the same pi_ref, so the
+        values are the same (trl's own cache misses there: its key, the datasets fingerprint, changes
+        with each trainer's arguments)."""
+        from datasets import concatenate_datasets
+
+        args = self.args
+        key = (_token_fingerprint(dataset), hash_module(self.ref_model or self.model), batch_size,
+               args.max_length, args.truncation_mode, args.padding_free, args.pad_to_multiple_of,
+               self.ld_alpha)  # fmt: skip
+        if key in _REF_LOGPS:
+            return concatenate_datasets([dataset, _REF_LOGPS[key]], axis=1)
+        out = super()._precompute_ref_logps(dataset, name, batch_size)
+        _REF_LOGPS[key] = out.select_columns(list(_REF_COLUMNS))
+        return out
 
     # -------------------------------------------------------------- set-up checks
     def _check_custom_path_supported(self) -> None:
