@@ -101,9 +101,6 @@ rule train_dpo_dr:
         ),
     log:
         PATHS.log(PATHS.dpo("{variant}", "{div}", "{rho}", "s")),
-    # scheduling only (the same outputs): the longest jobs start first, so short ones fill the
-    # cores at the end; DPO grid points are second to the reward models (train_rm_dr)
-    priority: 1
     threads: P.threads("train")
     resources:
         **P.seeded_resources("train"),

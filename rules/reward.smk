@@ -29,9 +29,6 @@ rule train_rm_dr:
         ),
     log:
         PATHS.log(PATHS.rm("{variant}", "{div}", "{rho}", "s", "{rmset}")),
-    # scheduling only (the same outputs): the longest jobs, with PPO and evaluations after them,
-    # start first, so short ones fill the cores at the end
-    priority: 2
     threads: P.threads("train")
     resources:
         **P.seeded_resources("train"),
