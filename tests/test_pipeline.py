@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import os
 import re
 from pathlib import Path
 
@@ -532,3 +533,53 @@ def test_readme_own_data_example_builds_btl_and_dr_tables(tmp_path, monkeypatch)
         _script("load_dataset").main(job)
         assert len(read_pairs(paths["data"])) == 4
     assert read_pairs(paths["data"])[0]["chosen"] == [{"role": "assistant", "content": "y"}]
+
+
+def _distill_cells(spec: dict) -> dict[tuple[str, str], list[str]]:
+    """(row, column) -> the metrics files of each cell of a distillation table."""
+    return {(r["label"], c): spec_files({"rows": [cell]}) for r in spec["rows"] for c, cell in r["cells"].items()}
+
+
+def test_claims_rows_keep_only_the_distillation_models_a_claim_or_gate_reads():
+    """`report.rows: claims` (config.yaml) drops the distillation cells whose models nothing in
+    the claims table reads — so the DAG never trains them — and `all` (make all-tables) keeps the
+    whole grid: claim d reads every method but p-DPO at the biases 0.25 or more from 0.5, claim e
+    p-DPO, d-DPO and DPO at Figure B.1's bias, the gates DPO at the bias nearest 0.5."""
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    assert cfg["report"]["rows"] == "claims"
+    claims = Pipeline(copy.deepcopy(cfg)).specs
+    full = Pipeline({**cfg, "report": {**cfg["report"], "rows": "all"}}).specs
+    runs = claims.claim_runs()
+    cut, whole = claims.tables()["figure2"], full.tables()["figure2"]
+    present = {(r["label"], c) for r in cut["rows"] for c in r["cells"]}
+    assert present == {
+        *((m, b) for m in ("DPO", "IPO", "d-DPO", "e-DPO") for b in ("bias = 0.2", "bias = 0.8")),
+        ("DPO", "bias = 0.5"),
+        ("p-DPO", "bias = 0.2"),
+    }
+    assert {(r["label"], c) for r in whole["rows"] for c in r["cells"]} == {
+        (m, f"bias = {b}") for m in ("DPO", "IPO", "d-DPO", "p-DPO", "e-DPO") for b in ("0.2", "0.5", "0.8")
+    }
+    for name, spec in claims.distill_tables().items():  # every kept cell reads only models a claim reads
+        for cell, files in _distill_cells(spec).items():
+            assert files and all(os.path.dirname(f) in runs for f in files), (name, cell)
+    dropped = set(full.table_files("figure2")) - set(claims.table_files("figure2"))
+    assert dropped and not {os.path.dirname(f) for f in dropped} & runs
+    assert [r["label"] for r in claims.tables()["figureB3"]["rows"]] == ["bias = 0.2", "bias = 0.8"]
+    # the claims themselves do not change
+    assert claims.claims() == full.claims() and claims.gates() == full.gates()
+
+
+def test_claims_rows_train_no_model_only_a_non_claim_row_reads():
+    """Figure B.5's constant-gamma e-DPO feeds no claim: with `rows: claims` its row is left out
+    (only the annealed row, whose models claim d reads, stays), so no constant-gamma model is
+    trained; `rows: all` has both rows."""
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    cfg["distill"]["gamma"]["compare_constant"] = True
+    cut = Pipeline(copy.deepcopy(cfg)).specs
+    cfg["report"]["rows"] = "all"
+    full = Pipeline(cfg).specs
+    assert [r["label"] for r in full.tables()["figureB5"]["rows"]] == ["with annealing", "w/o annealing"]
+    assert [r["label"] for r in cut.tables()["figureB5"]["rows"]] == ["with annealing"]
+    assert any("/constant/" in f for f in full.table_files("figureB5"))
+    assert not any("/constant/" in f for n in cut.tables() for f in cut.table_files(n))

@@ -175,3 +175,28 @@ def test_report_contents_link_to_every_section(tmp_path):
     assert links == ["claims-what-this-run-says", "distributionally-robust-rlhf-dr-paper"]
     html = markdown_to_html(md, str(tmp_path), "R")
     assert all(f'id="{a}"' in html and f'href="#{a}"' in html for a in links)
+
+
+def test_bias_lines_join_the_biases_a_row_was_run_at(tmp_path):
+    """A row without a cell at some bias (report.rows: claims) is drawn through its other biases:
+    no NaN point breaks its line, and every point keeps its interval."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from core.report.figures import _bias_lines
+
+    cols = [{"label": f"bias = {b}", "x": b, "key": "metrics/adv", "ci_keys": ["metrics/lo", "metrics/hi"]}
+            for b in (0.2, 0.5, 0.8)]  # fmt: skip
+    f = {b: metrics_file(tmp_path, f"m{b}", {"adv": b, "lo": b - 0.1, "hi": b + 0.2}) for b in (0.2, 0.5, 0.8)}
+    rows = [{"label": "DPO", "cells": {c["label"]: {"files": [f[c["x"]]]} for c in cols}},
+            {"label": "IPO", "cells": {c["label"]: {"files": [f[c["x"]]]} for c in cols if c["x"] != 0.5}}]  # fmt: skip
+    fig, ax = plt.subplots()
+    _bias_lines({"table": {"name": "t", "row_header": "Method", "columns": cols, "rows": rows}}, ax)
+    series = {c.get_label(): c for c in ax.containers}  # one errorbar container per row
+    assert list(series["DPO"].lines[0].get_ydata()) == pytest.approx([0.2, 0.5, 0.8])
+    assert list(series["IPO"].lines[0].get_ydata()) == pytest.approx([0.2, 0.8])
+    bars = series["IPO"].lines[2][0].get_segments()
+    assert [tuple(seg[:, 1]) for seg in bars] == [pytest.approx((0.1, 0.4)), pytest.approx((0.7, 1.0))]
+    plt.close(fig)

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import re
+import shlex
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -115,21 +116,31 @@ def test_a_key_given_twice_in_the_config_file_fails_before_any_job(tmp_path):
     assert "Job stats" not in out and not (tmp_path / "results").exists()
 
 
-def test_make_demo_runs_the_default_dag_with_all_as_target(tmp_path):
-    """`make demo`'s snakemake command (as make prints it) builds the default DAG up to `all`;
-    a target placed after --configfile would be read as a second config file."""
+def _make_dry_run(tmp_path, target: str) -> dict[str, int]:
+    """The job stats of the snakemake command `make <target>` runs (as make prints it), dry."""
     proc = subprocess.run(
-        ["make", "-n", "demo"], capture_output=True, text=True, cwd=REPO, timeout=60, env=dict(os.environ, MAKEFLAGS="")
+        ["make", "-n", target], capture_output=True, text=True, cwd=REPO, timeout=60, env=dict(os.environ, MAKEFLAGS="")
     )
     assert proc.returncode == 0, proc.stderr
     line = next(x for x in proc.stdout.splitlines() if "/snakemake " in x)
-    command = line.split("snakemake ", 1)[1].split()
+    command = shlex.split(line.split("snakemake ", 1)[1])
     dry = snakemake(tmp_path, "-n", *command, timeout=180)
     assert dry.returncode == 0, (dry.stdout + dry.stderr)[-3000:]
-    stats = job_stats(dry.stdout)
+    return job_stats(dry.stdout)
+
+
+def test_make_demo_runs_the_default_dag_with_all_as_target(tmp_path):
+    """`make demo`'s snakemake command builds the default DAG up to `all`; a target placed after
+    --configfile would be read as a second config file. It trains only the distillation policies
+    a claim or gate reads (report.rows: claims); `make all-tables` trains the whole grid."""
+    stats = _make_dry_run(tmp_path, "demo")
     specs = pipeline_of(REPO / "config.yaml").specs
     assert stats["all"] == 1 and stats["report"] == 1 and stats["claims"] == 1, stats
     assert stats["table"] == len(specs.tables()) and stats["figure"] == len(specs.figures()), stats
+    claim_jobs = {os.path.dirname(r) for r in specs.claim_runs() if "/metrics/distill/" in r}  # seed folders -> runs
+    assert stats["train_distill_policy"] == len(claim_jobs) < len(specs.p.distill_runs())
+    full = _make_dry_run(tmp_path, "all-tables")
+    assert full["train_distill_policy"] == len(specs.p.distill_runs()) and full["table"] == stats["table"]
 
 
 def test_shipped_configs_validate_against_the_schema(tmp_path):

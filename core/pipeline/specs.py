@@ -8,6 +8,7 @@ Adding a table is one entry in :meth:`Specs.tables`; rows come from the grids
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from core.eval.reference import REFERENCE_LABELS
@@ -378,6 +379,32 @@ class Specs:
         return out
 
     def distill_tables(self) -> dict[str, dict]:
+        """The distillation paper's tables; with ``report.rows: claims`` only their cells whose runs a
+        claim or a sanity gate reads (:meth:`claim_rows`)."""
+        specs = self._distill_tables()
+        if self.cfg["report"]["rows"] == "all":
+            return specs
+        return {name: spec for name, spec in ((n, self.claim_rows(s)) for n, s in specs.items()) if spec["rows"]}
+
+    def claim_runs(self) -> set[str]:
+        """The metrics folders (one per trained model and seed) that the claims table reads."""
+        return {os.path.dirname(f) for f in self.claim_files()}
+
+    def claim_rows(self, spec: dict) -> dict:
+        """``spec`` without the cells that read a model no claim or gate reads (rows left empty are
+        dropped): such models are trained only for ``report.rows: all`` (``make all-tables``)."""
+        runs, rows = self.claim_runs(), []
+        for row in spec["rows"]:
+            cells = {
+                label: cell
+                for label, cell in row["cells"].items()
+                if all(os.path.dirname(f) in runs for f in spec_files({"rows": [cell]}))
+            }
+            if cells:
+                rows.append({**row, "cells": cells})
+        return {**spec, "rows": rows}
+
+    def _distill_tables(self) -> dict[str, dict]:
         d, note = self.cfg["distill"], self.note
         biases, methods, cols = [float(b) for b in d["biases"]], list(d["methods"]), self.bias_columns()
         specs = {}

@@ -68,14 +68,15 @@ def _bias_lines(spec: Mapping[str, Any], ax: Any) -> None:
     for i, (_, rec) in enumerate(frame.iterrows()):
         # a small horizontal offset per series keeps overlapping error bars apart
         shifted = [x + (i - (k - 1) / 2) * 0.012 * span for x in xs]
-        ys = [rec[c["label"]] for c in cols]
-        lo = [rec[f"{c['label']} ci_low"] for c in cols]
-        hi = [rec[f"{c['label']} ci_high"] for c in cols]
-        err = [
-            [y - lw if _finite(lw) else 0.0 for y, lw in zip(ys, lo, strict=True)],
-            [h - y if _finite(h) else 0.0 for y, h in zip(ys, hi, strict=True)],
-        ]
-        ax.errorbar(shifted, ys, yerr=err, marker="o", capsize=3, label=str(rec[header]))
+        # a bias this row was not run at (report.rows: claims) is left out, so the line joins the rest
+        points = [(x, rec[c["label"]], rec[f"{c['label']} ci_low"], rec[f"{c['label']} ci_high"])
+                  for x, c in zip(shifted, cols, strict=True) if _finite(rec[c["label"]])]  # fmt: skip
+        if not points:
+            continue
+        err = [[y - lw if _finite(lw) else 0.0 for _, y, lw, _ in points],
+               [h - y if _finite(h) else 0.0 for _, y, _, h in points]]  # fmt: skip
+        ax.errorbar([p[0] for p in points], [p[1] for p in points], yerr=err, marker="o", capsize=3,
+                    label=str(rec[header]))  # fmt: skip
     ax.axhline(0.0, color="grey", lw=0.8, ls=":")
     ax.set_xlabel("length bias (share of pairs preferring the longer response)")
     ax.set_ylabel(spec.get("ylabel", ""))
