@@ -7,6 +7,7 @@ import sys
 from core.pipeline import Pipeline
 from core.pipeline.config import check_config_files, tracking_warning
 from core.pipeline.paths import WILDCARD_CONSTRAINTS
+from core.pipeline.warm import start_server
 
 check_config_files(workflow.configfiles)  # a key given twice: Snakemake's YAML keeps the last silently
 P = Pipeline(config)  # validates the config (schema + cross-key checks) before any job
@@ -18,13 +19,29 @@ wildcard_constraints:
     **WILDCARD_CONSTRAINTS,
 
 
+WARM = []  # this run's warm-start server (core.pipeline.warm), if any
+
+
 onstart:
     # the executor is known once the DAG is built (not while the Snakefile is parsed): warn about
-    # a SQLite tracking URI on a cluster (profiles/slurm) before the first job is submitted
+    # a SQLite tracking URI on a cluster (profiles/slurm) before the first job is submitted, and
+    # start the warm-start server for the jobs of a local run (resources.warm_start)
     if workflow.is_main_process and workflow.executor_plugin is not None:
         warning = tracking_warning(config, workflow.executor_plugin.name)
         if warning:
             print(warning, file=sys.stderr, flush=True)
+        server = start_server(config["resources"]["warm_start"], workflow.executor_plugin.name, PATHS.log("warm_start"))
+        WARM.extend([server] if server else [])
+
+
+onsuccess:
+    for server in WARM:
+        server.stop()
+
+
+onerror:
+    for server in WARM:
+        server.stop()
 
 
 def light(**extra):

@@ -7,6 +7,7 @@ if config["data"]["kind"] == "synthetic":
 
     rule world:
         """The embedded default's synthetic world: preference sets, eval sets, SFT demonstrations."""
+        priority: 1  # on the chain every model waits for (world -> tokenizer -> base -> pretrain -> SFT)
         output:
             **P.raw_outputs(),
         params:
@@ -23,6 +24,7 @@ if config["data"]["kind"] == "synthetic":
 
     rule tokenizer:
         """A tokenizer trained on the world's corpus (core.models)."""
+        priority: 1
         input:
             corpus=PATHS.world_file("corpus.jsonl"),
         output:
@@ -63,6 +65,7 @@ else:
 rule base_model:
     """A base model folder: a tiny Llama built from config (embedded default) or a GGUF /
     pip-package model materialised as an ordinary HF folder (small-real)."""
+    priority: 1
     input:
         tokenizer=lambda wc: [PATHS.model("base/tokenizer")] if config["models"][wc.role]["source"] == "build" else [],
     output:

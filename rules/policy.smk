@@ -8,6 +8,7 @@ if "pretrain" in config:
     rule pretrain:
         """The backbone: causal-LM pretraining of the built policy on the world's pretraining corpus
         (the only training from random weights; SFT and, through it, the reward models start here)."""
+        priority: 1
         input:
             data=PATHS.world_file("pretrain_corpus.jsonl"),
             base=P.base_model_input("policy"),
@@ -31,6 +32,7 @@ if "pretrain" in config:
 rule sft:
     """The reference policy pi_ref: supervised fine-tuning of the base (or pretrained) LM on
     demonstrations."""
+    priority: 1
     input:
         data=PATHS.raw(config["sft"]["dataset"]),
         base=P.sft_base_input(),

@@ -3,7 +3,6 @@ response with the higher oracle reward, exact ties dropped; the flip rate is rec
 normalised columns are kept (core.data.oracle_relabel rebuilds the schema's features)."""
 
 from core.data.io import read_pairs, write_pairs
-from core.eval.oracle import load_oracle
 from core.pipeline.job import (
     Job,
     entrypoint,
@@ -16,6 +15,7 @@ from core.pipeline.job import (
 
 def main(job: Job) -> None:
     from core.data import NORMALISED_COLUMNS, longer_preferred_fraction, oracle_relabel
+    from core.eval.oracle import load_oracle
 
     set_torch_threads(job)
     ds = read_pairs(job.inp("data"))

@@ -1,35 +1,36 @@
 """Preference data: the normalised schema, one loader for every format, and the papers' stages.
 
-``core.data.synthetic`` (the embedded default's generator) is imported on demand, not here.
+The names below are imported from their modules on first use (PEP 562), so a process that only
+passes a job on (core.pipeline.warm) does not import ``datasets``; ``core.data.synthetic`` (the
+embedded default's generator) is imported on demand too.
 """
 
-from core.data.bigbench import fetch_bigbench_tasks
-from core.data.io import read_pairs, write_dropped_rows, write_pairs
-from core.data.loaders import load_preferences
-from core.data.schema import (
-    NORMALISED_COLUMNS,
-    OPTIONAL_COLUMNS,
-    REQUIRED_COLUMNS,
-    BadRow,
-    LoadError,
-    LoadReport,
-    RowError,
-    check_row,
-    column_kinds,
-    preference_features,
-    rows_to_dataset,
-)
-from core.data.stages import (
-    count_tokens,
-    ensemble_subsets,
-    filter_sources,
-    length_bias_subsample,
-    length_classes,
-    longer_preferred_fraction,
-    oracle_relabel,
-    split_dataset,
-    subsample,
-)
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+#: the module (under core.data) that defines each public name
+_DEFINED_IN = {
+    "bigbench": "fetch_bigbench_tasks",
+    "io": "read_pairs write_dropped_rows write_pairs",
+    "loaders": "load_preferences",
+    "schema": "NORMALISED_COLUMNS OPTIONAL_COLUMNS REQUIRED_COLUMNS BadRow LoadError LoadReport RowError check_row "
+    "column_kinds preference_features rows_to_dataset",
+    "stages": "count_tokens ensemble_subsets filter_sources length_bias_subsample length_classes "
+    "longer_preferred_fraction oracle_relabel split_dataset subsample",
+}
+_MODULES = {name: f"core.data.{module}" for module, names in _DEFINED_IN.items() for name in names.split()}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULES.get(name)
+    if module is None:
+        raise AttributeError(f"module 'core.data' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "NORMALISED_COLUMNS",

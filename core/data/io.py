@@ -14,11 +14,14 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-
-import datasets
+from typing import TYPE_CHECKING
 
 from core.atomic import atomic_write, atomic_write_text
-from core.data.schema import LoadReport
+
+if TYPE_CHECKING:  # imported where used: a process that only passes a job on stays light
+    import datasets
+
+    from core.data.schema import LoadReport
 
 __all__ = ["read_pairs", "write_dropped_rows", "write_pairs"]
 
@@ -28,6 +31,7 @@ def read_pairs(path: str | os.PathLike[str]) -> datasets.Dataset:
 
     ``ValueError("dataset file <path> does not exist")`` when there is no such file.
     """
+    import datasets
     import pyarrow.parquet as pq
 
     if not os.path.exists(path):

@@ -289,7 +289,8 @@ def _grid_problems(cfg: dict) -> list[str]:
 
 def _resource_problems(cfg: dict) -> list[str]:
     out = []
-    for kind, r in cfg["resources"].items():
+    for kind in ("train", "eval", "light"):
+        r = cfg["resources"][kind]
         gpu, nproc = r.get("gpu", 0), r.get("nproc", 1)
         if kind != "train" and nproc != 1:
             out.append(

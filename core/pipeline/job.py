@@ -367,7 +367,8 @@ def _run_seeds(main: Callable[[Job], None], job: Job) -> None:
 
 
 def entrypoint(main: Callable[[Job], None], scope: dict[str, Any]) -> None:
-    """Build the job (from Snakemake or ``--job``), route output to its log, run ``main``."""
+    """Build the job (from Snakemake or ``--job``) and run ``main``: in a child of the warm-start
+    server when one answers (core.pipeline.warm, one-process jobs), else in this process."""
     smk = scope.get("snakemake")
     script = os.path.realpath(scope.get("__file__", sys.argv[0]))
     if smk is not None:
@@ -376,6 +377,17 @@ def entrypoint(main: Callable[[Job], None], scope: dict[str, Any]) -> None:
         if len(sys.argv) != 3 or sys.argv[1] != "--job":
             raise SystemExit(f"usage: {sys.argv[0]} --job JOB.json (or run by Snakemake's script directive)")
         job = Job.from_json(sys.argv[2])
+    if smk is not None and job.nproc == 1:
+        from core.pipeline.warm import run_warm
+
+        code = run_warm(job, main)  # None: no warm-start server answers, run here
+        if code is not None:
+            raise SystemExit(code)
+    run_job(main, job)
+
+
+def run_job(main: Callable[[Job], None], job: Job) -> None:
+    """Run ``job`` in this process: output to its log, its threads, SIGTERM unwinds, each seed."""
     _redirect_to_log(job.log[0] if job.log else None)
     _set_threads(job.threads)
     from core.tracking import Terminated, raise_on_sigterm
@@ -388,7 +400,7 @@ def entrypoint(main: Callable[[Job], None], scope: dict[str, Any]) -> None:
             _relaunch(job)
         else:
             _run_seeds(main, job)
-        cpu = time.process_time()  # this process's CPU seconds, imports included
+        cpu = time.process_time()  # this process's CPU seconds: imports included (none in a warm-started child)
         print(
             f"[workflow] {job.run_name} rank {rank()} done in {time.time() - start:.1f} s (cpu {cpu:.1f} s)", flush=True
         )
