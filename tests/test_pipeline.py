@@ -566,6 +566,8 @@ def test_claims_rows_keep_only_the_distillation_models_a_claim_or_gate_reads():
     dropped = set(full.table_files("figure2")) - set(claims.table_files("figure2"))
     assert dropped and not {os.path.dirname(f) for f in dropped} & runs
     assert [r["label"] for r in claims.tables()["figureB3"]["rows"]] == ["bias = 0.2", "bias = 0.8"]
+    assert "make all-tables" in cut["footnote"] and "footnote" not in whole  # the reader learns what "–" means
+    assert "footnote" not in claims.tables()["figureB1"]  # nothing left out there
     # the claims themselves do not change
     assert claims.claims() == full.claims() and claims.gates() == full.gates()
 

@@ -393,16 +393,21 @@ class Specs:
     def claim_rows(self, spec: dict) -> dict:
         """``spec`` without the cells that read a model no claim or gate reads (rows left empty are
         dropped): such models are trained only for ``report.rows: all`` (``make all-tables``)."""
-        runs, rows = self.claim_runs(), []
+        runs, rows, dropped = self.claim_runs(), [], False
         for row in spec["rows"]:
             cells = {
                 label: cell
                 for label, cell in row["cells"].items()
                 if all(os.path.dirname(f) in runs for f in spec_files({"rows": [cell]}))
             }
+            dropped = dropped or len(cells) < len(row["cells"])
             if cells:
                 rows.append({**row, "cells": cells})
-        return {**spec, "rows": rows}
+        if not dropped:
+            return {**spec, "rows": rows}
+        note = ("–: a model no claim or sanity gate reads, not trained in this run (`report.rows: claims`; "
+                "`make all-tables` trains it).")  # fmt: skip
+        return {**spec, "rows": rows, "footnote": " ".join(x for x in (spec.get("footnote"), note) if x)}
 
     def _distill_tables(self) -> dict[str, dict]:
         d, note = self.cfg["distill"], self.note
