@@ -405,8 +405,8 @@ class Specs:
                 rows.append({**row, "cells": cells})
         if not dropped:
             return {**spec, "rows": rows}
-        note = ("–: a model no claim or sanity gate reads, not trained in this run (`report.rows: claims`; "
-                "`make all-tables` trains it).")  # fmt: skip
+        note = ("–: a model no claim or sanity gate reads, left out of this table and not trained by `make demo` "
+                "(`report.rows: claims`); `make all-tables` trains and shows it.")  # fmt: skip
         return {**spec, "rows": rows, "footnote": " ".join(x for x in (spec.get("footnote"), note) if x)}
 
     def _distill_tables(self) -> dict[str, dict]:
