@@ -201,6 +201,32 @@ def test_a_killed_job_process_takes_its_warm_child_down(server, tmp_path):
     assert _gone(child), "the warm child outlived its killed job process"
 
 
+def test_a_request_the_server_refuses_runs_cold(tmp_path):
+    """A server that answers but starts no child (here: one that closes every connection) leaves
+    the job to run in its own process; nothing ran, so nothing runs twice."""
+    import socket
+    import threading
+
+    address = str(tmp_path / "refusing.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(address)
+    listener.listen(1)
+
+    def refuse() -> None:
+        conn, _ = listener.accept()
+        conn.recv(1 << 16)
+        conn.close()
+
+    thread = threading.Thread(target=refuse, daemon=True)
+    thread.start()
+    try:
+        assert run_warm(toy_job(tmp_path), SCRIPT_MAIN, address) is None
+    finally:
+        thread.join(timeout=10)
+        listener.close()
+    assert not (tmp_path / "weights.out").exists()
+
+
 def test_without_a_server_the_job_runs_cold(tmp_path):
     job = toy_job(tmp_path)
     assert run_warm(job, SCRIPT_MAIN, str(tmp_path / "nobody.sock")) is None

@@ -65,22 +65,17 @@ _HEADER = struct.Struct("!Q")
 
 
 # ------------------------------------------------------------------------------ client
-def _recv_exact(sock: socket.socket, n: int) -> bytes:
-    data = b""
-    while len(data) < n:
-        chunk = sock.recv(n - len(data))
-        if not chunk:
-            raise ConnectionError("warm-start server closed the connection")
-        data += chunk
-    return data
-
-
 def run_warm(job: Any, main: Callable[[Any], None], address: str | None = None) -> int | None:
     """Run ``main(job)`` in a child of the warm-start server at ``address`` (default:
     ``$ROBUST_RLHF_WARM``) and return its exit status; None (run it cold) when no server answers.
     ``main`` travels by name: a function of the job's script, or of an importable module."""
     address = address or os.environ.get(WARM_ENV)
     if not address:
+        return None
+    try:  # stdin, stdout and stderr travel to the child: a closed one means running here
+        for fd in (0, 1, 2):
+            os.fstat(fd)
+    except OSError:
         return None
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
@@ -93,12 +88,17 @@ def run_warm(job: Any, main: Callable[[Any], None], address: str | None = None) 
     sys.stdout.flush()
     sys.stderr.flush()
     with sock:
-        socket.send_fds(sock, [_HEADER.pack(len(request))], [0, 1, 2])
-        sock.sendall(request)
-        reader = sock.makefile("r", encoding="utf-8")
-        first = reader.readline().split()
-        if len(first) != 2 or first[0] != "pid":
-            raise RuntimeError(f"rule {job.rule}: the warm-start server did not start the job ({first})")
+        try:  # the server starts the child only once it has the whole request
+            socket.send_fds(sock, [_HEADER.pack(len(request))], [0, 1, 2])
+            sock.sendall(request)
+            reader = sock.makefile("r", encoding="utf-8")
+            first = reader.readline().split()
+        except OSError as exc:
+            first = [type(exc).__name__]
+        if len(first) != 2 or first[0] != "pid":  # refused: no child exists, so running here is safe
+            print(f"[warm] the warm-start server refused rule {job.rule} ({first}): running it here",
+                  file=sys.stderr, flush=True)  # fmt: skip
+            return None
         child = int(first[1])
 
         def forward(signum: int, frame: Any) -> None:  # the child unwinds as a cold job would
@@ -118,6 +118,16 @@ def run_warm(job: Any, main: Callable[[Any], None], address: str | None = None) 
 
 
 # ------------------------------------------------------------------------------ server
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            raise ConnectionError("warm-start server closed the connection")
+        data += chunk
+    return data
+
+
 def _load_main(script: str, module: str, name: str) -> Any:
     """The job's function: ``module.name``, where ``__main__`` is the workflow script itself
     (loaded from its file as a module, so its ``__main__`` block does not run)."""
