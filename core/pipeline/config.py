@@ -289,8 +289,9 @@ def _grid_problems(cfg: dict) -> list[str]:
 
 def _resource_problems(cfg: dict) -> list[str]:
     out = []
-    for kind in ("train", "eval", "light"):
-        r = cfg["resources"][kind]
+    for kind, r in cfg["resources"].items():
+        if not isinstance(r, dict):  # a run-wide setting (warm_start), not a kind of job
+            continue
         gpu, nproc = r.get("gpu", 0), r.get("nproc", 1)
         if kind != "train" and nproc != 1:
             out.append(

@@ -384,16 +384,19 @@ class Specs:
         specs = self._distill_tables()
         if self.cfg["report"]["rows"] == "all":
             return specs
-        return {name: spec for name, spec in ((n, self.claim_rows(s)) for n, s in specs.items()) if spec["rows"]}
+        runs = self.claim_runs()
+        return {n: spec for n, spec in ((n, self.claim_rows(s, runs)) for n, s in specs.items()) if spec["rows"]}
 
     def claim_runs(self) -> set[str]:
         """The metrics folders (one per trained model and seed) that the claims table reads."""
         return {os.path.dirname(f) for f in self.claim_files()}
 
-    def claim_rows(self, spec: dict) -> dict:
-        """``spec`` without the cells that read a model no claim or gate reads (rows left empty are
-        dropped): such models are trained only for ``report.rows: all`` (``make all-tables``)."""
-        runs, rows, dropped = self.claim_runs(), [], False
+    @staticmethod
+    def claim_rows(spec: dict, runs: set[str]) -> dict:
+        """``spec`` without the cells that read a model outside ``runs`` (:meth:`claim_runs`; rows
+        left empty are dropped): such models are trained only for ``report.rows: all``
+        (``make all-tables``)."""
+        rows, dropped = [], False
         for row in spec["rows"]:
             cells = {
                 label: cell

@@ -224,9 +224,14 @@ def serve(address: str, parent: int, preload: tuple[str, ...] = PRELOAD) -> None
 def _start_child(conn: socket.socket, listener: socket.socket, children: dict[int, socket.socket]) -> None:
     conn.settimeout(30)
     header, fds, _flags, _addr = socket.recv_fds(conn, _HEADER.size, 3)
-    if len(header) != _HEADER.size or len(fds) != 3:
-        raise ValueError(f"expected a {_HEADER.size}-byte header and 3 file descriptors")
-    request = json.loads(_recv_exact(conn, _HEADER.unpack(header)[0]))
+    try:
+        if len(header) != _HEADER.size or len(fds) != 3:
+            raise ValueError(f"expected a {_HEADER.size}-byte header and 3 file descriptors")
+        request = json.loads(_recv_exact(conn, _HEADER.unpack(header)[0]))
+    except BaseException:
+        for fd in fds:  # the client's copies stay with the client
+            os.close(fd)
+        raise
     conn.settimeout(None)
     sys.stdout.flush()
     sys.stderr.flush()
