@@ -216,15 +216,17 @@ def load_preferences(
 ) -> datasets.Dataset | tuple[datasets.Dataset, LoadReport]:
     """Load a preference set in the normalised schema (``core.data.schema``).
 
-    ``format``: unified-feedback, reward-bench, reward-bench-2, hhh, mt-bench-human, tldr, hh-rlhf, bigbench or
-    normalised. ``split``: for a folder, the files named after it (``train.jsonl.gz``,
+    ``format``: unified-feedback, reward-bench, reward-bench-2, hhh, mt-bench-human, tldr, hh-rlhf, bigbench,
+    alpaca-eval or normalised. ``split``: for a folder, the files named after it (``train.jsonl.gz``,
     ``test-0000.parquet``), else records whose ``split`` field equals it; for a hub id, the split
     to load (default per format). ``hub_name``: the hub config (e.g. ``harmless`` for HHH,
     ``all`` for Unified-Feedback), or a list of configs loaded one after the other into one set
     (``["harmless", "helpful", "honest", "other"]``: all of HHH, each row's subset its config);
     ``hub_kwargs``: more ``datasets.load_dataset`` arguments (e.g.
     ``{"data_dir": "harmless-base"}`` for HH). Options: ``tasks`` (bigbench, hhh task.json: task names to
-    keep), ``keyword_domains`` (bigbench), ``subset`` (hhh), ``as_messages`` (hh-rlhf).
+    keep), ``keyword_domains`` (bigbench), ``subset`` (hhh), ``as_messages`` (hh-rlhf), ``generators`` and
+    ``annotator`` (alpaca-eval: the evaluated generators and the annotator to keep; records they leave
+    out are not read).
     ``on_bad_rows``: ``'error'`` or ``'drop'`` (at most ``max_drop_fraction`` of the records).
     Returns the dataset, or ``(dataset, report)`` with ``return_report=True``; raises
     :class:`LoadError` (a ValueError) when the rows kept are not to be trusted.
@@ -243,9 +245,12 @@ def load_preferences(
     report = LoadReport(source=str(source), format=format)
     rows: list[dict[str, Any]] = []
     kinds: dict[str, str] = {}
+    select = getattr(converter, "select", None)
     for location, index, path, root, config, record in _records(
         source, format, split, hub_name, dict(hub_kwargs or {}), options
     ):
+        if select is not None and not select(record, options):
+            continue
         report.n_records += 1
         if isinstance(record, Unreadable):
             report.bad_rows.append(BadRow(location, record.reason))

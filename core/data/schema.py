@@ -2,10 +2,11 @@
 
 Every preference set in the project, whatever its origin, becomes rows with the columns
 ``id, prompt, chosen, rejected, source`` and the optional ``chosen_score, rejected_score,
-domain`` (``None`` where unknown). ``prompt``, ``chosen`` and ``rejected`` are either strings
-or lists of chat messages ``{"role": str, "content": str}``; within one dataset each of these
-columns holds one kind only. A pair states ``chosen`` is preferred to ``rejected`` given
-``prompt`` (the Bradley-Terry observation ``y+ > y- | x`` of both papers).
+domain, chosen_model, rejected_model, preference`` (``None`` where unknown: the models that wrote
+the two responses and the source's raw verdict, e.g. AlpacaEval's ``preference``). ``prompt``,
+``chosen`` and ``rejected`` are either strings or lists of chat messages ``{"role": str, "content":
+str}``; within one dataset each of these columns holds one kind only. A pair states ``chosen`` is
+preferred to ``rejected`` given ``prompt`` (the Bradley-Terry observation ``y+ > y- | x`` of both papers).
 """
 
 from __future__ import annotations
@@ -20,7 +21,16 @@ from typing import Any, Literal
 import datasets
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("id", "prompt", "chosen", "rejected", "source")
-OPTIONAL_COLUMNS: tuple[str, ...] = ("chosen_score", "rejected_score", "domain")
+OPTIONAL_COLUMNS: tuple[str, ...] = (
+    "chosen_score",
+    "rejected_score",
+    "domain",
+    "chosen_model",
+    "rejected_model",
+    "preference",
+)
+#: optional columns that name who wrote a response (a model or generator name)
+MODEL_COLUMNS: tuple[str, ...] = ("chosen_model", "rejected_model")
 NORMALISED_COLUMNS: tuple[str, ...] = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
 TEXT_COLUMNS: tuple[str, ...] = ("prompt", "chosen", "rejected")
 
@@ -193,7 +203,7 @@ def check_row(row: Mapping[str, Any]) -> dict[str, Any]:
             raise RowError(f"empty completion in field '{col}'")
     if out["chosen"] == out["rejected"]:
         raise RowError("chosen == rejected")
-    for col in ("chosen_score", "rejected_score"):
+    for col in ("chosen_score", "rejected_score", "preference"):
         value = row.get(col)
         if value is not None:
             if isinstance(value, bool) or not isinstance(value, int | float):
@@ -208,6 +218,13 @@ def check_row(row: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(domain, str) and _has_undecodable(domain):
         raise RowError("undecodable text in field 'domain' (bytes that are not valid UTF-8)")
     out["domain"] = domain
+    for col in MODEL_COLUMNS:
+        value = row.get(col)
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise RowError(f"field '{col}' must be a non-empty string or null, got {value!r}")
+        if isinstance(value, str) and _has_undecodable(value):
+            raise RowError(f"undecodable text in field '{col}' (bytes that are not valid UTF-8)")
+        out[col] = value
     return out
 
 
@@ -225,6 +242,9 @@ def preference_features(kinds: Mapping[str, Kind] | None = None) -> datasets.Fea
     cols["chosen_score"] = datasets.Value("float64")
     cols["rejected_score"] = datasets.Value("float64")
     cols["domain"] = datasets.Value("string")
+    for col in MODEL_COLUMNS:
+        cols[col] = datasets.Value("string")
+    cols["preference"] = datasets.Value("float64")
     return datasets.Features(cols)
 
 

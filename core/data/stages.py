@@ -153,6 +153,10 @@ def oracle_relabel(
     new = dict(cols)
     new["chosen"] = [r if f else c for c, r, f in zip(cols["chosen"], cols["rejected"], flip, strict=True)]
     new["rejected"] = [c if f else r for c, r, f in zip(cols["chosen"], cols["rejected"], flip, strict=True)]
+    if "chosen_model" in cols:  # who wrote each response follows the response
+        models = list(zip(cols["chosen_model"], cols["rejected_model"], flip, strict=True))
+        new["chosen_model"] = [r if f else c for c, r, f in models]
+        new["rejected_model"] = [c if f else r for c, r, f in models]
     new["chosen_score"] = np.maximum(s_chosen, s_rejected).tolist()
     new["rejected_score"] = np.minimum(s_chosen, s_rejected).tolist()
     out = datasets.Dataset.from_dict(new, features=preference_features(kinds)).select(keep.tolist())

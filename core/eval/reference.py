@@ -17,7 +17,19 @@ import numpy as np
 
 from core.eval.scoring import pairwise_outcomes
 
-__all__ = ["REFERENCE_LABELS", "REFERENCE_RULES", "reference_correct", "response_text"]
+__all__ = [
+    "LENGTH_MATCHED_WITHIN",
+    "REFERENCE_LABELS",
+    "REFERENCE_RULES",
+    "length_matched",
+    "reference_correct",
+    "response_lengths",
+    "response_text",
+]
+
+#: pairs whose response lengths (characters) differ by less than this share of the longer one are
+#: "length-matched": there the length rule is near chance and a reward model must use the content
+LENGTH_MATCHED_WITHIN = 0.2
 
 REFERENCE_RULES: tuple[str, ...] = ("longer", "random", "oracle")
 REFERENCE_LABELS: dict[str, str] = {
@@ -36,6 +48,22 @@ def response_text(response: Any) -> str:
     raise ValueError(f"a response must be a string or a list of messages, got {type(response).__name__}")
 
 
+def response_lengths(ds: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Characters of each pair's chosen and of its rejected response."""
+    chosen = np.asarray([len(response_text(r)) for r in ds["chosen"]], dtype=float)
+    rejected = np.asarray([len(response_text(r)) for r in ds["rejected"]], dtype=float)
+    return chosen, rejected
+
+
+def length_matched(ds: Any, within: float = LENGTH_MATCHED_WITHIN) -> np.ndarray:
+    """Boolean mask of the pairs whose lengths differ by less than ``within`` of the longer one,
+    ``|len(y+) - len(y-)| < within * max(len(y+), len(y-))``."""
+    if not 0 < within <= 1:
+        raise ValueError(f"within must be in (0, 1], got {within!r}")
+    chosen, rejected = response_lengths(ds)
+    return np.abs(chosen - rejected) < within * np.maximum(chosen, rejected)
+
+
 def reference_correct(
     ds: Any, rule: str, ties: str = "wrong", oracle: Callable[[Sequence[Any], Sequence[Any]], Any] | None = None
 ) -> np.ndarray:
@@ -43,9 +71,7 @@ def reference_correct(
     if rule == "random":
         return np.full(len(ds), 0.5)
     if rule == "longer":
-        chosen = np.asarray([len(response_text(r)) for r in ds["chosen"]], dtype=float)
-        rejected = np.asarray([len(response_text(r)) for r in ds["rejected"]], dtype=float)
-        return pairwise_outcomes(chosen, rejected, ties)
+        return pairwise_outcomes(*response_lengths(ds), ties)
     if rule == "oracle":
         if oracle is None:
             raise ValueError("reference rule 'oracle' needs the oracle scorer")

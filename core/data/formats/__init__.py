@@ -2,7 +2,8 @@
 
 A converter module has ``convert(record, ctx) -> list[dict]`` (zero pairs for a tie, counted
 in ``ctx.report``; ``RowError`` for a malformed record), ``OPTIONS`` (the keyword options it
-accepts) and ``HUB_SPLIT`` (the split loaded from the hub when none is given).
+accepts) and ``HUB_SPLIT`` (the split loaded from the hub when none is given); optionally ``select(record, options)
+-> bool``, the records its options keep (the others are not read).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from types import ModuleType
 
 import core.data.bigbench as bigbench
 from core.data.formats import (
+    alpaca_eval,
     hh_rlhf,
     hhh,
     mt_bench,
@@ -30,6 +32,7 @@ FORMATS: dict[str, ModuleType] = {
     "tldr": tldr,
     "hh-rlhf": hh_rlhf,
     "bigbench": bigbench,
+    "alpaca-eval": alpaca_eval,
     "normalised": normalised,
 }
 
