@@ -18,7 +18,7 @@ _DEFINED_IN = {
     "schema": "NORMALISED_COLUMNS OPTIONAL_COLUMNS REQUIRED_COLUMNS BadRow LoadError LoadReport RowError check_row "
     "column_kinds preference_features rows_to_dataset",
     "stages": "count_tokens ensemble_subsets filter_sources length_bias_subsample length_classes "
-    "longer_preferred_fraction oracle_relabel split_dataset subsample",
+    "longer_preferred_fraction oracle_relabel split_by_prompt split_dataset subsample",
 }
 _MODULES = {name: f"core.data.{module}" for module, names in _DEFINED_IN.items() for name in names.split()}
 
@@ -54,6 +54,7 @@ __all__ = [
     "preference_features",
     "read_pairs",
     "rows_to_dataset",
+    "split_by_prompt",
     "split_dataset",
     "subsample",
     "write_dropped_rows",

@@ -21,17 +21,13 @@ from typing import Any, Literal
 import datasets
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("id", "prompt", "chosen", "rejected", "source")
-OPTIONAL_COLUMNS: tuple[str, ...] = (
-    "chosen_score",
-    "rejected_score",
-    "domain",
-    "chosen_model",
-    "rejected_model",
-    "preference",
-)
+OPTIONAL_COLUMNS: tuple[str, ...] = ("chosen_score", "rejected_score", "domain")
 #: optional columns that name who wrote a response (a model or generator name)
 MODEL_COLUMNS: tuple[str, ...] = ("chosen_model", "rejected_model")
-NORMALISED_COLUMNS: tuple[str, ...] = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
+#: where a pair came from: its two responses' models and the source's raw verdict; a loaded set has
+#: them (None where unknown), a set built by a stage may lack them
+PROVENANCE_COLUMNS: tuple[str, ...] = (*MODEL_COLUMNS, "preference")
+NORMALISED_COLUMNS: tuple[str, ...] = REQUIRED_COLUMNS + OPTIONAL_COLUMNS + PROVENANCE_COLUMNS
 TEXT_COLUMNS: tuple[str, ...] = ("prompt", "chosen", "rejected")
 
 Kind = Literal["text", "messages"]
@@ -250,7 +246,7 @@ def preference_features(kinds: Mapping[str, Kind] | None = None) -> datasets.Fea
 
 def column_kinds(ds: datasets.Dataset) -> dict[str, Kind]:
     """Text or messages, per prompt/chosen/rejected column of a normalised dataset."""
-    missing = [c for c in NORMALISED_COLUMNS if c not in ds.column_names]
+    missing = [c for c in REQUIRED_COLUMNS + OPTIONAL_COLUMNS if c not in ds.column_names]
     if missing:
         raise ValueError(f"dataset is not in the normalised schema: missing columns {missing}")
     return {col: "text" if ds.features[col] == datasets.Value("string") else "messages" for col in TEXT_COLUMNS}

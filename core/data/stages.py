@@ -106,6 +106,32 @@ def split_dataset(
     return datasets.DatasetDict({name: ds.select(sorted(parts[name].tolist())) for name in ("train", "val", "test")})
 
 
+def split_by_prompt(
+    ds: datasets.Dataset, val: float, test: float, seed: int, stratify: str | None = "source"
+) -> datasets.DatasetDict:
+    """Train/val/test splits of the *prompts*: every pair of a prompt lands in the same split, so
+    no prompt is in two. Prompts are shuffled with ``seed`` within each value of ``stratify``
+    (default: each source, in first-seen order) and ``round(f * n)`` of them go to val and test."""
+    _check_seed(seed)
+    if not (0 <= val and 0 <= test and val + test < 1):
+        raise ValueError(f"split_by_prompt: val and test must be >= 0 with val + test < 1, got {val}, {test}")
+    prompts = [text_of(p) for p in ds["prompt"]]
+    groups = ds[stratify] if stratify else [None] * len(ds)
+    by_group: dict[Any, list[str]] = {}
+    for prompt, group in zip(prompts, groups, strict=True):
+        by_group.setdefault(group, []).append(prompt)
+    rng = np.random.default_rng(seed)
+    part: dict[str, str] = {}
+    for members in by_group.values():
+        unique = list(dict.fromkeys(members))
+        order = rng.permutation(len(unique))
+        n_val, n_test = math.floor(val * len(unique) + 0.5), math.floor(test * len(unique) + 0.5)
+        for rank, i in enumerate(order):
+            part.setdefault(unique[i], "val" if rank < n_val else "test" if rank < n_val + n_test else "train")
+    index = {name: [i for i, p in enumerate(prompts) if part[p] == name] for name in ("train", "val", "test")}
+    return datasets.DatasetDict({name: ds.select(index[name]) for name in ("train", "val", "test")})
+
+
 def subsample(ds: datasets.Dataset, n: int, seed: int) -> datasets.Dataset:
     """``n`` rows drawn uniformly without replacement (seeded); original order kept."""
     _check_size(n)
@@ -159,7 +185,8 @@ def oracle_relabel(
         new["rejected_model"] = [c if f else r for c, r, f in models]
     new["chosen_score"] = np.maximum(s_chosen, s_rejected).tolist()
     new["rejected_score"] = np.minimum(s_chosen, s_rejected).tolist()
-    out = datasets.Dataset.from_dict(new, features=preference_features(kinds)).select(keep.tolist())
+    features = datasets.Features({k: v for k, v in preference_features(kinds).items() if k in new})
+    out = datasets.Dataset.from_dict(new, features=features).select(keep.tolist())
     flip_rate = float(flip[keep].mean()) if len(keep) else 0.0
     return out, flip_rate, n_ties
 

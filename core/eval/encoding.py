@@ -69,6 +69,13 @@ log = logging.getLogger(__name__)
 
 TEXT_KEYS = ("prompt", "chosen", "rejected")
 TRUNCATION_MODES = ("keep_end", "keep_start")
+
+
+def default_truncation(tokenizer: Any) -> str:
+    """``keep_start`` for an encoder's tokenizer (it has a [CLS]-style token: the classifier pools
+    the first position, which ``keep_end`` would cut), else ``keep_end`` (a causal LM's reward or
+    log-probs read the end of the response)."""
+    return "keep_start" if getattr(tokenizer, "cls_token", None) else "keep_end"
 #: joins the contents of consecutive same-role turns merged into one message
 MERGE_JOINER = "\n\n"
 #: joins a prompt and a completion that do not already meet at whitespace (no chat template)

@@ -47,11 +47,14 @@ def pair_scores(
     dtype: str | None = None,
     batch_size: int = 16,
     max_length: int | None = 512,
+    truncation: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(r(x, y+), r(x, y-))`` per pair: one reward-model folder, the mean of several (an
-    ensemble), or the synthetic world's exact oracle (an ``oracle.json``)."""
+    ensemble), or the synthetic world's exact oracle (an ``oracle.json``). ``truncation``: default
+    core.eval.encoding.default_truncation of each model's tokenizer."""
     import torch
 
+    from core.eval.encoding import default_truncation
     from core.eval.oracle import load_oracle, score_with_oracle
     from core.eval.pairwise import reward_model_pairwise
     from core.models import load_reward_model, load_tokenizer
@@ -65,8 +68,15 @@ def pair_scores(
             r = score_with_oracle(oracle, prompts, list(ds["rejected"]))
         elif os.path.isdir(path):
             model = load_reward_model(path, dtype=dtype).to(torch.device(device)).eval()
+            tok = load_tokenizer(path)
             res = reward_model_pairwise(
-                model, load_tokenizer(path), ds, batch_size=batch_size, max_length=max_length, source=path
+                model,
+                tok,
+                ds,
+                batch_size=batch_size,
+                max_length=max_length,
+                truncation=truncation or default_truncation(tok),
+                source=path,
             )
             c, r = res.score_chosen, res.score_rejected
         else:
@@ -118,6 +128,7 @@ def score_file(
     dtype: str | None = None,
     batch_size: int = 16,
     max_length: int | None = 512,
+    truncation: str | None = None,
     ties: str = "wrong",
     seed: int = 0,
 ) -> dict[str, Any]:
@@ -125,7 +136,9 @@ def score_file(
     from core.data import load_preferences
 
     ds, report = load_preferences(data, fmt, split, on_bad_rows=on_bad_rows, return_report=True, **(options or {}))
-    c, r = pair_scores(models, ds, device=device, dtype=dtype, batch_size=batch_size, max_length=max_length)
+    c, r = pair_scores(
+        models, ds, device=device, dtype=dtype, batch_size=batch_size, max_length=max_length, truncation=truncation
+    )
     return {
         "model": list(models) if len(models) > 1 else models[0],
         "data": str(data),
@@ -163,7 +176,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     parser.add_argument("--dtype", default=None, help="float32, bfloat16, ... (default: the checkpoint's)")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--max-length", type=int, default=512, help="tokens per sequence (longer: the start is cut)")
+    parser.add_argument("--max-length", type=int, default=512, help="tokens per sequence (see --truncation)")
+    parser.add_argument(
+        "--truncation",
+        choices=("keep_end", "keep_start"),
+        default=None,
+        help="which end of a long sequence to keep (default: keep_start for an encoder's [CLS], else keep_end)",
+    )
     parser.add_argument("--ties", choices=("wrong", "half"), default="wrong")
     parser.add_argument("--seed", type=int, default=0, help="the bootstrap's seed")
     args = parser.parse_args(argv)
@@ -179,6 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             dtype=args.dtype,
             batch_size=args.batch_size,
             max_length=args.max_length,
+            truncation=args.truncation,
             ties=args.ties,
             seed=args.seed,
         )
