@@ -74,7 +74,8 @@ def encode_texts(ds, max_length: int, cache: Path, threads: int) -> tuple[dict, 
     from core.encoder_features import encoder_states
     from core.models import load_reward_model, load_tokenizer
 
-    keys = list(dict.fromkeys((p, y) for p, c, r in zip(ds["prompt"], ds["chosen"], ds["rejected"]) for y in (c, r)))
+    triples = zip(ds["prompt"], ds["chosen"], ds["rejected"], strict=True)
+    keys = list(dict.fromkeys((p, y) for p, c, r in triples for y in (c, r)))
     index = {key: i for i, key in enumerate(keys)}
     if cache.is_file():
         with np.load(cache) as z:
@@ -98,9 +99,10 @@ def training_mixture(train, seed: int):
 
 
 def _pair_arrays(split, states, index, key):
-    c = np.stack([states[key][index[(p, y)]] for p, y in zip(split["prompt"], split["chosen"])])
-    r = np.stack([states[key][index[(p, y)]] for p, y in zip(split["prompt"], split["rejected"])])
-    return c, r
+    def side(column: str) -> np.ndarray:
+        return np.stack([states[key][index[p, y]] for p, y in zip(split["prompt"], split[column], strict=True)])
+
+    return side("chosen"), side("rejected")
 
 
 def _loglen(split):

@@ -90,8 +90,14 @@ def test_dr_head_puts_more_weight_on_hard_pairs_than_btl():
 
         torch.manual_seed(0)
         model = BertForSequenceClassification(
-            BertConfig(vocab_size=len(tok), hidden_size=d, num_hidden_layers=1, num_attention_heads=1,
-                       intermediate_size=8, num_labels=1)  # fmt: skip
+            BertConfig(
+                vocab_size=len(tok),
+                hidden_size=d,
+                num_hidden_layers=1,
+                num_attention_heads=1,
+                intermediate_size=8,
+                num_labels=1,
+            )  # fmt: skip
         )
         results[div] = train_head(model, c, r, HeadConfig(steps=50, batch_size=32, divergence=div, rho=rho), 0)
     # the worst-case weighted loss is never below the uniform one on the same batch: the first step agrees

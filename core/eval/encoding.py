@@ -76,6 +76,8 @@ def default_truncation(tokenizer: Any) -> str:
     the first position, which ``keep_end`` would cut), else ``keep_end`` (a causal LM's reward or
     log-probs read the end of the response)."""
     return "keep_start" if getattr(tokenizer, "cls_token", None) else "keep_end"
+
+
 #: joins the contents of consecutive same-role turns merged into one message
 MERGE_JOINER = "\n\n"
 #: joins a prompt and a completion that do not already meet at whitespace (no chat template)

@@ -53,9 +53,7 @@ def head_scores(model: Any, states: Any) -> Any:
     return classifier(pooler.activation(pooler.dense(states))).squeeze(-1)
 
 
-def train_head(
-    model: Any, chosen: np.ndarray, rejected: np.ndarray, config: HeadConfig, seed: int
-) -> HeadResult:
+def train_head(model: Any, chosen: np.ndarray, rejected: np.ndarray, config: HeadConfig, seed: int) -> HeadResult:
     """Train ``model``'s pooler and output layer in place on pairs of cached states
     (``chosen[i]``, ``rejected[i]``: (n, d)); the encoder is not touched."""
     import torch
@@ -64,7 +62,7 @@ def train_head(
     from core.losses import bradley_terry_loss
 
     if chosen.shape != rejected.shape or chosen.ndim != 2 or len(chosen) == 0:
-        raise ValueError(f"chosen and rejected states must be equal (n, d) arrays, got {chosen.shape}, {rejected.shape}")
+        raise ValueError(f"chosen and rejected states must be equal (n, d) arrays: {chosen.shape}, {rejected.shape}")
     pooler, classifier = _head_modules(model)
     params = [*pooler.parameters(), *classifier.parameters()]
     opt = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
@@ -86,7 +84,8 @@ def train_head(
         sched.step()
         losses.append(float(loss.detach()))
     model.eval()
-    state = {k: v.detach().clone() for k, v in model.state_dict().items() if k.startswith(("classifier", "bert.pooler"))}
+    head = ("classifier", "bert.pooler")
+    state = {k: v.detach().clone() for k, v in model.state_dict().items() if k.startswith(head)}
     return HeadResult(state, losses)
 
 
