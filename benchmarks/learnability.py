@@ -11,6 +11,8 @@ training mixture for a fixed wall-clock budget. It then prints pairwise accuracy
 - ``eval``: the balanced per-subset evaluation set (RewardBench style), per subset.
 
 Usage: ``python benchmarks/learnability.py --seconds 60 --seed 0`` (add ``--json PATH`` to save).
+``--real`` runs the real-text table instead (AlpacaEval's verdicts on all-MiniLM-L6-v2:
+benchmarks/learnability_real.py, docs/small-real.md).
 """
 
 from __future__ import annotations
@@ -68,6 +70,12 @@ def _accuracy(model, enc, pad_id, groups):
 
 
 def main(argv: list[str] | None = None) -> dict:
+    argv = sys.argv[1:] if argv is None else argv
+    if "--real" in argv:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from learnability_real import main as real_main
+
+        return real_main(argv)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--seconds", type=float, default=60.0, help="training wall-clock budget")
