@@ -71,7 +71,7 @@ def encode_texts(ds, max_length: int, cache: Path, threads: int) -> tuple[dict, 
     """States of every unique (instruction, response), cached in ``cache`` (npz)."""
     import torch
 
-    from core.encoder_features import encoder_states
+    from core.eval.encoder_states import encoder_states
     from core.models import load_reward_model, load_tokenizer
 
     triples = zip(ds["prompt"], ds["chosen"], ds["rejected"], strict=True)

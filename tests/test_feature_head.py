@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from core.data import load_preferences, rows_to_dataset, split_by_prompt
-from core.encoder_features import encoder_states
+from core.eval.encoder_states import encoder_states
 from core.eval.encoding import default_truncation
 from core.trainers.feature_head import HeadConfig, head_scores, save_head_model, train_head
 from tests.conftest import TINY_WORDS, make_tiny_tokenizer

@@ -1,7 +1,7 @@
 """A reward model's head trained on cached encoder states (DR paper Alg. 1 on a frozen encoder).
 
 The model is BERT's sequence classifier ``r(x, y) = w . tanh(W h + b) + c`` with ``h`` the frozen
-last-layer [CLS] state (core.encoder_features). Each step draws a minibatch of pairs, computes the
+last-layer [CLS] state (core.eval.encoder_states). Each step draws a minibatch of pairs, computes the
 Bradley-Terry losses ``l_i = -log sigma(r(x_i, y_i+) - r(x_i, y_i-))`` (core.losses) and minimises
 ``sum_i q_i l_i`` with ``q`` the worst-case weights in the TV or chi-square ball of radius rho
 (core.dro; rho = 0 is BTL), by AdamW. The pooler starts from the checkpoint's, the output layer
