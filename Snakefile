@@ -21,17 +21,28 @@ if not workflow.overwrite_configfiles:
     configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
-include: "rules/common.smk"
-include: "rules/data.smk"
-include: "rules/reward.smk"
-include: "rules/policy.smk"
-include: "rules/eval.smk"
-include: "rules/theory.smk"
-include: "rules/report.smk"
+if config.get("experiment") == "real-text":
 
+    include: "rules/real.smk"  # small-real: real verdicts on a frozen encoder (docs/small-real.md)
 
-rule all:
-    default_target: True
-    input:
-        PATHS.report("md"),
-        PATHS.report("html"),
+    rule all:
+        default_target: True
+        input:
+            R.claims("md"),
+            R.table("md"),
+
+else:
+
+    include: "rules/common.smk"
+    include: "rules/data.smk"
+    include: "rules/reward.smk"
+    include: "rules/policy.smk"
+    include: "rules/eval.smk"
+    include: "rules/theory.smk"
+    include: "rules/report.smk"
+
+    rule all:
+        default_target: True
+        input:
+            PATHS.report("md"),
+            PATHS.report("html"),

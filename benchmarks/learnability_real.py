@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -214,7 +215,9 @@ def run(args) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--real", action="store_true", help="(accepted for benchmarks/learnability.py's dispatch)")
-    ap.add_argument("--data", required=True, help="the folder holding alpaca_eval/results/")
+    ap.add_argument(
+        "--data", default=os.environ.get("ROBUST_RLHF_DATA"), help="the folder holding alpaca_eval/results/"
+    )
     ap.add_argument("--generators", type=int, default=10)
     ap.add_argument("--max-length", type=int, default=256)
     ap.add_argument("--seeds", type=int, default=5)

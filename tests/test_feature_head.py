@@ -55,7 +55,7 @@ def _rows(n: int) -> list[dict]:
 
 def test_saved_head_model_scores_raw_text_as_the_cached_states(tmp_path: Path):
     tok = _encoder_tokenizer()
-    assert default_truncation(tok) == "keep_start" and default_truncation(make_tiny_tokenizer()) == "keep_end"
+    assert default_truncation(tok) == "encoder" and default_truncation(make_tiny_tokenizer()) == "keep_end"
     model = _tiny_bert(tok).eval()
     ds = rows_to_dataset(_rows(24))
     chosen = encoder_states(model, tok, ds["prompt"], ds["chosen"], max_length=32)
@@ -121,3 +121,15 @@ def test_split_by_prompt_keeps_each_prompt_in_one_split():
     assert len(seen[1]) == 4 and len(seen[2]) == 8
     assert split_by_prompt(ds, 0.1, 0.2, seed=3)["val"]["id"] == parts["val"]["id"]
     assert split_by_prompt(ds, 0.1, 0.2, seed=4)["val"]["id"] != parts["val"]["id"]
+
+
+def test_encoder_truncation_keeps_the_first_token_and_both_starts():
+    from core.eval.encoding import _truncate
+
+    ids = list(range(100))  # token 0 is [CLS], the prompt is 1..59, the response 60..99
+    long_response = _truncate(ids, 60, 21, "encoder")
+    assert long_response.ids == (0, *range(1, 11), *range(60, 70)) and long_response.start == 11
+    assert long_response.n_response == 10 and long_response.truncated
+    short_response = _truncate(list(range(30)), 25, 21, "encoder")  # the prompt gives way to the response
+    assert short_response.ids == (0, *range(1, 16), *range(25, 30)) and short_response.start == 16
+    assert _truncate(ids, 60, 200, "encoder").ids == tuple(ids)

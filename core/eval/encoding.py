@@ -31,7 +31,10 @@ trl 1.12's RewardTrainer/DPOTrainer/SFTTrainer rows that trl tokenises to the sa
   of ``prompt_ids`` and ``full_ids`` (a token merged across the boundary counts as response).
 * **Truncation** to ``max_length`` tokens: ``"keep_end"`` (default) drops the earliest tokens (the
   prompt first, so the response and the last token a reward model reads survive); ``"keep_start"``
-  drops the latest tokens (trl's default).  Every sequence records whether it was truncated.
+  drops the latest tokens (trl's default); ``"encoder"`` (an encoder's classifier, which pools its
+  first token) keeps the first token, the prompt's start and the response's start, the prompt cut
+  to what the response leaves but never below half of the room while the response needs it.  Every
+  sequence records whether it was truncated.
 """
 
 from __future__ import annotations
@@ -68,14 +71,14 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 TEXT_KEYS = ("prompt", "chosen", "rejected")
-TRUNCATION_MODES = ("keep_end", "keep_start")
+TRUNCATION_MODES = ("keep_end", "keep_start", "encoder")
 
 
 def default_truncation(tokenizer: Any) -> str:
-    """``keep_start`` for an encoder's tokenizer (it has a [CLS]-style token: the classifier pools
+    """``encoder`` for an encoder's tokenizer (it has a [CLS]-style token: the classifier pools
     the first position, which ``keep_end`` would cut), else ``keep_end`` (a causal LM's reward or
     log-probs read the end of the response)."""
-    return "keep_start" if getattr(tokenizer, "cls_token", None) else "keep_end"
+    return "encoder" if getattr(tokenizer, "cls_token", None) else "keep_end"
 
 
 #: joins the contents of consecutive same-role turns merged into one message
@@ -247,6 +250,14 @@ def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
 def _truncate(ids: list[int], start: int, max_length: int | None, mode: str) -> EncodedSequence:
     if max_length is None or len(ids) <= max_length:
         return EncodedSequence(tuple(ids), start, False)
+    if mode == "encoder" and start > 0:
+        room = max_length - 1  # after the first token
+        response = len(ids) - start
+        prompt = max(start - 1, 0)
+        keep_prompt = min(prompt, max(room - response, room // 2))
+        keep_response = min(response, room - keep_prompt)
+        out = ids[:1] + ids[1 : 1 + keep_prompt] + ids[start : start + keep_response]
+        return EncodedSequence(tuple(out), 1 + keep_prompt, True)
     if mode == "keep_end":
         cut = len(ids) - max_length
         return EncodedSequence(tuple(ids[cut:]), max(start - cut, 0), True)

@@ -33,8 +33,8 @@ N_RESAMPLES = 1000
 def _accuracy(correct: np.ndarray, seed: int) -> dict[str, Any]:
     from core.eval.oracle import bootstrap_mean_ci
 
-    if correct.size == 0:
-        return {"n": 0, "accuracy": None, "ci95": None}
+    if correct.size < 2:  # no interval from fewer than two pairs
+        return {"n": int(correct.size), "accuracy": float(correct.mean()) if correct.size else None, "ci95": None}
     mean, low, high = bootstrap_mean_ci(correct, n_resamples=N_RESAMPLES, seed=seed)
     return {"n": int(correct.size), "accuracy": mean, "ci95": [low, high]}
 
@@ -179,9 +179,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-length", type=int, default=512, help="tokens per sequence (see --truncation)")
     parser.add_argument(
         "--truncation",
-        choices=("keep_end", "keep_start"),
+        choices=("keep_end", "keep_start", "encoder"),
         default=None,
-        help="which end of a long sequence to keep (default: keep_start for an encoder's [CLS], else keep_end)",
+        help="how a long sequence is cut (default: encoder for an encoder's tokenizer, else keep_end)",
     )
     parser.add_argument("--ties", choices=("wrong", "half"), default="wrong")
     parser.add_argument("--seed", type=int, default=0, help="the bootstrap's seed")

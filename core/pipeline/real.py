@@ -1,0 +1,371 @@
+"""small-real: the DR paper's reward-model claims on real text, over cached encoder states.
+
+The plan of docs/small-real.md for ``experiment: real-text`` configs (configs/small-real.yaml):
+
+1. ``load``: AlpacaEval's verdicts of one annotator on ``G`` generators (format ``alpaca-eval``,
+   generators by a seeded permutation of the sorted names) and HHH, normalised;
+2. ``encode``: every unique (instruction, response) text once through the frozen encoder
+   (core.eval.encoder_states): the cached DAG target every model reads;
+3. ``train_rms``: per grid point (variant, divergence, rho) and seed, the instructions are split
+   70/10/20 by prompt with the seed (core.data.split_by_prompt), the training mixture keeps
+   ``under_represented`` shares of two sources (the DR shift), and the head of a BERT classifier is
+   trained with worst-case minibatch weights (core.trainers.feature_head; rho = 0 is BTL), saved as
+   an ordinary model folder, and scored on every benchmark from the cached states (exactly what the
+   saved model computes on raw text);
+4. ``report``: Table 8 (BTL and DR per variant, rho chosen on validation, reference rows) and the
+   claims table with the gate ``rm_beyond_length``.
+
+Benchmarks per seed: ``val`` (validation instructions), ``id`` (test instructions drawn to the
+training mixture), ``shifted`` (test pairs of the under-represented sources), ``heldout`` (test
+pairs of the sources a variant drops), ``hhh`` (221 pairs). Every accuracy comes with its
+length-matched accuracy (lengths within 20%) and the length rule's on the same pairs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+EXPERIMENT = "real-text"
+BENCHMARKS = ("val", "id", "shifted", "heldout", "hhh")
+DIVERGENCES = ("tv", "chi2")
+_TOP_KEYS = {"experiment", "name", "seeds", "tracking", "data_root", "data", "encoder", "reward", "eval"}
+
+
+def _fmt(rho: float | str) -> str:
+    """rho as it appears in paths (``0.2``, ``1``); a wildcard pattern passes through."""
+    return rho if isinstance(rho, str) and rho.startswith("{") else f"{float(rho):g}"
+
+
+def _need(mapping: Mapping[str, Any], key: str, where: str) -> Any:
+    if not isinstance(mapping, Mapping) or key not in mapping:
+        raise ValueError(f"config: missing key '{where}{key}'")
+    return mapping[key]
+
+
+@dataclass(frozen=True)
+class RealPlan:
+    """Config, paths and grid of a real-text config; importable without torch."""
+
+    config: Mapping[str, Any]
+
+    def __post_init__(self) -> None:
+        cfg = self.config
+        unknown = sorted(set(cfg) - _TOP_KEYS)
+        if unknown:
+            raise ValueError(
+                f"config: unknown key(s) {unknown} for experiment {EXPERIMENT!r}; expected {sorted(_TOP_KEYS)}"
+            )
+        for key in ("name", "seeds", "data_root", "data", "encoder", "reward", "eval"):
+            _need(cfg, key, "")
+        seeds = cfg["seeds"]
+        if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
+            raise ValueError(f"config: 'seeds' must be a non-empty list of integers >= 0, got {seeds!r}")
+        data = cfg["data"]
+        for key in ("pool", "hhh", "split", "under_represented", "variants"):
+            _need(data, key, "data.")
+        for key in ("path", "annotator", "reference", "n_generators", "generator_seed"):
+            _need(data["pool"], key, "data.pool.")
+        split = data["split"]
+        if not (0 < float(_need(split, "val", "data.split.")) and 0 < float(_need(split, "test", "data.split."))):
+            raise ValueError("config: data.split.val and data.split.test must be > 0")
+        for variant, spec in data["variants"].items():
+            if not isinstance(_need(spec, "exclude", f"data.variants.{variant}."), list):
+                raise ValueError(f"config: data.variants.{variant}.exclude must be a list of sources")
+        for variant, grid in _need(cfg["reward"], "grids", "reward.").items():
+            if variant not in data["variants"]:
+                raise ValueError(f"config: reward.grids.{variant}: no such variant in data.variants")
+            for div, rhos in grid.items():
+                if div not in DIVERGENCES:
+                    raise ValueError(f"config: reward.grids.{variant}.{div}: divergence must be one of {DIVERGENCES}")
+                if not all(isinstance(r, int | float) and 0 < r and math.isfinite(r) for r in rhos):
+                    raise ValueError(f"config: reward.grids.{variant}.{div}: rho values must be finite and > 0")
+        if cfg["reward"].get("rm_variant", "unfiltered") not in data["variants"]:
+            raise ValueError("config: reward.rm_variant must name a variant of data.variants")
+
+    # ------------------------------------------------------------------ places
+    @property
+    def root(self) -> str:
+        return f"results/{self.config['name']}"
+
+    def data_path(self, rel: str) -> str:
+        """A data file under the data root (``data_root``, or ``ROBUST_RLHF_DATA`` when set)."""
+        base = os.environ.get("ROBUST_RLHF_DATA") or self.config["data_root"]
+        return str(Path(base) / rel)
+
+    def pairs(self, name: str) -> str:
+        return f"{self.root}/data/{name}.parquet"
+
+    def states(self) -> dict[str, str]:
+        return {"texts": f"{self.root}/states/texts.parquet", "states": f"{self.root}/states/states.npz"}
+
+    def point(self, variant: str, div: str, rho: float) -> str:
+        return f"rm/{variant}/{div}/rho{_fmt(rho)}"
+
+    def model(self, variant: str, div: str, rho: float, seed: int) -> str:
+        return f"{self.root}/models/{self.point(variant, div, rho)}/seed{seed}"
+
+    def metrics(self, variant: str, div: str, rho: float, seed: int) -> str:
+        return f"{self.root}/metrics/{self.point(variant, div, rho)}/seed{seed}.json"
+
+    def log(self, rel: str) -> str:
+        return f"{self.root}/logs/{rel}.log"
+
+    def table(self, ext: str) -> str:
+        return f"{self.root}/tables/table8.{ext}"
+
+    def claims(self, ext: str) -> str:
+        return f"{self.root}/claims.{ext}"
+
+    # ------------------------------------------------------------------ grid
+    def seeds(self) -> list[int]:
+        return list(self.config["seeds"])
+
+    def grid(self) -> list[tuple[str, str, float]]:
+        """Every (variant, divergence, rho): BTL (``none``, 0) and the DR points of each variant."""
+        out = []
+        for variant, grid in self.config["reward"]["grids"].items():
+            out.append((variant, "none", 0.0))
+            out.extend((variant, div, float(rho)) for div, rhos in grid.items() for rho in rhos)
+        return out
+
+    def all_metrics(self) -> list[str]:
+        return [self.metrics(v, d, r, s) for v, d, r in self.grid() for s in self.seeds()]
+
+
+# ---------------------------------------------------------------------- data of one seed
+def choose_generators(names: Sequence[str], k: int, reference: str, seed: int) -> list[str]:
+    """``k`` evaluated generators by a seeded permutation of the sorted names (the reference excluded)."""
+    names = sorted(set(names) - {reference})
+    if not 1 <= k <= len(names):
+        raise ValueError(f"data.pool.n_generators must be in [1, {len(names)}], got {k}")
+    order = np.random.default_rng(seed).permutation(len(names))
+    return sorted(names[i] for i in order[:k])
+
+
+def seed_benchmarks(pool: Any, plan: RealPlan, variant: str, seed: int) -> dict[str, Any]:
+    """``train`` (the training mixture) and the benchmarks ``val, id, shifted, heldout`` of one seed."""
+    from core.data import split_by_prompt
+
+    data = plan.config["data"]
+    parts = split_by_prompt(pool, float(data["split"]["val"]), float(data["split"]["test"]), seed)
+    excluded = set(data["variants"][variant]["exclude"])
+    keep = {k: float(v) for k, v in data["under_represented"].items()}
+    rng = np.random.default_rng([seed, 1])
+
+    def mixture(ds: Any) -> Any:
+        draws = rng.random(len(ds))
+        return ds.select([i for i, s in enumerate(ds["source"]) if s not in excluded and draws[i] < keep.get(s, 1.0)])
+
+    test = parts["test"]
+    sources = test["source"]
+    return {
+        "train": mixture(parts["train"]),
+        "val": parts["val"].select([i for i, s in enumerate(parts["val"]["source"]) if s not in excluded]),
+        "id": mixture(test),
+        "shifted": test.select([i for i, s in enumerate(sources) if s in keep and s not in excluded]),
+        "heldout": test.select([i for i, s in enumerate(sources) if s in excluded]),
+    }
+
+
+# ---------------------------------------------------------------------- jobs
+def load_sources(plan: RealPlan, out_pool: str, out_hhh: str) -> dict[str, Any]:
+    """Load the pool (one annotator, ``G`` generators) and HHH; write them with their load reports."""
+    from core.data import load_preferences, write_pairs
+
+    data = plan.config["data"]
+    spec = data["pool"]
+    results = Path(plan.data_path(spec["path"]))
+    if not results.is_dir():
+        raise FileNotFoundError(f"data.pool.path: {results} is not a folder (AlpacaEval's results/ layout)")
+    names = [p.name for p in results.iterdir() if (p / spec["annotator"]).is_dir()]
+    gens = choose_generators(names, int(spec["n_generators"]), spec["reference"], int(spec["generator_seed"]))
+    common = {"on_bad_rows": data["on_bad_rows"], "max_drop_fraction": float(data["max_drop_fraction"])}
+    pool, rep = load_preferences(
+        results, "alpaca-eval", return_report=True, annotator=spec["annotator"], generators=gens, **common
+    )
+    hhh, hrep = load_preferences(plan.data_path(data["hhh"]["path"]), "hhh", return_report=True, **common)
+    for ds, report, out in ((pool, rep, out_pool), (hhh, hrep, out_hhh)):
+        write_pairs(ds, out)
+        Path(out + ".report.json").write_text(
+            json.dumps({**report.to_dict(), "bad_rows": [b.to_dict() for b in report.bad_rows]}, indent=2)
+        )
+    return {"generators": gens, "pool": rep.to_dict(), "hhh": hrep.to_dict()}
+
+
+def text_keys(*sets: Any) -> list[tuple[str, str]]:
+    """Every unique (prompt, response) of the sets, in first-seen order."""
+    from core.data.schema import text_of
+
+    keys: dict[tuple[str, str], None] = {}
+    for ds in sets:
+        for p, c, r in zip(ds["prompt"], ds["chosen"], ds["rejected"], strict=True):
+            keys.setdefault((text_of(p), text_of(c)), None)
+            keys.setdefault((text_of(p), text_of(r)), None)
+    return list(keys)
+
+
+def encode(plan: RealPlan, pool_path: str, hhh_path: str, out: Mapping[str, str]) -> dict[str, Any]:
+    """The encoder's states of every text of the pool and of HHH (``states.npz``: cls, mean,
+    n_tokens; ``texts.parquet``: prompt, response, row), written atomically, finite only."""
+    import time
+
+    import pandas as pd
+    import torch
+
+    from core.atomic import atomic_write
+    from core.data import read_pairs
+    from core.eval.encoder_states import encoder_states
+    from core.models import load_reward_model, load_tokenizer
+
+    enc = plan.config["encoder"]
+    torch.set_num_threads(int(enc.get("threads", 1)))
+    keys = text_keys(read_pairs(pool_path), read_pairs(hhh_path))
+    model = load_reward_model(enc["path"]).eval()
+    tok = load_tokenizer(enc["path"])
+    start = time.perf_counter()
+    states = encoder_states(
+        model, tok, [k[0] for k in keys], [k[1] for k in keys], max_length=int(enc["max_length"]),
+        batch_size=int(enc.get("batch_size", 32)),
+    )  # fmt: skip
+    seconds = time.perf_counter() - start
+    frame = pd.DataFrame({"prompt": [k[0] for k in keys], "response": [k[1] for k in keys]})
+    atomic_write(out["texts"], lambda tmp: frame.to_parquet(tmp, index=False))
+    atomic_write(out["states"], lambda tmp: _save_npz(tmp, states))
+    return {"n_texts": len(keys), "seconds": seconds, "texts_per_second": len(keys) / max(seconds, 1e-9)}
+
+
+def _save_npz(path: str, arrays: Mapping[str, np.ndarray]) -> None:
+    with open(path, "wb") as fh:
+        np.savez(fh, **arrays)
+
+
+class StateLookup:
+    """The cached states of (prompt, response) texts."""
+
+    def __init__(self, texts_path: str, states_path: str) -> None:
+        import pandas as pd
+
+        frame = pd.read_parquet(texts_path)
+        self.index = {(p, r): i for i, (p, r) in enumerate(zip(frame["prompt"], frame["response"], strict=True))}
+        with np.load(states_path) as z:
+            self.cls = z["cls"]
+
+    def pairs(self, ds: Any) -> tuple[np.ndarray, np.ndarray]:
+        from core.data.schema import text_of
+
+        def side(column: str) -> np.ndarray:
+            rows = []
+            for i, (p, y) in enumerate(zip(ds["prompt"], ds[column], strict=True)):
+                key = (text_of(p), text_of(y))
+                if key not in self.index:
+                    raise KeyError(f"row {i} ({column}): no cached state for this text; re-run the encode rule")
+                rows.append(self.index[key])
+            return self.cls[np.asarray(rows, dtype=np.int64)] if rows else np.zeros((0, self.cls.shape[1]), np.float32)
+
+        return side("chosen"), side("rejected")
+
+
+def score_benchmark(ds: Any, chosen: np.ndarray, rejected: np.ndarray, within: float, degenerate_std: float) -> dict:
+    """Accuracy, length-matched accuracy and the length rule on the same pairs, score spread."""
+    from core.eval.benchmarks import pair_spread
+    from core.eval.reference import length_matched, reference_correct
+    from core.eval.scoring import pairwise_outcomes
+
+    if len(ds) == 0:
+        return {"n": 0}
+    correct = pairwise_outcomes(chosen, rejected)
+    longer = reference_correct(ds, "longer")
+    matched = length_matched(ds, within)
+    mean = lambda a: float(a.mean()) if a.size else float("nan")  # noqa: E731
+    return {
+        "n": len(ds),
+        "accuracy": mean(correct),
+        "longer": mean(longer),
+        "n_matched": int(matched.sum()),
+        "matched_accuracy": mean(correct[matched]),
+        "matched_longer": mean(longer[matched]),
+        "spread": pair_spread(chosen, rejected, degenerate_std),
+    }
+
+
+def train_rms(
+    plan: RealPlan, variant: str, div: str, rho: float, paths: Mapping[str, str], seeds: Sequence[int]
+) -> None:
+    """Every seed of one grid point: train the head, save the model folder, score the benchmarks."""
+    import torch
+
+    from core.atomic import atomic_write_json
+    from core.data import read_pairs
+    from core.models import load_reward_model, load_tokenizer
+    from core.tracking import mlflow_run
+    from core.trainers.feature_head import HeadConfig, head_scores, save_head_model, train_head
+
+    cfg = plan.config
+    enc = cfg["encoder"]
+    torch.set_num_threads(int(enc.get("threads", 1)))
+    pool, hhh = read_pairs(paths["pool"]), read_pairs(paths["hhh"])
+    lookup = StateLookup(paths["texts"], paths["states"])
+    tok = load_tokenizer(enc["path"])
+    head = HeadConfig(**cfg["reward"]["head"], divergence=div, rho=float(rho))
+    within, degenerate = float(cfg["eval"]["length_matched_within"]), float(cfg["eval"]["degenerate_std"])
+    for seed in seeds:
+        sets = {**seed_benchmarks(pool, plan, variant, seed), "hhh": hhh}
+        model = load_reward_model(enc["path"], seed=seed)
+        run_params = {"variant": variant, "divergence": div, "rho": rho, "seed": seed, "head": cfg["reward"]["head"],
+                      "encoder": enc}  # fmt: skip
+        name = f"rm {variant} {div} ρ={_fmt(rho)} s{seed}"
+        with mlflow_run(cfg["name"], name, run_params, tracking_uri=cfg.get("tracking", {}).get("uri")) as run:
+            chosen, rejected = lookup.pairs(sets["train"])
+            result = train_head(model, chosen, rejected, head, seed)
+            for step, loss in enumerate(result.losses):
+                if step % 20 == 0 or step == len(result.losses) - 1:
+                    run.log_step_metrics({"train/loss": loss}, step=step)
+            scores = {}
+            with torch.no_grad():
+                for name_b in BENCHMARKS:
+                    c, r = lookup.pairs(sets[name_b])
+                    sc = head_scores(model, torch.from_numpy(c)).numpy() if len(c) else np.zeros(0)
+                    sr = head_scores(model, torch.from_numpy(r)).numpy() if len(r) else np.zeros(0)
+                    scores[name_b] = score_benchmark(sets[name_b], sc, sr, within, degenerate)
+            save_head_model(model, tok, plan.model(variant, div, rho, seed))
+            losses = result.losses
+            metrics = {
+                "variant": variant, "divergence": div, "rho": float(rho), "seed": seed, "run_id": run.run_id,
+                "n_train": len(sets["train"]), "train": {"loss_first": float(np.mean(losses[:20])),
+                                                         "loss_last": float(np.mean(losses[-20:]))},
+                "benchmarks": scores,
+            }  # fmt: skip
+            run.log_metrics({f"{b}/accuracy": s["accuracy"] for b, s in scores.items() if s.get("n")})
+            atomic_write_json(plan.metrics(variant, div, rho, seed), metrics, indent=2, sort_keys=True)
+
+
+def run_script(main: Any, sm: Any) -> None:
+    """Run a real-text workflow script: stdout and stderr to the rule's log (appended), HF offline."""
+    import contextlib
+    import sys
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    log = str(sm.log[0]) if len(sm.log) else None
+    if log is None:
+        main(sm)
+        return
+    Path(log).parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a", encoding="utf-8") as fh, contextlib.redirect_stdout(fh), contextlib.redirect_stderr(fh):
+        try:
+            main(sm)
+        except BaseException:
+            import traceback
+
+            traceback.print_exc(file=fh)
+            fh.flush()
+            sys.stderr.write(f"failed: see {log}\n")
+            raise

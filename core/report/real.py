@@ -1,0 +1,231 @@
+"""Table 8 and the claims table of a real-text config (docs/small-real.md), from its metrics files.
+
+Each metrics file is one reward model (variant, divergence, rho, seed) with its benchmarks'
+``accuracy``, ``matched_accuracy`` (lengths within 20%) and the length rule on the same pairs.
+The DR row of a variant and divergence is the rho with the best seed-mean *validation* accuracy.
+Effects are paired by seed, ``d_s = treated_s - baseline_s`` (x100), with the 95% Student-t
+interval and the verdict of core.report.claims (the embedded default's rules, docs/claims.md).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from core.report.claims import CLAIMS, COLUMNS, verdict
+from core.report.tables import t_quantile
+
+__all__ = ["read_runs", "real_claims", "real_table8", "write_real_report"]
+
+OOD = ("shifted", "heldout", "hhh")
+LABELS = {"val": "validation", "id": "in-distribution", "shifted": "shifted sources", "heldout": "held-out sources",
+          "hhh": "HHH"}  # fmt: skip
+NOT_HERE = {
+    "a1": "no RewardBench offline",
+    "a3": "no MT-Bench offline",
+    "b1": "log-linear policies on real responses: not built yet (issue 23 continues)",
+    "b2": "log-linear policies on real responses: not built yet (issue 23 continues)",
+    "b3": "no MT-Bench offline",
+    "c1": "PPO needs generative policies: out of a CPU budget (the GPU path)",
+    "c2": "PPO needs generative policies: out of a CPU budget (the GPU path)",
+    "c3": "PPO needs generative policies: out of a CPU budget (the GPU path)",
+    "c4": "PPO needs generative policies: out of a CPU budget (the GPU path)",
+    "c5": "PPO needs generative policies: out of a CPU budget (the GPU path)",
+    "g1": "theory (data-free): the embedded default's claims table",
+    "g2": "theory (data-free): the embedded default's claims table",
+    "g3": "theory (data-free): the embedded default's claims table",
+    "d": "log-linear policies on real responses: not built yet (issue 23 continues)",
+    "e": "log-linear policies on real responses: not built yet (issue 23 continues)",
+    "f": "theory (data-free): the embedded default's claims table",
+}
+
+
+def read_runs(files: Sequence[str]) -> pd.DataFrame:
+    """One row per (model, benchmark): variant, divergence, rho, seed, benchmark, the numbers."""
+    rows = []
+    for path in files:
+        with open(path, encoding="utf-8") as fh:
+            m = json.load(fh)
+        for bench, s in m["benchmarks"].items():
+            if not s.get("n"):
+                continue
+            rows.append({"variant": m["variant"], "divergence": m["divergence"], "rho": m["rho"], "seed": m["seed"],
+                         "benchmark": bench, "n": s["n"], "accuracy": s["accuracy"], "longer": s["longer"],
+                         "n_matched": s["n_matched"], "matched_accuracy": s["matched_accuracy"],
+                         "matched_longer": s["matched_longer"], "degenerate": s["spread"]["degenerate"],
+                         "run_id": m.get("run_id"), "file": path})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _interval(values: Sequence[float]) -> tuple[float, float, float, int]:
+    arr = np.asarray(values, dtype=float)
+    n = int(arr.size)
+    if n < 2:
+        return float(arr.mean()) if n else math.nan, math.nan, math.nan, n
+    half = t_quantile(n) * float(arr.std(ddof=1)) / math.sqrt(n)
+    return float(arr.mean()), float(arr.mean() - half), float(arr.mean() + half), n
+
+
+def chosen_rho(runs: pd.DataFrame, variant: str, div: str) -> float | None:
+    """The rho of ``div`` with the best seed-mean validation accuracy on ``variant`` (None: no grid)."""
+    val = runs[(runs.variant == variant) & (runs.divergence == div) & (runs.benchmark == "val")]
+    if val.empty:
+        return None
+    means = val.groupby("rho")["accuracy"].mean()
+    return float(means.idxmax())
+
+
+def _series(runs: pd.DataFrame, variant: str, div: str, rho: float, bench: str, key: str) -> pd.Series:
+    sel = runs[(runs.variant == variant) & (runs.divergence == div) & (runs.rho == rho) & (runs.benchmark == bench)]
+    return sel.set_index("seed")[key]
+
+
+def _paired(treated: pd.Series, baseline: pd.Series, direction: int = 1) -> tuple[float, float, float, int]:
+    seeds = sorted(set(treated.index) & set(baseline.index))
+    return _interval([100 * direction * (treated[s] - baseline[s]) for s in seeds])
+
+
+def _fmt(mean: float, low: float, high: float) -> str:
+    if math.isnan(mean):
+        return "–"
+    return f"{mean:.1f}" if math.isnan(low) else f"{mean:.1f} [{low:.1f}, {high:.1f}]"
+
+
+def real_table8(runs: pd.DataFrame) -> pd.DataFrame:
+    """BTL and DR (rho chosen on validation) per variant and divergence, with reference rows:
+    accuracy (%) per benchmark and on the in-distribution length-matched pairs, mean [95% CI]."""
+    rows = []
+    benches = [b for b in ("id", "shifted", "heldout", "hhh") if (runs.benchmark == b).any()]
+    for variant in dict.fromkeys(runs.variant):
+        divs = [d for d in dict.fromkeys(runs[runs.variant == variant].divergence) if d != "none"]
+        points = [("BTL", "none", 0.0)] + [
+            (f"DR {d} (ρ={rho:g})", d, rho) for d in divs if (rho := chosen_rho(runs, variant, d)) is not None
+        ]
+        for label, div, rho in points:
+            row: dict[str, Any] = {"variant": variant, "model": label}
+            for b in benches:
+                s = _series(runs, variant, div, rho, b, "accuracy")
+                row[LABELS[b]] = _fmt(*_interval(100 * s.values)[:3]) if len(s) else "–"
+            m = _series(runs, variant, div, rho, "id", "matched_accuracy")
+            row["in-dist. length-matched"] = _fmt(*_interval(100 * m.values)[:3])
+            deg = runs[(runs.variant == variant) & (runs.divergence == div) & (runs.rho == rho) & runs.degenerate]
+            row["degenerate seeds"] = ",".join(str(s) for s in sorted(set(deg.seed))) or "none"
+            rows.append(row)
+        for rule, key in (("Reference: longer response preferred", "longer"), ("Reference: random (expected)", None)):
+            row = {"variant": variant, "model": rule}
+            for b in benches:
+                s = _series(runs, variant, "none", 0.0, b, "longer")
+                row[LABELS[b]] = (_fmt(*_interval(100 * s.values)[:3]) if key else "50.0") if len(s) else "–"
+            m = _series(runs, variant, "none", 0.0, "id", "matched_longer")
+            row["in-dist. length-matched"] = _fmt(*_interval(100 * m.values)[:3]) if key else "50.0"
+            row["degenerate seeds"] = ""
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _row(claim_id: str, benchmark: str, baseline: str, treatment: str, effect, flags: str, says: str = "") -> dict:
+    base = next((c for c in CLAIMS if c.id == claim_id.split(":")[0]), None)
+    mean, low, high, n = effect if effect is not None else (math.nan, math.nan, math.nan, 0)
+    return {
+        "claim": claim_id,
+        "paper": base.paper if base else "DR-RLHF",
+        "says": says or (base.says if base else ""),
+        "paper_number": base.paper_number if base else "",
+        "metric": "accuracy (%)",
+        "benchmark": benchmark,
+        "baseline": baseline,
+        "treatment": treatment,
+        "effect": mean,
+        "ci_low": low,
+        "ci_high": high,
+        "n_seeds": n,
+        "verdict": verdict(low, high, effect is not None),
+        "flags": flags,
+        "refs": "table8",
+    }
+
+
+def real_claims(runs: pd.DataFrame, rm_variant: str) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The claims measurable on reward models (a on the OOD benchmarks, h) and the gate
+    ``rm_beyond_length``: BTL's in-distribution length-matched accuracy minus the length rule's."""
+    btl = ("none", 0.0)
+    gate = _paired(
+        _series(runs, rm_variant, *btl, "id", "matched_accuracy"),
+        _series(runs, rm_variant, *btl, "id", "matched_longer"),
+    )
+    gates = {"rm_beyond_length": {"effect": gate[0], "ci_low": gate[1], "ci_high": gate[2], "n_seeds": gate[3],
+                                  "passed": bool(gate[1] > 0)}}  # fmt: skip
+    gate_flag = "" if gates["rm_beyond_length"]["passed"] else "gate rm_beyond_length failed"
+
+    def degenerate(*points: tuple[str, str, float]) -> str:
+        parts = []
+        for variant, div, rho in points:
+            sel = runs[(runs.variant == variant) & (runs.divergence == div) & (runs.rho == rho) & runs.degenerate]
+            if not sel.empty:
+                parts.append(f"degenerate: {div} ρ={rho:g} seeds {','.join(map(str, sorted(set(sel.seed))))}")
+        return "; ".join([*parts, gate_flag] if gate_flag else parts)
+
+    rows = []
+    for variant in dict.fromkeys(runs.variant):
+        rho = chosen_rho(runs, variant, "tv")
+        if rho is None:
+            continue
+        for bench in OOD:
+            if bench == "heldout" and variant == rm_variant or not (runs.benchmark == bench).any():
+                continue
+            if variant != rm_variant and bench != "heldout":
+                continue
+            effect = _paired(
+                _series(runs, variant, "tv", rho, bench, "accuracy"),
+                _series(runs, variant, *btl, bench, "accuracy"),
+            )
+            claim_id = "a2" if bench == "hhh" else f"a:{bench}" + ("" if variant == rm_variant else f":{variant}")
+            rows.append(_row(claim_id, f"{LABELS[bench]} ({variant})", "BTL RM",
+                             f"DR RM (TV ρ={rho:g}, chosen on validation)", effect,
+                             degenerate((variant, "tv", rho), (variant, *btl)),
+                             says="" if bench == "hhh" else CLAIMS[0].says))  # fmt: skip
+    chi2 = sorted(set(runs[(runs.variant == rm_variant) & (runs.divergence == "chi2")].rho))
+    if len(chi2) >= 2:
+        small, large = chi2[0], chi2[-1]
+        effect = _paired(
+            _series(runs, rm_variant, "chi2", large, "id", "accuracy"),
+            _series(runs, rm_variant, "chi2", small, "id", "accuracy"),
+            direction=-1,
+        )
+        rows.append(_row("h", f"in-distribution ({rm_variant})", f"chi2 ρ={small:g}", f"chi2 ρ={large:g}", effect,
+                         degenerate((rm_variant, "chi2", small), (rm_variant, "chi2", large))))  # fmt: skip
+    measured = {r["claim"].split(":")[0] for r in rows}
+    for claim in CLAIMS:
+        if claim.id not in measured:
+            rows.append(_row(claim.id, claim.benchmark, claim.baseline, claim.treatment, None,
+                             NOT_HERE.get(claim.id, "not measurable on this data")))  # fmt: skip
+    return pd.DataFrame(rows, columns=COLUMNS), gates
+
+
+def _markdown(frame: pd.DataFrame) -> str:
+    return frame.to_markdown(index=False, floatfmt=".1f")
+
+
+def write_real_report(files: Sequence[str], rm_variant: str, out: Mapping[str, str]) -> dict[str, Any]:
+    """Write ``table8.{csv,md}`` and ``claims.{csv,md}`` (with the gate and the run ids)."""
+    from core.atomic import atomic_write_text
+
+    runs = read_runs(files)
+    table = real_table8(runs)
+    claims, gates = real_claims(runs, rm_variant)
+    table.to_csv(out["table_csv"], index=False)
+    atomic_write_text(out["table_md"], "# Table 8 on real text (accuracy %, mean [95% CI] over seeds)\n\n"
+                      + _markdown(table) + "\n")  # fmt: skip
+    claims.to_csv(out["claims_csv"], index=False)
+    g = gates["rm_beyond_length"]
+    gate_line = (f"Gate `rm_beyond_length` (BTL minus the length rule on in-distribution length-matched pairs, "
+                 f"points): {g['effect']:.1f} [{g['ci_low']:.1f}, {g['ci_high']:.1f}], {g['n_seeds']} seeds: "
+                 f"{'passed' if g['passed'] else 'FAILED'}")  # fmt: skip
+    shown = claims[["claim", "says", "benchmark", "effect", "ci_low", "ci_high", "n_seeds", "verdict", "flags"]]
+    atomic_write_text(out["claims_md"], "# Claims on real text\n\n" + gate_line + "\n\n" + _markdown(shown) + "\n")
+    return gates

@@ -1,0 +1,78 @@
+# small-real (experiment: real-text; docs/small-real.md): AlpacaEval's real GPT-4 verdicts and
+# HHH, reward models on a frozen real encoder. load -> encode (the cached states every model
+# reads) -> train_rm (per grid point, every seed) -> report (Table 8, claims).
+
+from core.pipeline.real import RealPlan
+
+R = RealPlan(config)
+
+
+rule report:
+    input:
+        R.claims("md"),
+        R.table("md"),
+
+
+rule real_load:
+    """The pool (one annotator, G generators by a seeded permutation) and HHH, normalised."""
+    output:
+        pool=R.pairs("pool"),
+        hhh=R.pairs("hhh"),
+    params:
+        plan=R,
+    log:
+        R.log("data/load"),
+    script:
+        "../workflow_scripts/real_load.py"
+
+
+rule real_encode:
+    """Every unique (instruction, response) through the frozen encoder, once."""
+    input:
+        pool=R.pairs("pool"),
+        hhh=R.pairs("hhh"),
+    output:
+        **R.states(),
+    params:
+        plan=R,
+    log:
+        R.log("states/encode"),
+    threads: int(config["encoder"].get("threads", 1))
+    script:
+        "../workflow_scripts/real_encode.py"
+
+
+rule real_train_rm:
+    """BTL (rho = 0) or DR reward-model heads of one grid point, every seed (DR paper Alg. 1)."""
+    input:
+        pool=R.pairs("pool"),
+        hhh=R.pairs("hhh"),
+        **R.states(),
+    output:
+        metrics=[R.metrics("{variant}", "{div}", "{rho}", s) for s in R.seeds()],
+        models=[directory(R.model("{variant}", "{div}", "{rho}", s)) for s in R.seeds()],
+    params:
+        plan=R,
+        seeds=R.seeds(),
+    log:
+        R.log("rm/{variant}/{div}/rho{rho}"),
+    threads: int(config["encoder"].get("threads", 1))
+    script:
+        "../workflow_scripts/real_train_rm.py"
+
+
+rule real_report:
+    """Table 8 and the claims table (with the gate rm_beyond_length), from the metrics files."""
+    input:
+        R.all_metrics(),
+    output:
+        table_csv=R.table("csv"),
+        table_md=R.table("md"),
+        claims_csv=R.claims("csv"),
+        claims_md=R.claims("md"),
+    params:
+        rm_variant=config["reward"].get("rm_variant", "unfiltered"),
+    log:
+        R.log("report/claims"),
+    script:
+        "../workflow_scripts/real_report.py"

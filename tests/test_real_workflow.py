@@ -1,0 +1,170 @@
+"""The real-text workflow (experiment: real-text, docs/small-real.md) end to end on small fixtures
+written here: AlpacaEval's layout with three generators, HHH's BIG-bench layout, a tiny BERT encoder.
+Checks the splits, that a saved reward model scores raw text exactly as its cached states did, and
+that the claims table and Table 8 are built with every claim and the gate."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from core.pipeline.real import RealPlan, choose_generators, seed_benchmarks
+from core.report.claims import CLAIMS
+from tests.conftest import make_tiny_tokenizer
+from tests.test_workflow import REPO, snakemake
+
+SOURCES = ("helpful_base", "koala", "oasst", "selfinstruct", "vicuna")
+GOOD = "yes sure here is my good answer".split()
+BAD = "no sorry cannot help bad".split()
+
+
+def _response(rng: np.random.Generator, good: bool) -> str:
+    words = list(rng.choice(GOOD if good else BAD, size=int(rng.integers(3, 12))))
+    return " ".join(words + list(rng.choice(["the", "cat", "sun", "one", "two"], size=int(rng.integers(0, 6)))))
+
+
+def write_alpaca(root: Path, n_instructions: int = 60, generators=("gen-a", "gen-b", "gen-c")) -> None:
+    """AlpacaEval's results/<generator>/alpaca_eval_gpt4/annotations.json: the judge prefers "good" words."""
+    rng = np.random.default_rng(0)
+    instructions = [(f"what is the answer to question {i} please", SOURCES[i % 5]) for i in range(n_instructions)]
+    reference = {i: _response(rng, rng.random() < 0.5) for i in range(n_instructions)}
+    for gen in generators:
+        records = []
+        for i, (text, source) in enumerate(instructions):
+            good = rng.random() < 0.5
+            out = _response(rng, good)
+            ref_good = reference[i].split()[0] in GOOD
+            pref = 2 if good and not ref_good else 1 if ref_good and not good else int(rng.integers(1, 3))
+            records.append({"instruction": text, "dataset": source, "output_1": reference[i],
+                            "generator_1": "text_davinci_003", "output_2": out, "generator_2": gen,
+                            "annotator": "alpaca_eval_gpt4", "preference": pref})  # fmt: skip
+        folder = root / "alpaca_eval" / "results" / gen / "alpaca_eval_gpt4"
+        folder.mkdir(parents=True)
+        (folder / "annotations.json").write_text(json.dumps(records))
+
+
+def write_encoder(folder: Path) -> None:
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    tok = make_tiny_tokenizer()
+    tok.cls_token = "<s>"
+    tok.chat_template = None
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                     intermediate_size=64, max_position_embeddings=128, num_labels=1,
+                     pad_token_id=tok.pad_token_id)  # fmt: skip
+    BertForSequenceClassification(cfg).save_pretrained(folder, safe_serialization=True)
+    tok.save_pretrained(folder)
+
+
+def real_config(tmp: Path) -> dict:
+    cfg = yaml.safe_load((REPO / "configs" / "small-real.yaml").read_text())
+    cfg["name"] = "real-test"
+    cfg["seeds"] = [0, 1]
+    cfg["tracking"] = {"uri": f"sqlite:///{tmp}/mlflow.db"}
+    cfg["data_root"] = str(tmp / "data")
+    cfg["data"]["pool"]["n_generators"] = 2
+    cfg["data"]["hhh"]["path"] = str(REPO / "tests" / "fixtures" / "data" / "hhh_alignment")
+    cfg["encoder"] = {"path": str(tmp / "encoder"), "max_length": 24, "batch_size": 16, "threads": 1}
+    cfg["reward"]["head"].update(steps=100, learning_rate=1e-2)
+    cfg["reward"]["grids"] = {"unfiltered": {"tv": [0.4], "chi2": [0.1, 0.5]}, "no-helpful-base": {"tv": [0.4]}}
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def real_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("real")
+    write_alpaca(tmp / "data")
+    write_encoder(tmp / "encoder")
+    cfg = real_config(tmp)
+    path = tmp / "real.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    proc = snakemake(tmp, "--cores", "2", "--configfile", str(path), timeout=600)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    return tmp, cfg, RealPlan(cfg)
+
+
+def test_generators_are_a_seeded_choice_without_the_reference():
+    names = ["b", "a", "text_davinci_003", "c", "d"]
+    chosen = choose_generators(names, 2, "text_davinci_003", 0)
+    assert chosen == choose_generators(list(reversed(names)), 2, "text_davinci_003", 0)
+    assert len(chosen) == 2 and "text_davinci_003" not in chosen
+    with pytest.raises(ValueError, match="n_generators"):
+        choose_generators(names, 5, "text_davinci_003", 0)
+
+
+def test_seed_splits_shift_and_heldout(tmp_path):
+    from core.data import load_preferences
+
+    write_alpaca(tmp_path, n_instructions=200)
+    pool = load_preferences(tmp_path / "alpaca_eval" / "results", "alpaca-eval")
+    plan = RealPlan(real_config(tmp_path))
+    sets = seed_benchmarks(pool, plan, "no-helpful-base", 0)
+    prompts = {k: set(v["prompt"]) for k, v in sets.items()}
+    assert not prompts["train"] & (prompts["val"] | prompts["id"] | prompts["heldout"])
+    assert set(sets["heldout"]["source"]) == {"helpful_base"}
+    assert "helpful_base" not in set(sets["train"]["source"]) | set(sets["id"]["source"])
+    assert set(sets["shifted"]["source"]) == {"vicuna"}
+    counts = pd.Series(sets["train"]["source"]).value_counts()
+    assert counts["vicuna"] < 0.4 * counts["koala"]  # the under-represented source keeps ~15%
+    assert seed_benchmarks(pool, plan, "no-helpful-base", 1)["val"]["id"] != sets["val"]["id"]
+
+
+def test_saved_model_scores_raw_text_as_its_metrics_say(real_run):
+    tmp, cfg, plan = real_run
+    metrics = json.loads((tmp / plan.metrics("unfiltered", "tv", 0.4, 1)).read_text())
+    model = tmp / plan.model("unfiltered", "tv", 0.4, 1)
+    hhh = cfg["data"]["hhh"]["path"]
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "core.eval.score",
+            "--model",
+            str(model),
+            "--data",
+            hhh,
+            "--format",
+            "hhh",
+            "--max-length",
+            "24",
+        ],  # fmt: skip
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    scored = json.loads(proc.stdout)
+    assert scored["n"] == metrics["benchmarks"]["hhh"]["n"]
+    assert scored["accuracy"] == pytest.approx(metrics["benchmarks"]["hhh"]["accuracy"])
+    assert metrics["train"]["loss_last"] < metrics["train"]["loss_first"]
+
+
+def test_claims_and_table8(real_run):
+    tmp, _, plan = real_run
+    claims = pd.read_csv(tmp / plan.claims("csv"), keep_default_na=False)
+    ids = set(claims["claim"])
+    assert {c.id for c in CLAIMS} <= {i.split(":")[0] for i in ids}
+    measured = claims[claims["verdict"] != "n/a"]
+    assert {"a2", "a:shifted", "a:heldout:no-helpful-base", "h"} <= set(measured["claim"])
+    assert (measured["n_seeds"] == 2).all()
+    assert set(claims["verdict"]) <= {"reproduced", "opposite", "inconclusive", "n/a"}
+    assert "rm_beyond_length" in (tmp / plan.claims("md")).read_text()
+    table = pd.read_csv(tmp / plan.table("csv"))
+    unfiltered = table[table["variant"] == "unfiltered"]["model"].tolist()
+    assert unfiltered[0] == "BTL" and any(m.startswith("DR tv (ρ=0.4)") for m in unfiltered)
+    assert "Reference: longer response preferred" in unfiltered
+    runs = subprocess.run(
+        [sys.executable, "-c", "import mlflow,sys; mlflow.set_tracking_uri(sys.argv[1]); "
+         "print(len(mlflow.search_runs(experiment_names=['real-test'])))", f"sqlite:///{tmp}/mlflow.db"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert int(runs.stdout.strip().splitlines()[-1]) == 6 * 2  # every model of the grid (6), every seed

@@ -1,0 +1,13 @@
+"""Rule `real_report`: Table 8 and the claims of a real-text config (core.report.real)."""
+
+from core.pipeline.real import run_script
+
+
+def main(sm) -> None:
+    from core.report.real import write_real_report
+
+    print(write_real_report(list(sm.input), sm.params.rm_variant, dict(sm.output.items())), flush=True)
+
+
+if __name__ == "__main__":
+    run_script(main, snakemake)  # noqa: F821
