@@ -110,6 +110,14 @@ def test_bad_verdicts_are_dropped_with_their_reason(results: Path):
         load_preferences(results, "alpaca-eval")  # on_bad_rows='error' names them
 
 
+def test_a_generator_is_kept_by_its_folder_name_too(tmp_path: Path):
+    """Some folders' records name their generator otherwise (the shared alpaca-7b-neft's do)."""
+    _write(tmp_path / "results" / "neat-7b" / "alpaca_eval_gpt4" / "annotations.json", [_record(0, "run-42", 2)])
+    ds, rep = _load(tmp_path / "results", generators=["neat-7b"])
+    assert rep.n_records == 1 and ds["chosen_model"] == ["run-42"]
+    assert _load(tmp_path / "results", generators=["run-42"])[1].n_records == 1
+
+
 def test_options_keep_generators_and_one_annotator(results: Path):
     ds, rep = _load(results, generators=["gen-b"])
     assert set(ds["chosen_model"]) | set(ds["rejected_model"]) == {"gen-b", REF}
@@ -146,6 +154,9 @@ def test_the_real_files_counts_per_reason_and_source():
         "empty output in field 'output_2'": 32,
         "empty output in field 'output_1'": 2,
     }
+    _, neft = load_preferences(results, "alpaca-eval", on_bad_rows="drop", return_report=True,
+                               annotator="alpaca_eval_gpt4", generators=["alpaca-7b-neft"])  # fmt: skip
+    assert neft.n_records == 805  # its records name the generator otherwise: kept by its folder
     assert Counter(ds["source"]) == {
         "selfinstruct": 13929,
         "oasst": 10477,

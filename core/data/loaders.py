@@ -249,7 +249,7 @@ def load_preferences(
     for location, index, path, root, config, record in _records(
         source, format, split, hub_name, dict(hub_kwargs or {}), options
     ):
-        if select is not None and not select(record, options):
+        if select is not None and not select(record, options, path):
             continue
         report.n_records += 1
         if isinstance(record, Unreadable):

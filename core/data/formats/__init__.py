@@ -2,8 +2,8 @@
 
 A converter module has ``convert(record, ctx) -> list[dict]`` (zero pairs for a tie, counted
 in ``ctx.report``; ``RowError`` for a malformed record), ``OPTIONS`` (the keyword options it
-accepts) and ``HUB_SPLIT`` (the split loaded from the hub when none is given); optionally ``select(record, options)
--> bool``, the records its options keep (the others are not read).
+accepts) and ``HUB_SPLIT`` (the split loaded from the hub when none is given); optionally ``select(record, options,
+path) -> bool``, the records its options keep (the others are not read).
 """
 
 from __future__ import annotations

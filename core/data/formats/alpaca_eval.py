@@ -16,13 +16,15 @@ above 1.5: ``output_2``, below: ``output_1``), ``source`` = ``domain`` = the pro
 Bad rows (with their reason; the loader's drop rules apply): a ``null`` or ``0`` verdict (the judge
 gave none), a verdict outside [1, 2], exactly 1.5 (undecided), an empty output.
 
-Options: ``generators`` (names of evaluated generators to keep, ``generator_2``) and ``annotator``
-(one annotator to keep); the records they leave out are not read (not counted as records).
+Options: ``generators`` (names of evaluated generators to keep: a record's folder
+``results/<generator>/`` or its ``generator_2``, which some folders name otherwise) and
+``annotator`` (one annotator to keep); the records they leave out are not read (not counted).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from core.data.formats._common import RecordContext, as_number, as_text, content_id, require
@@ -44,15 +46,18 @@ def _names(value: Any, key: str) -> frozenset[str]:
     return frozenset(value)
 
 
-def select(record: Any, options: Mapping[str, Any]) -> bool:
-    """Whether the options keep ``record`` (a record that is not an object is kept, to be reported)."""
+def select(record: Any, options: Mapping[str, Any], path: Path | None = None) -> bool:
+    """Whether the options keep ``record`` of file ``path`` (a record that is not an object is kept,
+    to be reported)."""
     if not isinstance(record, Mapping):
         return True
     annotator = options.get("annotator")
     if annotator is not None and record.get("annotator") not in _names(annotator, "annotator"):
         return False
     if options.get("generators") is not None:
-        return record.get("generator_2") in _names(options["generators"], "generators")
+        names = _names(options["generators"], "generators")
+        folder = path.parents[1].name if path is not None and len(path.parents) > 1 else None
+        return record.get("generator_2") in names or folder in names
     return True
 
 
