@@ -49,27 +49,39 @@ def _t_interval(values: list[float]) -> tuple[float, float, float]:
     return float(arr.mean()), float(arr.mean() - half), float(arr.mean() + half)
 
 
-def choose_generators(names: list[str], k: int) -> list[str]:
-    """``k`` evaluated generators by a seeded permutation (seed 0) of the sorted names."""
-    names = sorted(set(names) - {REFERENCE})
-    order = np.random.default_rng(0).permutation(len(names))
-    return sorted(names[i] for i in order[:k])
-
-
 def load_pool(data: Path, k: int):
     from core.data import load_preferences
+    from core.pipeline.real import choose_generators
 
     results = data / "alpaca_eval" / "results"
     every = sorted(p.name for p in results.iterdir() if (p / ANNOTATOR).is_dir())
-    gens = choose_generators(every, k)
+    gens = choose_generators(every, k, REFERENCE, 0)
     ds, rep = load_preferences(
         results, "alpaca-eval", on_bad_rows="drop", return_report=True, annotator=ANNOTATOR, generators=gens
     )
     return ds, rep, gens
 
 
-def encode_texts(ds, max_length: int, cache: Path, threads: int) -> tuple[dict, dict[tuple[str, str], int], float]:
-    """States of every unique (instruction, response), cached in ``cache`` (npz)."""
+def workflow_states(keys: list[tuple[str, str]], folder: Path) -> dict[str, np.ndarray]:
+    """The states of ``keys`` from a real-text workflow's cached target (``states/texts.parquet`` and
+    ``states/states.npz``, rule ``real_encode``)."""
+    import pandas as pd
+
+    frame = pd.read_parquet(folder / "texts.parquet")
+    where = {(p, r): i for i, (p, r) in enumerate(zip(frame["prompt"], frame["response"], strict=True))}
+    missing = [k for k in keys if k not in where]
+    if missing:
+        raise ValueError(f"{folder}: {len(missing)} of the benchmark's texts are not in the workflow's states")
+    rows = np.asarray([where[k] for k in keys], dtype=np.int64)
+    with np.load(folder / "states.npz") as z:
+        return {name: z[name][rows] for name in ("cls", "mean", "n_tokens")}
+
+
+def encode_texts(
+    ds, max_length: int, cache: Path, threads: int, states_dir: Path | None = None
+) -> tuple[dict, dict[tuple[str, str], int], float]:
+    """States of every unique (instruction, response): a workflow's cached states (``states_dir``),
+    else this benchmark's cache (npz), else computed now."""
     import torch
 
     from core.eval.encoder_states import encoder_states
@@ -78,6 +90,8 @@ def encode_texts(ds, max_length: int, cache: Path, threads: int) -> tuple[dict, 
     triples = zip(ds["prompt"], ds["chosen"], ds["rejected"], strict=True)
     keys = list(dict.fromkeys((p, y) for p, c, r in triples for y in (c, r)))
     index = {key: i for i, key in enumerate(keys)}
+    if states_dir is not None:
+        return workflow_states(keys, states_dir), index, float("nan")
     if cache.is_file():
         with np.load(cache) as z:
             if int(z["n"]) == len(keys):
@@ -144,7 +158,8 @@ def run(args) -> dict:
 
     ds, rep, gens = load_pool(Path(args.data), args.generators)
     cache = Path(args.cache) / f"alpaca_g{args.generators}_L{args.max_length}.npz"
-    states, index, enc_seconds = encode_texts(ds, args.max_length, cache, args.threads)
+    states_dir = Path(args.states) if args.states else None
+    states, index, enc_seconds = encode_texts(ds, args.max_length, cache, args.threads, states_dir)
     torch.set_num_threads(args.threads)
     rows: dict[str, dict[str, list[float]]] = {}
     cost: dict[str, list[float]] = {}
@@ -203,8 +218,8 @@ def run(args) -> dict:
             for name, row in rows.items()
         },
     }
-    print(f"{len(gens)} generators, {len(index)} texts at {args.max_length} tokens: encoded in {enc_seconds:.0f} s "
-          f"({args.threads} threads); {args.seeds} seeds; validation split")  # fmt: skip
+    where = f"states of {states_dir}" if states_dir else f"encoded at {args.max_length} tokens in {enc_seconds:.0f} s"
+    print(f"{len(gens)} generators, {len(index)} texts, {where}; {args.seeds} seeds; validation split")
     print(f"{'row':22s} {'all pairs':>22s} {'length-matched':>22s} {'matched - longer':>24s} {'train s':>8s}")
     for name, row in out["rows"].items():
         cells = [f"{100 * m:5.1f} [{100 * lo:5.1f}, {100 * hi:5.1f}]" for m, lo, hi in (row[k] for k in rows[name])]
@@ -225,6 +240,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--head-steps", type=int, default=400)
     ap.add_argument("--head-lr", type=float, default=1e-3)
     ap.add_argument("--cache", default="results/benchmarks/learnability_real")
+    ap.add_argument("--states", default=None, help="a real-text run's states/ folder (its cached encoder states)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     out = run(args)
