@@ -168,3 +168,21 @@ def test_claims_and_table8(real_run):
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     assert int(runs.stdout.strip().splitlines()[-1]) == 6 * 2  # every model of the grid (6), every seed
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda c: c.update(colour="red"), r"unknown key\(s\) \['colour'\]"),
+        (lambda c: c["data"]["pool"].pop("annotator"), "missing key 'data.pool.annotator'"),
+        (lambda c: c["reward"]["grids"].update({"no-such": {"tv": [0.2]}}), "reward.grids.no-such: no such variant"),
+        (lambda c: c["reward"]["grids"]["unfiltered"].update({"kl": [0.2]}), "divergence must be one of"),
+        (lambda c: c["reward"]["grids"]["unfiltered"].update({"tv": [0.0]}), "rho values must be finite and > 0"),
+        (lambda c: c.update(seeds=[]), "'seeds' must be a non-empty list"),
+    ],
+)
+def test_a_bad_config_names_its_key(tmp_path, edit, message):
+    cfg = real_config(tmp_path)
+    edit(cfg)
+    with pytest.raises(ValueError, match=message):
+        RealPlan(cfg)

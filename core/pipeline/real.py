@@ -228,7 +228,8 @@ def encode(plan: RealPlan, pool_path: str, hhh_path: str, out: Mapping[str, str]
     enc = plan.config["encoder"]
     torch.set_num_threads(int(enc.get("threads", 1)))
     keys = text_keys(read_pairs(pool_path), read_pairs(hhh_path))
-    model = load_reward_model(enc["path"]).eval()
+    device = str(enc.get("device") or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model = load_reward_model(enc["path"], dtype=enc.get("dtype")).to(torch.device(device)).eval()
     tok = load_tokenizer(enc["path"])
     start = time.perf_counter()
     states = encoder_states(
@@ -239,7 +240,8 @@ def encode(plan: RealPlan, pool_path: str, hhh_path: str, out: Mapping[str, str]
     frame = pd.DataFrame({"prompt": [k[0] for k in keys], "response": [k[1] for k in keys]})
     atomic_write(out["texts"], lambda tmp: frame.to_parquet(tmp, index=False))
     atomic_write(out["states"], lambda tmp: _save_npz(tmp, states))
-    return {"n_texts": len(keys), "seconds": seconds, "texts_per_second": len(keys) / max(seconds, 1e-9)}
+    return {"n_texts": len(keys), "seconds": seconds, "texts_per_second": len(keys) / max(seconds, 1e-9),
+            "device": device}  # fmt: skip
 
 
 def _save_npz(path: str, arrays: Mapping[str, np.ndarray]) -> None:
