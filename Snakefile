@@ -30,6 +30,7 @@ if config.get("experiment") == "real-text":
         input:
             R.claims("md"),
             R.table("md"),
+            [R.table("md", 6)] if "policy" in config else [],
 
 else:
 

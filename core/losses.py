@@ -21,6 +21,7 @@ __all__ = [
     "ensemble_member",
     "forward_kl_estimate",
     "ipo_loss",
+    "robust_dpo_loss",
     "weighted_mean",
 ]
 
@@ -52,6 +53,18 @@ def dpo_sigmoid_loss(
     if label_smoothing:
         loss = (1.0 - label_smoothing) * loss - label_smoothing * F.logsigmoid(-logits)
     return loss
+
+
+def robust_dpo_loss(
+    chosen_logratios: torch.Tensor, rejected_logratios: torch.Tensor, beta: float, eps: float
+) -> torch.Tensor:
+    """rDPO, the unbiased DPO loss under labels flipped with probability ``eps`` (Chowdhury et al.
+    2024, eq. 7; trl's ``robust``): ``[(1-eps) l(beta Delta) - eps l(-beta Delta)] / (1 - 2 eps)``
+    with ``l(z) = -log sigma(z)``."""
+    if not 0 <= eps < 0.5:
+        raise ValueError(f"rDPO needs 0 <= eps < 0.5, got {eps}")
+    logits = beta * (chosen_logratios - rejected_logratios)
+    return ((1.0 - eps) * -F.logsigmoid(logits) + eps * F.logsigmoid(-logits)) / (1.0 - 2.0 * eps)
 
 
 def ipo_loss(

@@ -61,15 +61,35 @@ rule real_train_rm:
         "../workflow_scripts/real_train_rm.py"
 
 
+rule real_train_policies:
+    """Log-linear policies (DPO, DR-DPO, IPO, cDPO, rDPO) on the real candidates, every seed."""
+    input:
+        pool=R.pairs("pool"),
+        hhh=R.pairs("hhh"),
+        **R.states(),
+    output:
+        [R.policy_metrics(s) for s in R.seeds()],
+    params:
+        plan=R,
+        seeds=R.seeds(),
+    log:
+        R.log("policy/train"),
+    threads: int(config["encoder"].get("threads", 1))
+    script:
+        "../workflow_scripts/real_train_policies.py"
+
+
 rule real_report:
     """Table 8 and the claims table (with the gate rm_beyond_length), from the metrics files."""
     input:
-        R.all_metrics(),
+        rms=R.all_metrics(),
+        policies=[R.policy_metrics(s) for s in R.seeds()] if "policy" in config else [],
     output:
         table_csv=R.table("csv"),
         table_md=R.table("md"),
         claims_csv=R.claims("csv"),
         claims_md=R.claims("md"),
+        **({"table6_csv": R.table("csv", 6), "table6_md": R.table("md", 6)} if "policy" in config else {}),
     params:
         rm_variant=config["reward"].get("rm_variant", "unfiltered"),
     log:

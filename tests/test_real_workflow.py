@@ -154,10 +154,14 @@ def test_claims_and_table8(real_run):
     ids = set(claims["claim"])
     assert {c.id for c in CLAIMS} <= {i.split(":")[0] for i in ids}
     measured = claims[claims["verdict"] != "n/a"]
-    assert {"a2", "a:shifted", "a:heldout:no-helpful-base", "h"} <= set(measured["claim"])
+    assert {"a2", "a:shifted", "a:heldout:no-helpful-base", "h", "b1", "b2", "b:shifted", "b:vs-cdpo:shifted",
+            "b:vs-rdpo:id"} <= set(measured["claim"])  # fmt: skip
     assert (measured["n_seeds"] == 2).all()
     assert set(claims["verdict"]) <= {"reproduced", "opposite", "inconclusive", "n/a"}
     assert "rm_beyond_length" in (tmp / plan.claims("md")).read_text()
+    assert "policy_learned" in (tmp / plan.claims("md")).read_text()
+    table6 = pd.read_csv(tmp / plan.table("csv", 6))
+    assert table6["policy"].iloc[-1].startswith("π_ref") and table6["policy"].str.startswith("DR-DPO tv").any()
     table = pd.read_csv(tmp / plan.table("csv"))
     unfiltered = table[table["variant"] == "unfiltered"]["model"].tolist()
     assert unfiltered[0] == "BTL" and any(m.startswith("DR tv (ρ=0.4)") for m in unfiltered)
@@ -167,7 +171,7 @@ def test_claims_and_table8(real_run):
          "print(len(mlflow.search_runs(experiment_names=['real-test'])))", f"sqlite:///{tmp}/mlflow.db"],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
-    assert int(runs.stdout.strip().splitlines()[-1]) == 6 * 2  # every model of the grid (6), every seed
+    assert int(runs.stdout.strip().splitlines()[-1]) == 6 * 2 + 2  # every RM (6 x 2 seeds), the policies per seed
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,8 @@ from core.pipeline.real import run_script
 def main(sm) -> None:
     from core.report.real import write_real_report
 
-    print(write_real_report(list(sm.input), sm.params.rm_variant, dict(sm.output.items())), flush=True)
+    out = write_real_report(list(sm.input.rms), sm.params.rm_variant, dict(sm.output.items()), list(sm.input.policies))
+    print(out, flush=True)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ import numpy as np
 EXPERIMENT = "real-text"
 BENCHMARKS = ("val", "id", "shifted", "heldout", "hhh")
 DIVERGENCES = ("tv", "chi2")
-_TOP_KEYS = {"experiment", "name", "seeds", "tracking", "data_root", "data", "encoder", "reward", "eval"}
+_TOP_KEYS = {"experiment", "name", "seeds", "tracking", "data_root", "data", "encoder", "reward", "policy", "eval"}
 
 
 def _fmt(rho: float | str) -> str:
@@ -89,6 +89,18 @@ class RealPlan:
                     raise ValueError(f"config: reward.grids.{variant}.{div}: rho values must be finite and > 0")
         if cfg["reward"].get("rm_variant", "unfiltered") not in data["variants"]:
             raise ValueError("config: reward.rm_variant must name a variant of data.variants")
+        if "policy" in cfg:
+            from core.trainers.loglinear import POLICY_METHODS
+
+            pol = cfg["policy"]
+            for key in ("methods", "beta", "eps", "train"):
+                _need(pol, key, "policy.")
+            bad = sorted(set(pol["methods"]) - set(POLICY_METHODS))
+            if bad or "dpo" not in pol["methods"]:
+                raise ValueError(f"config: policy.methods must include dpo and be among {POLICY_METHODS}, got {bad}")
+            for div in pol.get("dr", {}):
+                if div not in DIVERGENCES:
+                    raise ValueError(f"config: policy.dr.{div}: divergence must be one of {DIVERGENCES}")
 
     # ------------------------------------------------------------------ places
     @property
@@ -118,8 +130,11 @@ class RealPlan:
     def log(self, rel: str) -> str:
         return f"{self.root}/logs/{rel}.log"
 
-    def table(self, ext: str) -> str:
-        return f"{self.root}/tables/table8.{ext}"
+    def policy_metrics(self, seed: int) -> str:
+        return f"{self.root}/metrics/policy/seed{seed}.json"
+
+    def table(self, ext: str, number: int = 8) -> str:
+        return f"{self.root}/tables/table{number}.{ext}"
 
     def claims(self, ext: str) -> str:
         return f"{self.root}/claims.{ext}"
@@ -258,21 +273,24 @@ class StateLookup:
         frame = pd.read_parquet(texts_path)
         self.index = {(p, r): i for i, (p, r) in enumerate(zip(frame["prompt"], frame["response"], strict=True))}
         with np.load(states_path) as z:
-            self.cls = z["cls"]
+            self.cls, self.mean = z["cls"], z["mean"]
 
-    def pairs(self, ds: Any) -> tuple[np.ndarray, np.ndarray]:
+    def rows(self, prompts: Sequence[Any], responses: Sequence[Any], what: str = "text") -> np.ndarray:
+        """The row of each (prompt, response) in the cached states."""
         from core.data.schema import text_of
 
-        def side(column: str) -> np.ndarray:
-            rows = []
-            for i, (p, y) in enumerate(zip(ds["prompt"], ds[column], strict=True)):
-                key = (text_of(p), text_of(y))
-                if key not in self.index:
-                    raise KeyError(f"row {i} ({column}): no cached state for this text; re-run the encode rule")
-                rows.append(self.index[key])
-            return self.cls[np.asarray(rows, dtype=np.int64)] if rows else np.zeros((0, self.cls.shape[1]), np.float32)
+        out = []
+        for i, (p, y) in enumerate(zip(prompts, responses, strict=True)):
+            key = (text_of(p), text_of(y))
+            if key not in self.index:
+                raise KeyError(f"{what} {i}: no cached state for this text; re-run the encode rule")
+            out.append(self.index[key])
+        return np.asarray(out, dtype=np.int64)
 
-        return side("chosen"), side("rejected")
+    def pairs(self, ds: Any, key: str = "cls") -> tuple[np.ndarray, np.ndarray]:
+        """The ``key`` states (cls or mean) of every pair's chosen and rejected text."""
+        states = getattr(self, key)
+        return tuple(states[self.rows(ds["prompt"], ds[c], f"row ({c})")] for c in ("chosen", "rejected"))
 
 
 def score_benchmark(ds: Any, chosen: np.ndarray, rejected: np.ndarray, within: float, degenerate_std: float) -> dict:
@@ -371,3 +389,118 @@ def run_script(main: Any, sm: Any) -> None:
             fh.flush()
             sys.stderr.write(f"failed: see {log}\n")
             raise
+
+
+# ---------------------------------------------------------------------- log-linear policies
+@dataclass
+class Candidates:
+    """Every instruction's real candidates: the generators' responses and the reference's, with the
+    judge as oracle: ``r*(x, y)`` = 1 when the judge preferred ``y`` to the reference, 0 when not,
+    0.5 for the reference itself (so a policy's value is its expected judged win rate)."""
+
+    prompts: list[str]
+    responses: list[str]
+    groups: np.ndarray
+    rewards: np.ndarray
+
+
+def candidates(ds: Any, reference: str) -> Candidates:
+    """The candidates of the instructions of ``ds`` (one per distinct response of an instruction)."""
+    from core.data.schema import text_of
+
+    seen: dict[tuple[str, str], float] = {}
+    for p, c, r, cm, rm in zip(ds["prompt"], ds["chosen"], ds["rejected"], ds["chosen_model"], ds["rejected_model"],
+                               strict=True):  # fmt: skip
+        x = text_of(p)
+        for text, model, won in ((text_of(c), cm, True), (text_of(r), rm, False)):
+            seen.setdefault((x, text), 0.5 if model == reference else float(won))
+    order = {x: i for i, x in enumerate(dict.fromkeys(k[0] for k in seen))}
+    keys = list(seen)
+    return Candidates([k[0] for k in keys], [k[1] for k in keys], np.asarray([order[k[0]] for k in keys]),
+                      np.asarray([seen[k] for k in keys]))  # fmt: skip
+
+
+class PolicyFeatures:
+    """``psi(x, y) = [m / ||m||, clip(z, -3, 3) / 3] / sqrt(2)`` (norm <= 1, DR paper Assumption 2):
+    ``m`` the encoder's mean-pooled state of (x, y), ``z`` the response's log-length standardised
+    with the training pairs' mean and deviation (a policy can prefer length, as real ones do)."""
+
+    def __init__(self, lookup: StateLookup, train: Any) -> None:
+        from core.eval.reference import response_lengths
+
+        self.lookup = lookup
+        lengths = np.log1p(np.concatenate(response_lengths(train)))
+        self.mu, self.sd = float(lengths.mean()), float(lengths.std() + 1e-6)
+
+    def __call__(self, prompts: Sequence[Any], responses: Sequence[Any]) -> np.ndarray:
+        from core.eval.reference import response_text
+
+        m = self.lookup.mean[self.lookup.rows(prompts, responses)].astype(np.float64)
+        m /= np.linalg.norm(m, axis=1, keepdims=True) + 1e-12
+        z = (np.log1p([len(response_text(y)) for y in responses]) - self.mu) / self.sd
+        return (np.hstack([m, (np.clip(z, -3, 3) / 3)[:, None]]) / math.sqrt(2)).astype(np.float32)
+
+
+def policy_grid(plan: RealPlan) -> list[tuple[str, str, float, float]]:
+    """Every (method, divergence, rho, beta) of ``policy``: DPO, IPO, cDPO, rDPO and DR-DPO's grid."""
+    pol = plan.config["policy"]
+    out = [(m, "none", 0.0, float(b)) for m in pol["methods"] for b in pol["beta"]]
+    out += [("dpo", d, float(r), float(b)) for d, rhos in pol.get("dr", {}).items() for r in rhos for b in pol["beta"]]
+    return out
+
+
+def policy_key(method: str, div: str, rho: float, beta: float) -> str:
+    return f"{method}|{div}|{_fmt(rho)}|{_fmt(beta)}"
+
+
+def train_policies(plan: RealPlan, paths: Mapping[str, str], seeds: Sequence[int], outputs: Sequence[str]) -> None:
+    """Every policy of the grid, every seed: trained on the training mixture's verdict pairs,
+    valued under the judge on validation, in-distribution and shifted test instructions, and scored
+    on HHH (implicit reward ``theta . psi``); one metrics file per seed."""
+    import torch
+
+    from core.atomic import atomic_write_json
+    from core.data import read_pairs
+    from core.eval.scoring import pairwise_outcomes
+    from core.tracking import mlflow_run
+    from core.trainers.loglinear import PolicyConfig, policy_probs, policy_value, train_policy
+
+    cfg, pol = plan.config, plan.config["policy"]
+    torch.set_num_threads(int(cfg["encoder"].get("threads", 1)))
+    pool, hhh = read_pairs(paths["pool"]), read_pairs(paths["hhh"])
+    lookup = StateLookup(paths["texts"], paths["states"])
+    reference = cfg["data"]["pool"]["reference"]
+    variant = cfg["reward"].get("rm_variant", "unfiltered")
+    for seed, out in zip(seeds, outputs, strict=True):
+        sets = seed_benchmarks(pool, plan, variant, seed)
+        psi = PolicyFeatures(lookup, sets["train"])
+        chosen = psi(sets["train"]["prompt"], sets["train"]["chosen"])
+        rejected = psi(sets["train"]["prompt"], sets["train"]["rejected"])
+        pools = {name: candidates(sets[name], reference) for name in ("val", "id", "shifted")}
+        feats = {name: psi(c.prompts, c.responses) for name, c in pools.items()}
+        hhh_c, hhh_r = psi(hhh["prompt"], hhh["chosen"]), psi(hhh["prompt"], hhh["rejected"])
+        results = {"reference": {name: 100 * float(np.mean([c.rewards[c.groups == g].mean()
+                                                           for g in np.unique(c.groups)]))
+                                 for name, c in pools.items()}}  # fmt: skip
+        with mlflow_run(cfg["name"], f"policies s{seed}", {"seed": seed, "policy": pol},
+                        tracking_uri=cfg.get("tracking", {}).get("uri")) as run:  # fmt: skip
+            for method, div, rho, beta in policy_grid(plan):
+                config = PolicyConfig(method=method, beta=beta, eps=float(pol["eps"]), divergence=div, rho=rho,
+                                      **pol["train"])  # fmt: skip
+                res = train_policy(chosen, rejected, config, seed)
+                theta = res.theta
+                train_probs = policy_probs(theta, np.vstack([chosen, rejected]),
+                                           np.concatenate([np.arange(len(chosen))] * 2))  # fmt: skip
+                entry = {name: 100 * float(policy_value(theta, feats[name], c.groups, c.rewards).mean())
+                         for name, c in pools.items()}  # fmt: skip
+                entry["hhh"] = 100 * float(pairwise_outcomes(hhh_c @ theta, hhh_r @ theta).mean())
+                entry["pair_preferred_prob"] = float(train_probs[: len(chosen)].mean())
+                entry["loss_first"], entry["loss_last"] = (
+                    float(np.mean(res.losses[:20])),
+                    float(np.mean(res.losses[-20:])),
+                )
+                entry["theta_norm"] = float(np.linalg.norm(theta))
+                results[policy_key(method, div, rho, beta)] = entry
+                run.log_metrics({f"{method}:{div}:rho{_fmt(rho)}:beta{_fmt(beta)}/id_value": entry["id"]})
+            atomic_write_json(out, {"seed": seed, "variant": variant, "run_id": run.run_id,
+                                    "n_train": len(chosen), "policies": results}, indent=2, sort_keys=True)  # fmt: skip

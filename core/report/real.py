@@ -221,19 +221,34 @@ def _markdown(frame: pd.DataFrame) -> str:
     return frame.to_markdown(index=False, floatfmt=".1f")
 
 
-def write_real_report(files: Sequence[str], rm_variant: str, out: Mapping[str, str]) -> dict[str, Any]:
-    """Write ``table8.{csv,md}`` and ``claims.{csv,md}`` (with the gate and the run ids)."""
+def write_real_report(
+    files: Sequence[str], rm_variant: str, out: Mapping[str, str], policy_files: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Write ``table8.{csv,md}``, ``table6.{csv,md}`` (with policies) and ``claims.{csv,md}`` (with
+    the gates)."""
     from core.atomic import atomic_write_text
 
     runs = read_runs(files)
     table = real_table8(runs)
     claims, gates = real_claims(runs, rm_variant)
+    if policy_files:
+        table6, chosen = real_policy_table(read_policies(policy_files))
+        rows, policy_gates = policy_claims(chosen)
+        gates.update(policy_gates)
+        measured = {r["claim"].split(":")[0] for r in rows}
+        claims = claims[~claims["claim"].isin(measured)]
+        claims = pd.concat([claims, pd.DataFrame(rows, columns=COLUMNS)], ignore_index=True)
+        table6.to_csv(out["table6_csv"], index=False)
+        atomic_write_text(out["table6_md"], "# Table 6 on real text: log-linear policies over the real candidates "
+                          "(judged win rate %, HHH accuracy %; mean [95% CI] over seeds)\n\n"
+                          + _markdown(table6) + "\n")  # fmt: skip
     table.to_csv(out["table_csv"], index=False)
     atomic_write_text(out["table_md"], "# Table 8 on real text (accuracy %, mean [95% CI] over seeds)\n\n"
                       + _markdown(table) + "\n")  # fmt: skip
     claims.to_csv(out["claims_csv"], index=False)
     what = {"btl_learned": "BTL's in-distribution accuracy minus random's 50%",
-            "rm_beyond_length": "BTL minus the length rule on in-distribution length-matched pairs"}  # fmt: skip
+            "rm_beyond_length": "BTL minus the length rule on in-distribution length-matched pairs",
+            "policy_learned": "DPO's in-distribution judged win rate minus uniform pi_ref's"}  # fmt: skip
     gate_line = "\n".join(
         f"- gate `{name}` ({what[name]}, points): {g['effect']:.1f} [{g['ci_low']:.1f}, {g['ci_high']:.1f}], "
         f"{g['n_seeds']} seeds: {'passed' if g['passed'] else 'FAILED'}"
@@ -242,3 +257,105 @@ def write_real_report(files: Sequence[str], rm_variant: str, out: Mapping[str, s
     shown = claims[["claim", "says", "benchmark", "effect", "ci_low", "ci_high", "n_seeds", "verdict", "flags"]]
     atomic_write_text(out["claims_md"], "# Claims on real text\n\n" + gate_line + "\n\n" + _markdown(shown) + "\n")
     return gates
+
+
+# ---------------------------------------------------------------------- policies
+POLICY_BENCHES = {"id": "judged win rate, in-distribution", "shifted": "judged win rate, shifted sources",
+                  "hhh": "HHH accuracy"}  # fmt: skip
+POLICY_LABELS = {"dpo": "DPO", "ipo": "IPO", "cdpo": "cDPO (label smoothing)", "rdpo": "rDPO (robust loss)"}
+
+
+def read_policies(files: Sequence[str]) -> pd.DataFrame:
+    """One row per (policy, seed): method, divergence, rho, beta and its numbers; the uniform
+    reference policy as method ``reference``."""
+    rows = []
+    for path in files:
+        with open(path, encoding="utf-8") as fh:
+            m = json.load(fh)
+        for key, entry in m["policies"].items():
+            if key == "reference":
+                rows.append({"method": "reference", "divergence": "none", "rho": 0.0, "beta": 0.0, "seed": m["seed"],
+                             **entry, "theta_norm": 0.0, "hhh": 50.0})  # fmt: skip
+                continue
+            method, div, rho, beta = key.split("|")
+            rows.append({"method": method, "divergence": div, "rho": float(rho), "beta": float(beta),
+                         "seed": m["seed"], **entry})  # fmt: skip
+    if not rows:
+        raise ValueError(f"no policies in the {len(files)} policy metrics file(s) given")
+    return pd.DataFrame(rows)
+
+
+def _chosen_policy(frame: pd.DataFrame, method: str, div: str) -> pd.DataFrame | None:
+    """The seeds of ``method`` (and DR ``div``) at the (rho, beta) with the best seed-mean validation value."""
+    sel = frame[(frame.method == method) & (frame.divergence == div)]
+    if sel.empty:
+        return None
+    best = sel.groupby(["rho", "beta"])["val"].mean().idxmax()
+    return sel[(sel.rho == best[0]) & (sel.beta == best[1])].set_index("seed")
+
+
+def _label(method: str, div: str, row: pd.DataFrame) -> str:
+    rho, beta = float(row.rho.iloc[0]), float(row.beta.iloc[0])
+    name = f"DR-DPO {div} (ρ={rho:g}, β={beta:g})" if div != "none" else f"{POLICY_LABELS[method]} (β={beta:g})"
+    return name if method != "ipo" else name.replace("β", "τ")
+
+
+def real_policy_table(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+    """Table 6 on real text: every method at its validation-chosen setting, the uniform pi_ref below."""
+    chosen = {}
+    for method in ("dpo", "ipo", "cdpo", "rdpo"):
+        if (sel := _chosen_policy(frame, method, "none")) is not None:
+            chosen[method] = sel
+    for div in ("tv", "chi2"):
+        if (sel := _chosen_policy(frame, "dpo", div)) is not None:
+            chosen[f"dr-{div}"] = sel
+    ref = frame[frame.method == "reference"].set_index("seed")
+    rows = []
+    for key, sel in chosen.items():
+        method, div = ("dpo", key[3:]) if key.startswith("dr-") else (key, "none")
+        row = {"policy": _label(method, div, sel)}
+        for bench, label in POLICY_BENCHES.items():
+            row[label] = _fmt(*_interval(sel[bench].values)[:3])
+        row["‖θ‖"] = f"{sel.theta_norm.mean():.2f}"
+        rows.append(row)
+    rows.append({"policy": "π_ref (uniform over the candidates)",
+                 **{label: (_fmt(*_interval(ref[b].values)[:3]) if b in ref else "50.0")
+                    for b, label in POLICY_BENCHES.items()}, "‖θ‖": "0"})  # fmt: skip
+    return pd.DataFrame(rows), {**chosen, "reference": ref}
+
+
+def policy_claims(chosen: Mapping[str, pd.DataFrame]) -> tuple[list[dict], dict[str, Any]]:
+    """b (DR-DPO vs DPO) on every policy benchmark, DR-DPO vs cDPO and rDPO (not in the paper), and
+    the gate ``policy_learned`` (DPO's in-distribution value over pi_ref's)."""
+    rows: list[dict] = []
+    gates: dict[str, Any] = {}
+    if "dpo" in chosen and "reference" in chosen:
+        mean, low, high, n = _paired(chosen["dpo"]["id"] / 100, chosen["reference"]["id"] / 100)
+        gates["policy_learned"] = {
+            "effect": mean,
+            "ci_low": low,
+            "ci_high": high,
+            "n_seeds": n,
+            "passed": bool(low > 0),
+        }
+    flag = "" if gates.get("policy_learned", {}).get("passed", True) else "gate policy_learned failed"
+    dr = chosen.get("dr-tv")
+    if dr is None:
+        return rows, gates
+    ids = {"id": "b1", "hhh": "b2", "shifted": "b:shifted"}
+    for baseline in ("dpo", "cdpo", "rdpo"):
+        base = chosen.get(baseline)
+        if base is None:
+            continue
+        for bench, label in POLICY_BENCHES.items():
+            degenerate = [f"degenerate: {name} seeds {','.join(map(str, sorted(s.index[s.theta_norm < 1e-3])))}"
+                          for name, s in (("DR-DPO", dr), (baseline, base)) if (s.theta_norm < 1e-3).any()]  # fmt: skip
+            claim_id = ids[bench] if baseline == "dpo" else f"b:vs-{baseline}:{bench}"
+            says = f"DR-DPO beats {POLICY_LABELS[baseline]}" + ("" if baseline == "dpo" else " (not in the paper)")
+            effect = _paired(dr[bench] / 100, base[bench] / 100)
+            row = _row(claim_id, label, _label(baseline, "none", base), _label("dpo", "tv", dr), effect,
+                       "; ".join([*degenerate, flag] if flag else degenerate), says=says)  # fmt: skip
+            row["metric"] = "win rate (%)" if bench != "hhh" else "accuracy (%)"
+            row["refs"] = "table6"
+            rows.append(row)
+    return rows, gates
