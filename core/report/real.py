@@ -28,8 +28,8 @@ LABELS = {"val": "validation", "id": "in-distribution", "shifted": "shifted sour
 NOT_HERE = {
     "a1": "no RewardBench offline",
     "a3": "no MT-Bench offline",
-    "b1": "log-linear policies on real responses: not built yet (issue 23 continues)",
-    "b2": "log-linear policies on real responses: not built yet (issue 23 continues)",
+    "b1": "this config has no policy section",
+    "b2": "this config has no policy section",
     "b3": "no MT-Bench offline",
     "c1": "PPO needs generative policies: out of a CPU budget (the GPU path)",
     "c2": "PPO needs generative policies: out of a CPU budget (the GPU path)",
@@ -39,8 +39,8 @@ NOT_HERE = {
     "g1": "theory (data-free): the embedded default's claims table",
     "g2": "theory (data-free): the embedded default's claims table",
     "g3": "theory (data-free): the embedded default's claims table",
-    "d": "log-linear policies on real responses: not built yet (issue 23 continues)",
-    "e": "log-linear policies on real responses: not built yet (issue 23 continues)",
+    "d": "d-, p-, e-DPO on real responses: not built yet (issue 23 continues)",
+    "e": "d-, p-, e-DPO on real responses: not built yet (issue 23 continues)",
     "f": "theory (data-free): the embedded default's claims table",
 }
 
