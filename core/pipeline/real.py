@@ -33,15 +33,12 @@ from typing import Any
 
 import numpy as np
 
+from core.pipeline.paths import fmt
+
 EXPERIMENT = "real-text"
 BENCHMARKS = ("val", "id", "shifted", "heldout", "hhh")
 DIVERGENCES = ("tv", "chi2")
 _TOP_KEYS = {"experiment", "name", "seeds", "tracking", "data_root", "data", "encoder", "reward", "policy", "eval"}
-
-
-def _fmt(rho: float | str) -> str:
-    """rho as it appears in paths (``0.2``, ``1``); a wildcard pattern passes through."""
-    return rho if isinstance(rho, str) and rho.startswith("{") else f"{float(rho):g}"
 
 
 def _need(mapping: Mapping[str, Any], key: str, where: str) -> Any:
@@ -119,7 +116,7 @@ class RealPlan:
         return {"texts": f"{self.root}/states/texts.parquet", "states": f"{self.root}/states/states.npz"}
 
     def point(self, variant: str, div: str, rho: float) -> str:
-        return f"rm/{variant}/{div}/rho{_fmt(rho)}"
+        return f"rm/{variant}/{div}/rho{fmt(rho)}"
 
     def model(self, variant: str, div: str, rho: float, seed: int) -> str:
         return f"{self.root}/models/{self.point(variant, div, rho)}/seed{seed}"
@@ -341,7 +338,7 @@ def train_rms(
         model = load_reward_model(enc["path"], seed=seed)
         run_params = {"variant": variant, "divergence": div, "rho": rho, "seed": seed, "head": cfg["reward"]["head"],
                       "encoder": enc}  # fmt: skip
-        name = f"rm {variant} {div} ρ={_fmt(rho)} s{seed}"
+        name = f"rm {variant} {div} ρ={fmt(rho)} s{seed}"
         with mlflow_run(cfg["name"], name, run_params, tracking_uri=cfg.get("tracking", {}).get("uri")) as run:
             chosen, rejected = lookup.pairs(sets["train"])
             result = train_head(model, chosen, rejected, head, seed)
@@ -450,7 +447,7 @@ def policy_grid(plan: RealPlan) -> list[tuple[str, str, float, float]]:
 
 
 def policy_key(method: str, div: str, rho: float, beta: float) -> str:
-    return f"{method}|{div}|{_fmt(rho)}|{_fmt(beta)}"
+    return f"{method}|{div}|{fmt(rho)}|{fmt(beta)}"
 
 
 def train_policies(plan: RealPlan, paths: Mapping[str, str], seeds: Sequence[int], outputs: Sequence[str]) -> None:
@@ -501,6 +498,6 @@ def train_policies(plan: RealPlan, paths: Mapping[str, str], seeds: Sequence[int
                 )
                 entry["theta_norm"] = float(np.linalg.norm(theta))
                 results[policy_key(method, div, rho, beta)] = entry
-                run.log_metrics({f"{method}:{div}:rho{_fmt(rho)}:beta{_fmt(beta)}/id_value": entry["id"]})
+                run.log_metrics({f"{method}:{div}:rho{fmt(rho)}:beta{fmt(beta)}/id_value": entry["id"]})
             atomic_write_json(out, {"seed": seed, "variant": variant, "run_id": run.run_id,
                                     "n_train": len(chosen), "policies": results}, indent=2, sort_keys=True)  # fmt: skip

@@ -58,8 +58,8 @@ def train_head(model: Any, chosen: np.ndarray, rejected: np.ndarray, config: Hea
     (``chosen[i]``, ``rejected[i]``: (n, d)); the encoder is not touched."""
     import torch
 
-    from core.dro import worst_case_weights
     from core.losses import bradley_terry_loss
+    from core.trainers.minibatch import robust_minibatch_descent
 
     if chosen.shape != rejected.shape or chosen.ndim != 2 or len(chosen) == 0:
         raise ValueError(f"chosen and rejected states must be equal (n, d) arrays: {chosen.shape}, {rejected.shape}")
@@ -68,21 +68,19 @@ def train_head(model: Any, chosen: np.ndarray, rejected: np.ndarray, config: Hea
     opt = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(config.steps, 1))
     hc, hr = torch.from_numpy(np.ascontiguousarray(chosen)), torch.from_numpy(np.ascontiguousarray(rejected))
-    rng = np.random.default_rng(seed)
-    losses: list[float] = []
     model.train()
-    for _ in range(config.steps):
-        idx = torch.from_numpy(rng.choice(len(hc), size=min(config.batch_size, len(hc)), replace=False))
-        per_example = bradley_terry_loss(head_scores(model, hc[idx]), head_scores(model, hr[idx]))
-        q = worst_case_weights(per_example.detach(), config.divergence, config.rho)
-        loss = (q * per_example).sum()
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"train_head: non-finite loss at step {len(losses)}")
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(float(loss.detach()))
+    losses = robust_minibatch_descent(
+        len(hc),
+        lambda idx: bradley_terry_loss(head_scores(model, hc[idx]), head_scores(model, hr[idx])),
+        opt,
+        steps=config.steps,
+        batch_size=config.batch_size,
+        divergence=config.divergence,
+        rho=config.rho,
+        seed=seed,
+        scheduler=sched,
+        what="train_head",
+    )
     model.eval()
     head = ("classifier", "bert.pooler")
     state = {k: v.detach().clone() for k, v in model.state_dict().items() if k.startswith(head)}
@@ -92,13 +90,10 @@ def train_head(model: Any, chosen: np.ndarray, rejected: np.ndarray, config: Hea
 def save_head_model(model: Any, tokenizer: Any, out_dir: str | os.PathLike[str]) -> None:
     """Write ``model`` (encoder + trained head) and its tokenizer as one folder (safetensors), atomically;
     a model with a non-finite parameter is refused."""
-    import torch
-
     from core.atomic import atomic_directory
+    from core.trainers.guards import raise_if_nonfinite_parameters
 
-    for name, p in model.named_parameters():
-        if not torch.isfinite(p).all():
-            raise FloatingPointError(f"save_head_model: parameter {name} is not finite")
+    raise_if_nonfinite_parameters(model, f"save_head_model({out_dir})")
     with atomic_directory(out_dir) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)

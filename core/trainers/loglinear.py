@@ -66,26 +66,23 @@ def train_policy(chosen: np.ndarray, rejected: np.ndarray, config: PolicyConfig,
     """theta from the pairs' features ``chosen[i] = psi(x_i, y_i+)``, ``rejected[i] = psi(x_i, y_i-)``."""
     import torch
 
-    from core.dro import worst_case_weights
+    from core.trainers.minibatch import robust_minibatch_descent
 
     if chosen.shape != rejected.shape or chosen.ndim != 2 or len(chosen) == 0:
         raise ValueError(f"chosen and rejected features must be equal (n, d) arrays: {chosen.shape}, {rejected.shape}")
     diff = torch.from_numpy(np.ascontiguousarray(chosen - rejected, dtype=np.float32))
     theta = torch.zeros(diff.shape[1], requires_grad=True)
-    opt = torch.optim.Adam([theta], lr=config.learning_rate)
-    rng = np.random.default_rng(seed)
-    losses: list[float] = []
-    for step in range(config.steps):
-        idx = torch.from_numpy(rng.choice(len(diff), size=min(config.batch_size, len(diff)), replace=False))
-        per_example = _per_example(diff[idx] @ theta, config)
-        q = worst_case_weights(per_example.detach(), config.divergence, config.rho)
-        loss = (q * per_example).sum()
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"train_policy: non-finite loss at step {step}")
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(float(loss.detach()))
+    losses = robust_minibatch_descent(
+        len(diff),
+        lambda idx: _per_example(diff[idx] @ theta, config),
+        torch.optim.Adam([theta], lr=config.learning_rate),
+        steps=config.steps,
+        batch_size=config.batch_size,
+        divergence=config.divergence,
+        rho=config.rho,
+        seed=seed,
+        what="train_policy",
+    )
     return PolicyResult(theta.detach().numpy().copy(), losses)
 
 
