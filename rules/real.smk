@@ -1,6 +1,7 @@
 # small-real (experiment: real-text; docs/small-real.md): AlpacaEval's real GPT-4 verdicts and
 # HHH, reward models on a frozen real encoder. load -> encode (the cached states every model
-# reads) -> train_rm (per grid point, every seed) -> report (Table 8, claims).
+# reads) -> train_rm (per grid point, every seed), train_policies, train_distill (every seed) ->
+# report (Table 8, Table 6, Figure 2 as a table, claims).
 
 from core.pipeline.real import RealPlan
 
@@ -79,19 +80,40 @@ rule real_train_policies:
         "../workflow_scripts/real_train_policies.py"
 
 
+rule real_train_distill:
+    """d-, p-, e-DPO, DPO and IPO on length-biased subsets of the verdicts, with their reward models, every seed."""
+    input:
+        pool=R.pairs("pool"),
+        hhh=R.pairs("hhh"),
+        **R.states(),
+    output:
+        [R.distill_metrics(s) for s in R.seeds()],
+    params:
+        plan=R,
+        seeds=R.seeds(),
+    log:
+        R.log("distill/train"),
+    threads: int(config["encoder"].get("threads", 1))
+    script:
+        "../workflow_scripts/real_train_distill.py"
+
+
 rule real_report:
     """Table 8 and the claims table (with the gate rm_beyond_length), from the metrics files."""
     input:
         rms=R.all_metrics(),
         policies=[R.policy_metrics(s) for s in R.seeds()] if "policy" in config else [],
+        distill=[R.distill_metrics(s) for s in R.seeds()] if "distill" in config else [],
     output:
         table_csv=R.table("csv"),
         table_md=R.table("md"),
         claims_csv=R.claims("csv"),
         claims_md=R.claims("md"),
         **({"table6_csv": R.table("csv", 6), "table6_md": R.table("md", 6)} if "policy" in config else {}),
+        **({"figure2_csv": R.figure2("csv"), "figure2_md": R.figure2("md")} if "distill" in config else {}),
     params:
         rm_variant=config["reward"].get("rm_variant", "unfiltered"),
+        probe=config["distill"]["probe"] if "distill" in config else None,
     log:
         R.log("report/claims"),
     script:

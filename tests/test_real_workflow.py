@@ -1,11 +1,12 @@
 """The real-text workflow (experiment: real-text, docs/small-real.md) end to end on small fixtures
 written here: AlpacaEval's layout with three generators, HHH's BIG-bench layout, a tiny BERT encoder.
 Checks the splits, that a saved reward model scores raw text exactly as its cached states did, and
-that the claims table and Table 8 are built with every claim and the gate."""
+that the claims table, Table 8, Table 6 and Figure 2 are built with every claim and the gates."""
 
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 import yaml
 
 from core.pipeline.real import RealPlan, choose_generators, seed_benchmarks
+from core.pipeline.real_distill import distill_grid, distill_key
 from core.report.claims import CLAIMS
 from tests.conftest import make_tiny_tokenizer
 from tests.test_workflow import REPO, snakemake
@@ -76,6 +78,8 @@ def real_config(tmp: Path) -> dict:
     cfg["encoder"] = {"path": str(tmp / "encoder"), "max_length": 24, "batch_size": 16, "threads": 1}
     cfg["reward"]["head"].update(steps=100, learning_rate=1e-2)
     cfg["reward"]["grids"] = {"unfiltered": {"tv": [0.4], "chi2": [0.1, 0.5]}, "no-helpful-base": {"tv": [0.4]}}
+    # the fixture's training mixtures hold 24-28 shorter- and longer-chosen pairs per seed
+    cfg["distill"].update(n_train=20, ensemble_n=5, gamma=[0.1])
     return cfg
 
 
@@ -171,7 +175,39 @@ def test_claims_and_table8(real_run):
          "print(len(mlflow.search_runs(experiment_names=['real-test'])))", f"sqlite:///{tmp}/mlflow.db"],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
-    assert int(runs.stdout.strip().splitlines()[-1]) == 6 * 2 + 2  # every RM (6 x 2 seeds), the policies per seed
+    # every RM (6 x 2 seeds), the policies and the distillation policies per seed
+    assert int(runs.stdout.strip().splitlines()[-1]) == 6 * 2 + 2 + 2
+
+
+def test_distillation_policies_claims_d_e_and_figure2(real_run):
+    tmp, cfg, plan = real_run
+    claims = pd.read_csv(tmp / plan.claims("csv"), keep_default_na=False)
+    family = claims["claim"].str.split(":").str[0]
+    d, e = claims[family == "d"], claims[family == "e"]
+    assert {"d:ddpo-vs-dpo", "d:edpo-vs-ipo", "e:pdpo-vs-dpo", "e:ddpo-vs-dpo"} <= set(claims["claim"])
+    # d-/e-DPO x DPO/IPO x (in distribution, shifted) at the two biases at least 0.25 from 0.5
+    assert len(d) == 2 * 2 * 2 * 2 and set(d["verdict"]) <= {"reproduced", "opposite", "inconclusive"}
+    assert set(d["benchmark"]) == {f"{b}, b={x}" for b in ("in-distribution", "shifted sources") for x in (0.2, 0.8)}
+    assert sorted(e["treatment"].str.split(" ").str[0]) == ["d-DPO", "p-DPO"] and (e["n_seeds"] == 2).all()
+    assert "distill_learned" in (tmp / plan.claims("md")).read_text()
+    figure = pd.read_csv(tmp / plan.figure2("csv"), keep_default_na=False)
+    assert set(figure["bias b"].astype(float)) == {0.2, 0.5, 0.8}
+    assert figure["model"].str.startswith("e-DPO (β=").sum() == 3
+    assert "The distilled reward models" in (tmp / plan.figure2("md")).read_text()
+    # the metrics hold, per bias, every (method, beta, gamma) of the grid and the reward models
+    metrics = json.loads((tmp / plan.distill_metrics(1)).read_text())
+    grid = {distill_key(m, b, g) for m, b, g in distill_grid(cfg)}
+    assert len(grid) == 5 * 2  # 5 methods x 2 betas, one gamma
+    for entry in metrics["biases"].values():
+        assert set(entry["policies"]) == grid and set(entry["ensemble"]) == {"0.2", "0.5", "0.8"}
+        assert all(math.isfinite(p["preferred_logratio"]) for p in entry["policies"].values())
+        # e-DPO records which member its min took at each step: a share per member, summing to 1
+        for key, p in entry["policies"].items():
+            assert ("member_share" in p) == key.startswith("edpo|")
+            if key.startswith("edpo|"):
+                assert set(p["member_share"]) == {"0.2", "0.5", "0.8"}
+                assert sum(p["member_share"].values()) == pytest.approx(1.0)
+    assert "e-DPO's min took it" in (tmp / plan.figure2("md")).read_text()
 
 
 @pytest.mark.parametrize(
@@ -183,6 +219,11 @@ def test_claims_and_table8(real_run):
         (lambda c: c["reward"]["grids"]["unfiltered"].update({"kl": [0.2]}), "divergence must be one of"),
         (lambda c: c["reward"]["grids"]["unfiltered"].update({"tv": [0.0]}), "rho values must be finite and > 0"),
         (lambda c: c.update(seeds=[]), "'seeds' must be a non-empty list"),
+        (lambda c: c["distill"].pop("n_train"), r"missing key\(s\) \['distill.n_train'\]"),
+        (lambda c: c["distill"].update(methods=["ipo", "edpo"]), "distill.methods must include dpo"),
+        (lambda c: c["distill"].update(biases=[1.5]), "distill.biases must be a non-empty list of numbers in"),
+        (lambda c: c["distill"]["probe"].update(beta=0.3), "distill.probe.bias and distill.probe.beta"),
+        (lambda c: c.pop("policy"), "'distill' needs the 'policy' section"),
     ],
 )
 def test_a_bad_config_names_its_key(tmp_path, edit, message):

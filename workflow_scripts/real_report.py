@@ -6,7 +6,10 @@ from core.pipeline.real import run_script
 def main(sm) -> None:
     from core.report.real import write_real_report
 
-    out = write_real_report(list(sm.input.rms), sm.params.rm_variant, dict(sm.output.items()), list(sm.input.policies))
+    out = write_real_report(
+        list(sm.input.rms), sm.params.rm_variant, dict(sm.output.items()), list(sm.input.policies),
+        list(sm.input.distill), sm.params.probe,
+    )  # fmt: skip
     print(out, flush=True)
 
 

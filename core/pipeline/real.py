@@ -38,7 +38,9 @@ from core.pipeline.paths import fmt
 EXPERIMENT = "real-text"
 BENCHMARKS = ("val", "id", "shifted", "heldout", "hhh")
 DIVERGENCES = ("tv", "chi2")
-_TOP_KEYS = {"experiment", "name", "seeds", "tracking", "data_root", "data", "encoder", "reward", "policy", "eval"}
+_TOP_KEYS = {
+    "experiment", "name", "seeds", "tracking", "data_root", "data", "encoder", "reward", "policy", "distill", "eval",
+}  # fmt: skip
 
 
 def _need(mapping: Mapping[str, Any], key: str, where: str) -> Any:
@@ -98,6 +100,10 @@ class RealPlan:
             for div in pol.get("dr", {}):
                 if div not in DIVERGENCES:
                     raise ValueError(f"config: policy.dr.{div}: divergence must be one of {DIVERGENCES}")
+        if "distill" in cfg:
+            from core.pipeline.real_distill import check_distill
+
+            check_distill(cfg)
 
     # ------------------------------------------------------------------ places
     @property
@@ -129,6 +135,13 @@ class RealPlan:
 
     def policy_metrics(self, seed: int) -> str:
         return f"{self.root}/metrics/policy/seed{seed}.json"
+
+    def distill_metrics(self, seed: int) -> str:
+        return f"{self.root}/metrics/distill/seed{seed}.json"
+
+    def figure2(self, ext: str) -> str:
+        """Figure 2 (the distillation policies per length bias) as a table."""
+        return f"{self.root}/tables/figure2.{ext}"
 
     def table(self, ext: str, number: int = 8) -> str:
         return f"{self.root}/tables/table{number}.{ext}"
@@ -458,9 +471,8 @@ def train_policies(plan: RealPlan, paths: Mapping[str, str], seeds: Sequence[int
 
     from core.atomic import atomic_write_json
     from core.data import read_pairs
-    from core.eval.scoring import pairwise_outcomes
     from core.tracking import mlflow_run
-    from core.trainers.loglinear import PolicyConfig, policy_probs, policy_value, train_policy
+    from core.trainers.loglinear import PolicyConfig, policy_probs, train_policy
 
     cfg, pol = plan.config, plan.config["policy"]
     torch.set_num_threads(int(cfg["encoder"].get("threads", 1)))
@@ -476,28 +488,41 @@ def train_policies(plan: RealPlan, paths: Mapping[str, str], seeds: Sequence[int
         pools = {name: candidates(sets[name], reference) for name in ("val", "id", "shifted")}
         feats = {name: psi(c.prompts, c.responses) for name, c in pools.items()}
         hhh_c, hhh_r = psi(hhh["prompt"], hhh["chosen"]), psi(hhh["prompt"], hhh["rejected"])
-        results = {"reference": {name: 100 * float(np.mean([c.rewards[c.groups == g].mean()
-                                                           for g in np.unique(c.groups)]))
-                                 for name, c in pools.items()}}  # fmt: skip
+        results = {"reference": reference_values(pools)}
         with mlflow_run(cfg["name"], f"policies s{seed}", {"seed": seed, "policy": pol},
                         tracking_uri=cfg.get("tracking", {}).get("uri")) as run:  # fmt: skip
             for method, div, rho, beta in policy_grid(plan):
                 config = PolicyConfig(method=method, beta=beta, eps=float(pol["eps"]), divergence=div, rho=rho,
                                       **pol["train"])  # fmt: skip
                 res = train_policy(chosen, rejected, config, seed)
-                theta = res.theta
-                train_probs = policy_probs(theta, np.vstack([chosen, rejected]),
+                train_probs = policy_probs(res.theta, np.vstack([chosen, rejected]),
                                            np.concatenate([np.arange(len(chosen))] * 2))  # fmt: skip
-                entry = {name: 100 * float(policy_value(theta, feats[name], c.groups, c.rewards).mean())
-                         for name, c in pools.items()}  # fmt: skip
-                entry["hhh"] = 100 * float(pairwise_outcomes(hhh_c @ theta, hhh_r @ theta).mean())
+                entry = evaluate_policy(res, pools, feats, (hhh_c, hhh_r))
                 entry["pair_preferred_prob"] = float(train_probs[: len(chosen)].mean())
-                entry["loss_first"], entry["loss_last"] = (
-                    float(np.mean(res.losses[:20])),
-                    float(np.mean(res.losses[-20:])),
-                )
-                entry["theta_norm"] = float(np.linalg.norm(theta))
                 results[policy_key(method, div, rho, beta)] = entry
                 run.log_metrics({f"{method}:{div}:rho{fmt(rho)}:beta{fmt(beta)}/id_value": entry["id"]})
             atomic_write_json(out, {"seed": seed, "variant": variant, "run_id": run.run_id,
                                     "n_train": len(chosen), "policies": results}, indent=2, sort_keys=True)  # fmt: skip
+
+
+def reference_values(pools: Mapping[str, Candidates]) -> dict[str, float]:
+    """The uniform ``pi_ref``'s judged win rate (%) on each benchmark's instructions."""
+    return {name: 100 * float(np.mean([c.rewards[c.groups == g].mean() for g in np.unique(c.groups)]))
+            for name, c in pools.items()}  # fmt: skip
+
+
+def evaluate_policy(
+    result: Any, pools: Mapping[str, Candidates], feats: Mapping[str, np.ndarray], hhh: tuple[np.ndarray, np.ndarray]
+) -> dict[str, float]:
+    """A trained policy's judged win rate (%) on each benchmark's candidates, HHH accuracy (%) of its
+    implicit reward ``theta . psi``, its loss curve's ends and ``||theta||``."""
+    from core.eval.scoring import pairwise_outcomes
+    from core.trainers.loglinear import policy_value
+
+    theta = result.theta
+    entry = {name: 100 * float(policy_value(theta, feats[name], c.groups, c.rewards).mean())
+             for name, c in pools.items()}  # fmt: skip
+    entry["hhh"] = 100 * float(pairwise_outcomes(hhh[0] @ theta, hhh[1] @ theta).mean())
+    entry["loss_first"], entry["loss_last"] = float(np.mean(result.losses[:20])), float(np.mean(result.losses[-20:]))
+    entry["theta_norm"] = float(np.linalg.norm(theta))
+    return entry

@@ -39,8 +39,8 @@ NOT_HERE = {
     "g1": "theory (data-free): the embedded default's claims table",
     "g2": "theory (data-free): the embedded default's claims table",
     "g3": "theory (data-free): the embedded default's claims table",
-    "d": "d-, p-, e-DPO on real responses: not built yet (issue 23 continues)",
-    "e": "d-, p-, e-DPO on real responses: not built yet (issue 23 continues)",
+    "d": "this config has no distill section",
+    "e": "this config has no distill section",
     "f": "theory (data-free): the embedded default's claims table",
 }
 
@@ -222,10 +222,16 @@ def _markdown(frame: pd.DataFrame) -> str:
 
 
 def write_real_report(
-    files: Sequence[str], rm_variant: str, out: Mapping[str, str], policy_files: Sequence[str] = ()
+    files: Sequence[str],
+    rm_variant: str,
+    out: Mapping[str, str],
+    policy_files: Sequence[str] = (),
+    distill_files: Sequence[str] = (),
+    probe: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
-    """Write ``table8.{csv,md}``, ``table6.{csv,md}`` (with policies) and ``claims.{csv,md}`` (with
-    the gates)."""
+    """Write ``table8.{csv,md}``, ``table6.{csv,md}`` (with policies), ``figure2.{csv,md}`` (with
+    the distillation policies, probed at ``probe``'s bias and beta) and ``claims.{csv,md}`` (with the
+    gates)."""
     from core.atomic import atomic_write_text
 
     runs = read_runs(files)
@@ -242,13 +248,16 @@ def write_real_report(
         atomic_write_text(out["table6_md"], "# Table 6 on real text: log-linear policies over the real candidates "
                           "(judged win rate %, HHH accuracy %; mean [95% CI] over seeds)\n\n"
                           + _markdown(table6) + "\n")  # fmt: skip
+    if distill_files:
+        claims = _with_distill(claims, gates, distill_files, probe or {"bias": 0.2, "beta": 0.1}, out)
     table.to_csv(out["table_csv"], index=False)
     atomic_write_text(out["table_md"], "# Table 8 on real text (accuracy %, mean [95% CI] over seeds)\n\n"
                       + _markdown(table) + "\n")  # fmt: skip
     claims.to_csv(out["claims_csv"], index=False)
     what = {"btl_learned": "BTL's in-distribution accuracy minus random's 50%",
             "rm_beyond_length": "BTL minus the length rule on in-distribution length-matched pairs",
-            "policy_learned": "DPO's in-distribution judged win rate minus uniform pi_ref's"}  # fmt: skip
+            "policy_learned": "DPO's in-distribution judged win rate minus uniform pi_ref's",
+            "distill_learned": "DPO on D_0.5: in-distribution judged win rate minus uniform pi_ref's"}  # fmt: skip
     gate_line = "\n".join(
         f"- gate `{name}` ({what[name]}, points): {g['effect']:.1f} [{g['ci_low']:.1f}, {g['ci_high']:.1f}], "
         f"{g['n_seeds']} seeds: {'passed' if g['passed'] else 'FAILED'}"
@@ -257,6 +266,29 @@ def write_real_report(
     shown = claims[["claim", "says", "benchmark", "effect", "ci_low", "ci_high", "n_seeds", "verdict", "flags"]]
     atomic_write_text(out["claims_md"], "# Claims on real text\n\n" + gate_line + "\n\n" + _markdown(shown) + "\n")
     return gates
+
+
+def _with_distill(
+    claims: pd.DataFrame, gates: dict[str, Any], files: Sequence[str], probe: Mapping[str, float],
+    out: Mapping[str, str],
+) -> pd.DataFrame:  # fmt: skip
+    """Claims d and e in place of their n/a rows; the gate distill_learned; Figure 2 as a table."""
+    from core.atomic import atomic_write_text
+    from core.report.real_distill import distill_claims, distill_rm_table, distill_table, read_distill
+
+    frame, rms = read_distill(files)
+    rows, new_gates = distill_claims(frame, rms, probe, gates)
+    gates.update(new_gates)
+    table = distill_table(frame, rms)
+    table.to_csv(out["figure2_csv"], index=False)
+    atomic_write_text(out["figure2_md"], "# Figure 2 on real text: policies on length-biased verdicts D_b "
+                      "(judged win rate minus uniform pi_ref's, points; HHH accuracy %; preferred log-ratio, "
+                      "nats; mean [95% CI] over seeds; each at its validation-chosen beta, gamma)\n\n"
+                      + _markdown(table) + "\n\n## The distilled reward models (accuracy %)\n\n"
+                      + _markdown(distill_rm_table(rms, frame)) + "\n")  # fmt: skip
+    measured = {r["claim"].split(":")[0] for r in rows}
+    return pd.concat([claims[~claims["claim"].isin(measured)], pd.DataFrame(rows, columns=COLUMNS)],
+                     ignore_index=True)  # fmt: skip
 
 
 # ---------------------------------------------------------------------- policies

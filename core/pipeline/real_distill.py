@@ -1,0 +1,187 @@
+"""small-real's distillation policies (claims d, e; design in docs/small-real.md, fixed before results).
+
+Per seed, from the training mixture of ``reward.rm_variant`` (the pairs DPO trains on):
+
+1. ``D_b`` for each length bias ``b`` (distillation paper §6.1, core.data.length_bias_subsample):
+   ``n_train`` pairs of which a fraction ``b`` has the longer response chosen;
+2. reward models on cached [CLS] states (core.trainers.feature_head, BTL): d-DPO's on ``D_b``,
+   e-DPO's ensemble on ``D_{b,b'}`` (core.data.ensemble_subsets), each scored in distribution;
+3. log-linear policies (core.trainers.loglinear) over the real candidates: DPO, IPO, d-DPO (eq. 7),
+   p-DPO (eq. 13) and e-DPO (eq. 11) on ``D_b``, each beta (tau) and gamma; valued under the judge on
+   the validation, in-distribution and shifted instructions, HHH, and the preferred log-ratio
+   ``log pi(y+|x) - log pi_ref(y+|x)`` over ``D_b``'s pairs (Fig. B.1's quantity, claim e).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from core.pipeline.paths import fmt
+
+__all__ = ["DISTILL_METHODS", "check_distill", "distill_grid", "distill_key", "train_distill"]
+
+DISTILL_METHODS = ("dpo", "ipo", "ddpo", "pdpo", "edpo")
+_KEYS = ("biases", "n_train", "margin", "ensemble_b", "ensemble_n", "methods", "beta", "gamma", "probe")
+
+
+def check_distill(cfg: Mapping[str, Any]) -> None:
+    """Validate the ``distill`` section of a real-text config (clear errors naming the key)."""
+    dist = cfg["distill"]
+    if "policy" not in cfg:
+        raise ValueError("config: 'distill' needs the 'policy' section (its features, optimiser and eps)")
+    missing = [k for k in _KEYS if k not in dist]
+    if missing:
+        raise ValueError(f"config: missing key(s) {['distill.' + k for k in missing]}")
+    for key in ("biases", "ensemble_b"):
+        if not dist[key] or not all(isinstance(b, int | float) and 0 <= b <= 1 for b in dist[key]):
+            raise ValueError(f"config: distill.{key} must be a non-empty list of numbers in [0, 1]")
+    for key in ("n_train", "ensemble_n"):
+        if not isinstance(dist[key], int) or dist[key] < 2:
+            raise ValueError(f"config: distill.{key} must be an integer >= 2, got {dist[key]!r}")
+    bad = sorted(set(dist["methods"]) - set(DISTILL_METHODS))
+    if bad or "dpo" not in dist["methods"]:
+        raise ValueError(f"config: distill.methods must include dpo and be among {DISTILL_METHODS}, got {bad}")
+    for key in ("beta", "gamma"):
+        if not dist[key] or not all(isinstance(v, int | float) and v > 0 for v in dist[key]):
+            raise ValueError(f"config: distill.{key} must be a non-empty list of numbers > 0")
+    probe = dist["probe"]
+    if probe.get("bias") not in dist["biases"] or probe.get("beta") not in dist["beta"]:
+        raise ValueError("config: distill.probe.bias and distill.probe.beta must be in distill.biases and distill.beta")
+
+
+def distill_grid(cfg: Mapping[str, Any]) -> list[tuple[str, float, float]]:
+    """Every (method, beta, gamma) of ``distill``; gamma is 0 for the methods without the KL term."""
+    from core.trainers.loglinear import PESSIMISTIC
+
+    dist = cfg["distill"]
+    return [
+        (m, float(b), float(g))
+        for m in dist["methods"]
+        for b in dist["beta"]
+        for g in (dist["gamma"] if m in PESSIMISTIC else [0.0])
+    ]
+
+
+def distill_key(method: str, beta: float, gamma: float) -> str:
+    return f"{method}|{fmt(beta)}|{fmt(gamma)}"
+
+
+def _reward_head(plan: Any, lookup: Any, train: Any, test: Any, targets_of: Any, seed: int) -> tuple[np.ndarray, dict]:
+    """BTL head on ``train``'s cached states: its ``r(y+) - r(y-)`` on ``targets_of``'s pairs and its
+    in-distribution test scores (accuracy, length-matched, the length rule, spread), with the mean
+    and mean absolute value of those targets."""
+    import torch
+
+    from core.models import load_reward_model
+    from core.pipeline.real import score_benchmark
+    from core.trainers.feature_head import HeadConfig, head_scores, train_head
+
+    cfg = plan.config
+    model = load_reward_model(cfg["encoder"]["path"], seed=seed)
+    result = train_head(model, *lookup.pairs(train), HeadConfig(**cfg["reward"]["head"]), seed)
+
+    def scores(ds: Any) -> tuple[np.ndarray, np.ndarray]:
+        with torch.no_grad():
+            return tuple(head_scores(model, torch.from_numpy(s)).numpy() for s in lookup.pairs(ds))
+
+    c, r = scores(targets_of)
+    tc, tr = scores(test)
+    report = score_benchmark(test, tc, tr, float(cfg["eval"]["length_matched_within"]),
+                             float(cfg["eval"]["degenerate_std"]))  # fmt: skip
+    report["loss_first"], report["loss_last"] = float(np.mean(result.losses[:20])), float(np.mean(result.losses[-20:]))
+    target = (c - r).astype(np.float64)
+    report["target_mean"], report["target_abs_mean"] = float(target.mean()), float(np.abs(target).mean())
+    return target, report
+
+
+def _candidate_sets(psi: Any, train: Any, pairs: Any, reference: str) -> Any:
+    """The candidates of the training instructions (for the forward KL and the probe), mapped to ``pairs``."""
+    from core.data.schema import text_of
+    from core.pipeline.real import candidates
+    from core.trainers.loglinear import CandidateSets
+
+    cands = candidates(train, reference)
+    group_of = {p: int(g) for p, g in zip(cands.prompts, cands.groups, strict=True)}
+    return CandidateSets.from_groups(
+        psi(cands.prompts, cands.responses), cands.groups, np.asarray([group_of[text_of(p)] for p in pairs["prompt"]])
+    )
+
+
+@dataclass
+class _Seed:
+    """What every bias of one seed shares: the benchmarks, the features and the judged candidates."""
+
+    seed: int
+    sets: dict[str, Any]
+    psi: Any
+    pools: dict[str, Any]
+    feats: dict[str, np.ndarray]
+    hhh: tuple[np.ndarray, np.ndarray]
+
+
+def _one_bias(plan: Any, lookup: Any, tok: Any, ctx: _Seed, bias: float, run: Any) -> dict[str, Any]:
+    """``D_b``, its reward models and every policy of the grid on it, for one seed."""
+    from core.data import ensemble_subsets, length_bias_subsample
+    from core.pipeline.real import evaluate_policy
+    from core.trainers.loglinear import DISTILLED, PolicyConfig, preferred_logratio, train_policy
+
+    cfg, dist = plan.config, plan.config["distill"]
+    margin, seed, train = float(dist["margin"]), ctx.seed, ctx.sets["train"]
+    data = length_bias_subsample(train, bias, int(dist["n_train"]), tok, seed, margin=margin)
+    target, rm = _reward_head(plan, lookup, data, ctx.sets["id"], data, seed)
+    subsets = ensemble_subsets(data, bias, [float(b) for b in dist["ensemble_b"]], int(dist["ensemble_n"]), tok, seed,
+                               margin=margin)  # fmt: skip
+    members = [_reward_head(plan, lookup, sub, ctx.sets["id"], data, seed) for sub in subsets.values()]
+    targets = {"ddpo": target[:, None], "edpo": np.stack([t for t, _ in members], axis=1)}
+    chosen, rejected = ctx.psi(data["prompt"], data["chosen"]), ctx.psi(data["prompt"], data["rejected"])
+    cand_sets = _candidate_sets(ctx.psi, train, data, cfg["data"]["pool"]["reference"])
+    entry: dict[str, Any] = {"rm": rm, "ensemble": {fmt(b): r for b, (_, r) in zip(subsets, members, strict=True)},
+                             "policies": {}}  # fmt: skip
+    for method, beta, gamma in distill_grid(cfg):
+        config = PolicyConfig(method=method, beta=beta, gamma=gamma, eps=float(cfg["policy"]["eps"]),
+                              **cfg["policy"]["train"])  # fmt: skip
+        res = train_policy(chosen, rejected, config, seed, targets=targets[method] if method in DISTILLED else None,
+                           candidate_sets=cand_sets)  # fmt: skip
+        result = evaluate_policy(res, ctx.pools, ctx.feats, ctx.hhh)
+        result["preferred_logratio"] = float(preferred_logratio(res.theta, chosen, cand_sets).mean())
+        if res.members:  # e-DPO: the share of steps each member (by its b') was the min
+            counts = np.bincount(res.members, minlength=len(members)) / len(res.members)
+            result["member_share"] = {fmt(b): float(c) for b, c in zip(subsets, counts, strict=True)}
+        entry["policies"][distill_key(method, beta, gamma)] = result
+        run.log_metrics({f"b{fmt(bias)}:{method}:beta{fmt(beta)}:gamma{fmt(gamma)}/id_value": result["id"]})
+    return entry
+
+
+def train_distill(plan: Any, paths: Mapping[str, str], seeds: Sequence[int], outputs: Sequence[str]) -> None:
+    """Every bias, reward model and policy of ``distill`` for every seed; one metrics file per seed."""
+    import torch
+
+    from core.atomic import atomic_write_json
+    from core.data import read_pairs
+    from core.models import load_tokenizer
+    from core.pipeline.real import PolicyFeatures, StateLookup, candidates, reference_values, seed_benchmarks
+    from core.tracking import mlflow_run
+
+    cfg = plan.config
+    torch.set_num_threads(int(cfg["encoder"].get("threads", 1)))
+    pool, hhh = read_pairs(paths["pool"]), read_pairs(paths["hhh"])
+    lookup = StateLookup(paths["texts"], paths["states"])
+    tok = load_tokenizer(cfg["encoder"]["path"])
+    variant = cfg["reward"].get("rm_variant", "unfiltered")
+    for seed, out in zip(seeds, outputs, strict=True):
+        sets = seed_benchmarks(pool, plan, variant, seed)
+        psi = PolicyFeatures(lookup, sets["train"])
+        pools = {name: candidates(sets[name], cfg["data"]["pool"]["reference"]) for name in ("val", "id", "shifted")}
+        ctx = _Seed(seed, sets, psi, pools, {name: psi(c.prompts, c.responses) for name, c in pools.items()},
+                    (psi(hhh["prompt"], hhh["chosen"]), psi(hhh["prompt"], hhh["rejected"])))  # fmt: skip
+        params = {"seed": seed, "distill": cfg["distill"], "train": cfg["policy"]["train"]}
+        uri = cfg.get("tracking", {}).get("uri")
+        with mlflow_run(cfg["name"], f"distill s{seed}", params, tracking_uri=uri) as run:
+            biases = {fmt(float(b)): _one_bias(plan, lookup, tok, ctx, float(b), run) for b in cfg["distill"]["biases"]}
+            metrics = {"seed": seed, "variant": variant, "n_train": int(cfg["distill"]["n_train"]),
+                       "run_id": run.run_id, "reference": reference_values(pools), "biases": biases}  # fmt: skip
+            atomic_write_json(out, metrics, indent=2, sort_keys=True)
