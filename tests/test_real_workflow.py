@@ -165,7 +165,14 @@ def test_claims_and_table8(real_run):
     assert "rm_beyond_length" in (tmp / plan.claims("md")).read_text()
     assert "policy_learned" in (tmp / plan.claims("md")).read_text()
     table6 = pd.read_csv(tmp / plan.table("csv", 6))
-    assert table6["policy"].iloc[-1].startswith("π_ref") and table6["policy"].str.startswith("DR-DPO tv").any()
+    assert table6["policy"].iloc[-2].startswith("π_ref") and table6["policy"].str.startswith("DR-DPO tv").any()
+    assert table6["policy"].iloc[-1].startswith("ceiling: the judge's best candidate")
+    # no policy of the class beats the ceiling (all mass on a best-judged candidate), seed by seed
+    for seed in plan.seeds():
+        pols = json.loads((tmp / plan.policy_metrics(seed)).read_text())["policies"]
+        ref = pols.pop("reference")
+        assert ref["best_id"] >= ref["id"] and ref["best_shifted"] >= ref["shifted"]
+        assert all(p[b] <= ref[f"best_{b}"] + 1e-9 for p in pols.values() for b in ("val", "id", "shifted"))
     table = pd.read_csv(tmp / plan.table("csv"))
     unfiltered = table[table["variant"] == "unfiltered"]["model"].tolist()
     assert unfiltered[0] == "BTL" and any(m.startswith("DR tv (ρ=0.4)") for m in unfiltered)

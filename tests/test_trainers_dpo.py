@@ -20,6 +20,7 @@ from trl import DPOTrainer
 
 from core.losses import ensemble_distillation_loss
 from core.trainers.dpo import DRDPOConfig, DRDPOTrainer, resolve_target_columns
+from core.trainers.guards import NonFiniteError
 from core.trainers.robust import solve_step_weights
 
 torch.set_num_threads(1)
@@ -330,7 +331,7 @@ def test_nan_loss_stops_without_checkpoint(tmp_path, robust):
         callbacks=[_PoisonHead()],
         **robust,
     )
-    with pytest.raises(FloatingPointError, match="non-finite .*step 3"):
+    with pytest.raises(NonFiniteError, match="non-finite .*step 3"):
         trainer.train()
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("checkpoint")) == [
         "checkpoint-1",

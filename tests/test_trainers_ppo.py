@@ -14,7 +14,8 @@ import torch
 from datasets import Dataset
 from torch import nn
 
-from core.trainers.ppo import DRPPOConfig, DRPPOTrainer, NonFiniteLossError, tokenize_prompts
+from core.trainers.guards import NonFiniteError
+from core.trainers.ppo import DRPPOConfig, DRPPOTrainer, tokenize_prompts
 from core.trainers.ppo_utils import (
     PromptStream,
     capture_torch_rng,
@@ -537,7 +538,7 @@ def test_non_finite_loss_stops_without_writing_a_checkpoint(tmp_path, tok, initi
         value_model=value,
         callbacks=[Arm()],
     )
-    with pytest.raises(NonFiniteLossError, match="update 2.*non-finite"):
+    with pytest.raises(NonFiniteError, match="update 2.*non-finite"):
         trainer.train()
     assert sorted(os.listdir(tmp_path / "nan")) == ["checkpoint-1"]
     from safetensors.torch import load_file
@@ -572,7 +573,7 @@ def test_non_finite_gradient_stops_before_the_step_and_a_nan_policy_is_not_saved
         value_model=copy.deepcopy(initial["value"]),
         callbacks=[Arm()],
     )
-    with pytest.raises(NonFiniteLossError, match=r"update 2 \(PPO epoch 0, minibatch 0\): non-finite gradient norm"):
+    with pytest.raises(NonFiniteError, match=r"update 2 \(PPO epoch 0, minibatch 0\): non-finite gradient norm"):
         trainer.train()
     assert all(torch.isfinite(p).all() for p in policy.parameters())
     with torch.no_grad():

@@ -24,6 +24,7 @@ from trainer_helpers import (
 from transformers import TrainerCallback
 from trl import RewardTrainer
 
+from core.trainers.guards import NonFiniteError
 from core.trainers.reward import DRRewardConfig, DRRewardTrainer
 from core.trainers.robust import solve_step_weights
 
@@ -231,7 +232,7 @@ def test_nan_loss_stops_without_checkpoint(tmp_path, rho):
         save_steps=1,
         callbacks=[_PoisonAt(3, "begin")],
     )
-    with pytest.raises(FloatingPointError, match="non-finite .*step 3"):
+    with pytest.raises(NonFiniteError, match="non-finite .*step 3"):
         trainer.train()
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("checkpoint")) == [
         "checkpoint-1",
@@ -253,7 +254,7 @@ def test_nonfinite_parameters_are_never_checkpointed(tmp_path):
         save_steps=1,
         callbacks=[_PoisonAt(2, "end")],
     )
-    with pytest.raises(FloatingPointError, match="refusing to write a checkpoint"):
+    with pytest.raises(NonFiniteError, match="checkpoint at optimiser step 2: .* nan/inf values .*refusing to save it"):
         trainer.train()
     assert not (tmp_path / "checkpoint-2").exists() and (tmp_path / "checkpoint-1").is_dir()
 

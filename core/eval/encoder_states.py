@@ -70,5 +70,7 @@ def encoder_states(
             mean[idx] = ((hidden * m).sum(1) / m.sum(1)).cpu().numpy()
     model.train(was_training)
     if not (np.isfinite(cls).all() and np.isfinite(mean).all()):
-        raise FloatingPointError("encoder_states: non-finite encoder states")
+        from core.trainers.guards import NonFiniteError
+
+        raise NonFiniteError("encoder_states: non-finite encoder states")
     return {"cls": cls, "mean": mean, "n_tokens": np.asarray([len(s) for s in seqs], dtype=np.int64)}

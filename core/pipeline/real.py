@@ -506,9 +506,15 @@ def train_policies(plan: RealPlan, paths: Mapping[str, str], seeds: Sequence[int
 
 
 def reference_values(pools: Mapping[str, Candidates]) -> dict[str, float]:
-    """The uniform ``pi_ref``'s judged win rate (%) on each benchmark's instructions."""
-    return {name: 100 * float(np.mean([c.rewards[c.groups == g].mean() for g in np.unique(c.groups)]))
-            for name, c in pools.items()}  # fmt: skip
+    """The uniform ``pi_ref``'s judged win rate (%) on each benchmark's instructions, and as
+    ``best_<benchmark>`` the ceiling of the class: a policy that puts all its mass on a candidate
+    the judge rated highest (per instruction, the best candidate's verdict)."""
+    out = {}
+    for name, c in pools.items():
+        per_group = [c.rewards[c.groups == g] for g in np.unique(c.groups)]
+        out[name] = 100 * float(np.mean([r.mean() for r in per_group]))
+        out[f"best_{name}"] = 100 * float(np.mean([r.max() for r in per_group]))
+    return out
 
 
 def evaluate_policy(

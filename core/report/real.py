@@ -353,6 +353,10 @@ def real_policy_table(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, pd.D
     rows.append({"policy": "π_ref (uniform over the candidates)",
                  **{label: (_fmt(*_interval(ref[b].values)[:3]) if b in ref else "50.0")
                     for b, label in POLICY_BENCHES.items()}, "‖θ‖": "0"})  # fmt: skip
+    if "best_id" in ref:
+        rows.append({"policy": "ceiling: the judge's best candidate (not a trained policy)",
+                     **{label: _fmt(*_interval(ref[f"best_{b}"].values)[:3]) if f"best_{b}" in ref else "–"
+                        for b, label in POLICY_BENCHES.items()}, "‖θ‖": ""})  # fmt: skip
     return pd.DataFrame(rows), {**chosen, "reference": ref}
 
 

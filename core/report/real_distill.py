@@ -97,6 +97,10 @@ def distill_table(frame: pd.DataFrame, rms: pd.DataFrame) -> pd.DataFrame:
         for bench, label in BENCHES.items():
             row[f"{label}: win rate − π_ref"] = f"({_fmt(*_interval(ref[bench].values)[:3])})"
         rows.append(row)
+        if "best_id" in ref:
+            rows.append({"bias b": f"{bias:g}", "model": "ceiling: the judge's best candidate",
+                         **{f"{label}: win rate − π_ref": _fmt(*_paired(ref[f"best_{b}"], ref[b])[:3])
+                            for b, label in BENCHES.items()}})  # fmt: skip
     return pd.DataFrame(rows).fillna("")
 
 

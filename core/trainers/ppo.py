@@ -31,7 +31,7 @@ data pass, through accelerate's end-of-dataloader sync); the two agree whenever
 
 Added to trl's loop: checkpoints (policy, value model, optimiser, scheduler, RNG and data-stream
 state, written atomically) and ``train(resume_from_checkpoint=...)`` resuming to the same final
-weights; a non-finite return, loss or gradient norm raises :class:`NonFiniteLossError` before any
+weights; a non-finite return, loss or gradient norm raises :class:`core.trainers.guards.NonFiniteError` before any
 optimiser step or checkpoint of that update (and non-finite parameters are never checkpointed nor
 saved: ``save_model`` refuses them); per-update logs
 (KL, rewards, losses, robust-weight statistics) go
@@ -62,7 +62,7 @@ from trl.trainer.utils import selective_log_softmax
 
 from core.atomic import atomic_directory, atomic_write_json, staging_directory
 from core.dro import check_radius
-from core.trainers.guards import gradient_norm, nonfinite_gradients, raise_if_nonfinite_parameters
+from core.trainers.guards import NonFiniteError, gradient_norm, nonfinite_gradients, raise_if_nonfinite_parameters
 from core.trainers.ppo_utils import (
     KL_ESTIMATORS,
     PromptStream,
@@ -93,7 +93,7 @@ with warnings.catch_warnings():  # trl 1.12 warns on the first import of trl.exp
     )
     from trl.experimental.utils import first_true_indices, get_reward
 
-__all__ = ["DRPPOConfig", "DRPPOTrainer", "NonFiniteLossError", "tokenize_prompts"]
+__all__ = ["DRPPOConfig", "DRPPOTrainer", "tokenize_prompts"]
 
 CHECKPOINT_PREFIX = "checkpoint"
 _RUN_KEYS = (
@@ -109,10 +109,6 @@ _RUN_KEYS = (
     "divergence",
     "rho",
 )
-
-
-class NonFiniteLossError(FloatingPointError):
-    """A DR-PPO update produced a nan/inf return or loss; training stopped before stepping."""
 
 
 @dataclass
@@ -438,7 +434,7 @@ class DRPPOTrainer(PPOTrainer):
         r.kl_returns = rewards.sum(1)
         finite = torch.isfinite(r.kl_returns).all().float().reshape(1)
         if self.accelerator.gather(finite).min().item() < 1:
-            raise NonFiniteLossError(
+            raise NonFiniteError(
                 f"DR-PPO update {update}: non-finite KL-regularised returns (reward-model scores "
                 f"{r.scores.tolist()}, summed KL {r.kl.sum(1).tolist()}); stopped before any optimiser step "
                 f"of this update, no checkpoint written for it (last checkpoint: {self._last_checkpoint})"
@@ -523,7 +519,7 @@ class DRPPOTrainer(PPOTrainer):
     ) -> None:
         finite = torch.isfinite(loss.detach()).float().reshape(1)
         if self.accelerator.gather(finite).min().item() < 1:
-            raise NonFiniteLossError(
+            raise NonFiniteError(
                 f"DR-PPO update {update} (PPO epoch {epoch}, minibatch {minibatch}): non-finite loss "
                 f"{loss.item()} (policy {micro['loss/policy_avg'].item()}, value {micro['loss/value_avg'].item()}); "
                 f"stopped before the optimiser step, no checkpoint written for this update "
@@ -540,7 +536,7 @@ class DRPPOTrainer(PPOTrainer):
         finite = torch.isfinite(norm).float().reshape(1)
         if self.accelerator.gather(finite).min().item() < 1:
             bad = nonfinite_gradients(self.model)
-            raise NonFiniteLossError(
+            raise NonFiniteError(
                 f"DR-PPO update {update} (PPO epoch {epoch}, minibatch {minibatch}): non-finite gradient norm "
                 f"{norm.item()} (parameters with nan/inf gradients, first 5: {bad[:5]}); stopped before the "
                 f"optimiser step, no checkpoint written for this update (last checkpoint: {self._last_checkpoint})"
@@ -579,7 +575,7 @@ class DRPPOTrainer(PPOTrainer):
         acc = self.accelerator
         bad = [n for n, p in acc.unwrap_model(self.model).named_parameters() if not torch.isfinite(p).all()]
         if bad:
-            raise NonFiniteLossError(
+            raise NonFiniteError(
                 f"DR-PPO update {self.state.global_step}: non-finite parameters {bad[:5]}; no checkpoint written "
                 f"(last checkpoint: {self._last_checkpoint})"
             )

@@ -41,7 +41,7 @@ drops the last one, a one-iterate shift), ``"ema"`` an exponential moving averag
 first post-update iterate.  The average is stored in every checkpoint and restored on resume; at
 the end of ``train()`` it is copied into the model, so it is what ``save_model`` writes.
 
-Safety: a non-finite loss raises ``FloatingPointError`` before the optimiser step (all ranks
+Safety: a non-finite loss raises ``core.trainers.guards.NonFiniteError`` before the optimiser step (all ranks
 raise together), and a checkpoint is never written from non-finite parameters.
 """
 
@@ -62,6 +62,7 @@ from transformers import TrainerCallback
 from core.atomic import atomic_write, atomic_write_json
 from core.dro import all_gather_rows, check_radius, weight_statistics, worst_case_weights
 from core.losses import ensemble_member
+from core.trainers.guards import NonFiniteError, raise_if_nonfinite_parameters
 from core.vocab import AVERAGE_ITERATES, DIVERGENCES
 
 __all__ = [
@@ -297,7 +298,7 @@ class RobustMinibatchMixin:
         step_no = self.state.global_step + 1
         if not np.isfinite(losses).all():
             bad = int(np.flatnonzero(~np.isfinite(losses).reshape(losses.shape[0], -1).all(axis=1))[0])
-            raise FloatingPointError(
+            raise NonFiniteError(
                 f"non-finite loss at optimiser step {step_no} (example {bad} of the global minibatch of "
                 f"{losses.shape[0]}); training stopped before the optimiser step, no checkpoint was written "
                 "for this step"
@@ -358,7 +359,7 @@ class RobustMinibatchMixin:
         if self.accelerator.num_processes > 1:
             dist.all_reduce(bad, op=dist.ReduceOp.MAX)
         if bad.item() > 0:
-            raise FloatingPointError(
+            raise NonFiniteError(
                 f"non-finite training loss ({loss.item()!r} on this rank) at optimiser step "
                 f"{self.state.global_step + 1}; training stopped before the optimiser step, no checkpoint "
                 "was written for this step"
@@ -366,12 +367,7 @@ class RobustMinibatchMixin:
         return loss
 
     def _raise_if_nonfinite_parameters(self) -> None:
-        for name, p in self.model.named_parameters():
-            if not bool(torch.isfinite(p.detach()).all()):
-                raise FloatingPointError(
-                    f"parameter {name!r} is non-finite at optimiser step {self.state.global_step}; "
-                    "refusing to write a checkpoint from it"
-                )
+        raise_if_nonfinite_parameters(self.model, f"checkpoint at optimiser step {self.state.global_step}")
 
     # ------------------------------------------------------------------ checkpoints
     def _save_checkpoint(self, model, trial):
