@@ -238,3 +238,31 @@ def test_a_bad_config_names_its_key(tmp_path, edit, message):
     edit(cfg)
     with pytest.raises(ValueError, match=message):
         RealPlan(cfg)
+
+
+def test_distill_claims_pick_validation_settings_and_flag_degenerate_policies():
+    from core.report.real_distill import distill_claims
+
+    rows = []
+    for seed in range(3):
+        for bias in (0.2, 0.8):
+            rows.append({"seed": seed, "bias": bias, "method": "reference", "beta": 0.0, "gamma": 0.0, "val": 60.0,
+                         "id": 60.0, "shifted": 60.0, "theta_norm": 0.0, "preferred_logratio": 0.0})  # fmt: skip
+            for method, beta, val, idv, norm in (("dpo", 0.1, 70, 70 + seed, 5.0), ("dpo", 1.0, 65, 90, 5.0),
+                                                 ("ipo", 0.1, 66, 66, 4.0), ("ddpo", 0.1, 71, 75 + seed, 0.0),
+                                                 ("pdpo", 0.1, 70, 70, 3.0), ("edpo", 0.1, 69, 60, 6.0)):  # fmt: skip
+                rows.append({"seed": seed, "bias": bias, "method": method, "beta": beta,
+                             "gamma": 0.1 if method in ("pdpo", "edpo") else 0.0, "val": val, "id": idv,
+                             "shifted": idv, "theta_norm": norm, "preferred_logratio": norm / 10})  # fmt: skip
+    frame = pd.DataFrame(rows)
+    rms = pd.DataFrame([{"seed": s, "bias": b, "degenerate": s == 1} for s in range(3) for b in (0.2, 0.8)])
+    gates = {"rm_beyond_length": {"passed": True}}
+    claims, new_gates = distill_claims(frame, rms, {"bias": 0.2, "beta": 0.1}, gates)
+    by = {(r["claim"], r["benchmark"]): r for r in claims}
+    # DPO's beta is chosen on validation (0.1: 70 > 65), not on the test value (beta 1's 90)
+    row = by[("d:ddpo-vs-dpo", "in-distribution, b=0.2")]
+    assert row["effect"] == pytest.approx(5.0) and row["baseline"] == "DPO (β=0.1)" and row["n_seeds"] == 3
+    assert "degenerate ddpo: seeds 0,1,2" in row["flags"] and "degenerate RM: seeds 1" in row["flags"]
+    assert by[("d:edpo-vs-dpo", "in-distribution, b=0.8")]["verdict"] == "opposite"
+    assert new_gates == {} and len(claims) == 2 * 2 * 2 * 2 + 2
+    assert by[("e:pdpo-vs-dpo", "D_b pairs, b=0.2")]["effect"] == pytest.approx(0.3 - 0.5)

@@ -147,8 +147,9 @@ def distill_claims(
             if not deg.empty:
                 parts.append(f"degenerate RM: seeds {','.join(map(str, sorted(set(deg.seed))))}")
         for name, sel in sels:
-            if (sel.theta_norm < DEGENERATE_THETA).any():
-                parts.append(f"degenerate {name}: seeds {','.join(map(str, sel.index[sel.theta_norm < 1e-3]))}")
+            flat = sel.index[sel.theta_norm < DEGENERATE_THETA]
+            if len(flat):
+                parts.append(f"degenerate {name}: seeds {','.join(map(str, flat))}")
         return "; ".join(parts + (failed if rm else [f for f in failed if "distill" in f]))
 
     rows: list[dict] = []
