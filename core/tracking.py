@@ -310,12 +310,6 @@ class RunLogger:
         else:
             call_with_retry(lambda: self._client.log_artifact(self.run_id, path, artifact_path))
 
-    def set_tags(self, tags: Mapping[str, Any]) -> None:
-        if not self.enabled:
-            return
-        for key, value in tags.items():
-            call_with_retry(lambda key=key, value=value: self._client.set_tag(self.run_id, key, str(value)))
-
     def callback(self) -> Any:
         """A transformers callback that queues every ``Trainer.log`` call at the current global step
         (:meth:`log_step_metrics`)."""

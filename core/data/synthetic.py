@@ -86,7 +86,6 @@ REWARDBENCH_SUBSETS: dict[str, tuple[str, ...]] = {
         "hep-rust",
     ),
 }
-SPLITS = ("train", "test", "eval", "sft", "prompts")
 
 
 def _default_domain_weights() -> dict[str, float]:

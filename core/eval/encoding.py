@@ -123,16 +123,16 @@ class EncodedPairs:
         return sum(s.merged_turns for s in self.chosen + self.rejected)
 
 
-def _plain(value: Any) -> Any:
+def _python_values(value: Any) -> Any:
     """numpy containers/scalars (e.g. from parquet via pandas) -> plain Python."""
     if isinstance(value, np.ndarray):
-        return [_plain(v) for v in value.tolist()]
+        return [_python_values(v) for v in value.tolist()]
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, list):
-        return [_plain(v) for v in value]
+        return [_python_values(v) for v in value]
     if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: _python_values(v) for k, v in value.items()}
     return value
 
 
@@ -146,7 +146,7 @@ def rows_from(data: Any, source: str = "rows") -> list[dict[str, Any]]:
     for i, row in enumerate(records):
         if not isinstance(row, Mapping):
             raise ValueError(f"{source}: row {i} is a {type(row).__name__}, expected a mapping")
-        rows.append({k: _plain(v) for k, v in row.items()})
+        rows.append({k: _python_values(v) for k, v in row.items()})
     return rows
 
 

@@ -86,7 +86,7 @@ class Job:
             rule=str(smk.rule),
             input=cls._named(smk.input),
             output=cls._named(smk.output),
-            params={k: _plain(v) for k, v in smk.params.items()},
+            params={k: _json_params(v) for k, v in smk.params.items()},
             wildcards={k: str(v) for k, v in smk.wildcards.items()},
             log=[str(x) for x in smk.log],
             threads=int(smk.threads),
@@ -192,12 +192,12 @@ class Job:
         return int(self.params.get("job", {}).get("length_buckets", 1))
 
 
-def _plain(value: Any) -> Any:
+def _json_params(value: Any) -> Any:
     """Snakemake params as JSON-able Python (Namedlists -> lists)."""
     if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): _json_params(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        return [_json_params(v) for v in value]
     if value is None or isinstance(value, bool | int | float | str):
         return value
     return str(value)
