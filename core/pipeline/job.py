@@ -37,6 +37,8 @@ LAUNCHED_ENV = "ROBUST_RLHF_LAUNCHED"
 SEED_ENTRY = re.compile(r"^(?P<name>.+)_seed(?P<seed>[0-9]+)$")
 
 
+#: written into a checkpoint (or the finished-outputs stash) after all of it was written
+COMPLETE_MARKER = ".complete"
 #: where a finished seed's outputs wait, inside its checkpoint folder, until its whole job succeeds
 FINISHED = "finished"
 
@@ -321,11 +323,11 @@ def _keep_finished(job: Job) -> None:
     os.makedirs(keep)
     for name, path in _outputs(job):
         (shutil.copytree if os.path.isdir(path) else shutil.copy2)(path, os.path.join(keep, name))
-    Path(keep, ".complete").write_text("done\n", encoding="utf-8")
+    Path(keep, COMPLETE_MARKER).write_text("done\n", encoding="utf-8")
 
 
 def _finished(job: Job) -> bool:
-    return os.path.isfile(os.path.join(checkpoint_dir(job.out("model")), FINISHED, ".complete"))
+    return os.path.isfile(os.path.join(checkpoint_dir(job.out("model")), FINISHED, COMPLETE_MARKER))
 
 
 def _restore_finished(job: Job) -> None:

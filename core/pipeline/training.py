@@ -22,11 +22,10 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from core.pipeline.job import Job, rank
+from core.pipeline.job import COMPLETE_MARKER, Job, rank
 
 PAIR_COLUMNS = ("prompt", "chosen", "rejected")
-#: written into a checkpoint folder after the trainer has written all of it
-COMPLETE_MARKER = ".complete"
+#: transformers' checkpoint folders (``PREFIX_CHECKPOINT_DIR``; not imported: job processes stay torch-free)
 CHECKPOINT = re.compile(r"^checkpoint-(?P<step>[0-9]+)$")
 #: checkpoints kept (the newest ones) unless the config's train block says otherwise
 SAVE_TOTAL_LIMIT = 2

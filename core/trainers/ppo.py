@@ -57,6 +57,7 @@ import torch
 from datasets import Dataset
 from safetensors.torch import load_model, save_model
 from transformers import GenerationConfig, TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl.models.utils import unwrap_model_for_generation
 from trl.trainer.utils import selective_log_softmax
 
@@ -95,7 +96,6 @@ with warnings.catch_warnings():  # trl 1.12 warns on the first import of trl.exp
 
 __all__ = ["DRPPOConfig", "DRPPOTrainer", "tokenize_prompts"]
 
-CHECKPOINT_PREFIX = "checkpoint"
 _RUN_KEYS = (
     "seed",
     "batch_size",
@@ -579,7 +579,7 @@ class DRPPOTrainer(PPOTrainer):
                 f"DR-PPO update {self.state.global_step}: non-finite parameters {bad[:5]}; no checkpoint written "
                 f"(last checkpoint: {self._last_checkpoint})"
             )
-        final = os.path.join(self.args.output_dir, f"{CHECKPOINT_PREFIX}-{self.state.global_step}")
+        final = os.path.join(self.args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
         rng = {
             "global": capture_torch_rng(),
             "numpy": numpy_rng_to_tensors(self._np_rng),
@@ -688,8 +688,8 @@ def _check_inputs(train_dataset: Any, tokenizer: Any) -> None:
 
 def _checkpoints(output_dir: str) -> list[tuple[int, str]]:
     found = []
-    for path in glob.glob(os.path.join(output_dir, f"{CHECKPOINT_PREFIX}-*")):
-        match = re.fullmatch(rf"{CHECKPOINT_PREFIX}-(\d+)", os.path.basename(path))
+    for path in glob.glob(os.path.join(output_dir, f"{PREFIX_CHECKPOINT_DIR}-*")):
+        match = re.fullmatch(rf"{PREFIX_CHECKPOINT_DIR}-(\d+)", os.path.basename(path))
         if match and os.path.isfile(os.path.join(path, "dr_ppo_run.json")):
             found.append((int(match.group(1)), path))
     return found

@@ -58,6 +58,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from transformers import TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from core.atomic import atomic_write, atomic_write_json
 from core.dro import all_gather_rows, check_radius, weight_statistics, worst_case_weights
@@ -78,7 +79,6 @@ __all__ = [
 
 ROBUST_STATE_FILE = "robust_state.json"
 ITERATE_AVERAGE_FILE = "iterate_average.safetensors"
-_CHECKPOINT_PREFIX = "checkpoint"  # transformers.trainer_utils.PREFIX_CHECKPOINT_DIR
 _METRIC_NAMES = tuple(
     (key, f"dr/{key}") for key in ("robust_loss", "mean_loss", "max_weight", "ess", "frac_zero_weights")
 )
@@ -373,7 +373,8 @@ class RobustMinibatchMixin:
     def _save_checkpoint(self, model, trial):
         self._raise_if_nonfinite_parameters()
         if self.args.should_save:
-            folder = os.path.join(self._get_output_dir(trial=trial), f"{_CHECKPOINT_PREFIX}-{self.state.global_step}")
+            name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            folder = os.path.join(self._get_output_dir(trial=trial), name)
             self._write_robust_state(folder)
         super()._save_checkpoint(model, trial)
 
