@@ -98,17 +98,14 @@ def _reward_head(plan: Any, lookup: Any, train: Any, test: Any, targets_of: Any,
     return target, report
 
 
-def _candidate_sets(psi: Any, train: Any, pairs: Any, reference: str) -> Any:
-    """The candidates of the training instructions (for the forward KL and the probe), mapped to ``pairs``."""
+def _candidate_sets(train_candidates: Any, features: np.ndarray, pairs: Any) -> Any:
+    """The training instructions' candidates (for the forward KL and the probe), mapped to ``pairs``."""
     from core.data.schema import text_of
-    from core.pipeline.real import candidates
     from core.trainers.loglinear import CandidateSets
 
-    cands = candidates(train, reference)
-    group_of = {p: int(g) for p, g in zip(cands.prompts, cands.groups, strict=True)}
-    return CandidateSets.from_groups(
-        psi(cands.prompts, cands.responses), cands.groups, np.asarray([group_of[text_of(p)] for p in pairs["prompt"]])
-    )
+    group_of = {p: int(g) for p, g in zip(train_candidates.prompts, train_candidates.groups, strict=True)}
+    pair_group = np.asarray([group_of[text_of(p)] for p in pairs["prompt"]])
+    return CandidateSets.from_groups(features, train_candidates.groups, pair_group)
 
 
 @dataclass
@@ -121,6 +118,8 @@ class _Seed:
     pools: dict[str, Any]
     feats: dict[str, np.ndarray]
     hhh: tuple[np.ndarray, np.ndarray]
+    train_candidates: Any  # the training instructions' candidates, and their features (once per seed)
+    train_features: np.ndarray
 
 
 def _one_bias(plan: Any, lookup: Any, tok: Any, ctx: _Seed, bias: float, run: Any) -> dict[str, Any]:
@@ -138,7 +137,7 @@ def _one_bias(plan: Any, lookup: Any, tok: Any, ctx: _Seed, bias: float, run: An
     members = [_reward_head(plan, lookup, sub, ctx.sets["id"], data, seed) for sub in subsets.values()]
     targets = {"ddpo": target[:, None], "edpo": np.stack([t for t, _ in members], axis=1)}
     chosen, rejected = ctx.psi(data["prompt"], data["chosen"]), ctx.psi(data["prompt"], data["rejected"])
-    cand_sets = _candidate_sets(ctx.psi, train, data, cfg["data"]["pool"]["reference"])
+    cand_sets = _candidate_sets(ctx.train_candidates, ctx.train_features, data)
     entry: dict[str, Any] = {"rm": rm, "ensemble": {fmt(b): r for b, (_, r) in zip(subsets, members, strict=True)},
                              "policies": {}}  # fmt: skip
     for method, beta, gamma in distill_grid(cfg):
@@ -176,8 +175,10 @@ def train_distill(plan: Any, paths: Mapping[str, str], seeds: Sequence[int], out
         sets = seed_benchmarks(pool, plan, variant, seed)
         psi = PolicyFeatures(lookup, sets["train"])
         pools = {name: candidates(sets[name], cfg["data"]["pool"]["reference"]) for name in ("val", "id", "shifted")}
+        train_cands = candidates(sets["train"], cfg["data"]["pool"]["reference"])
         ctx = _Seed(seed, sets, psi, pools, {name: psi(c.prompts, c.responses) for name, c in pools.items()},
-                    (psi(hhh["prompt"], hhh["chosen"]), psi(hhh["prompt"], hhh["rejected"])))  # fmt: skip
+                    (psi(hhh["prompt"], hhh["chosen"]), psi(hhh["prompt"], hhh["rejected"])), train_cands,
+                    psi(train_cands.prompts, train_cands.responses))  # fmt: skip
         params = {"seed": seed, "distill": cfg["distill"], "train": cfg["policy"]["train"]}
         uri = cfg.get("tracking", {}).get("uri")
         with mlflow_run(cfg["name"], f"distill s{seed}", params, tracking_uri=uri) as run:
