@@ -13,7 +13,11 @@ Rows (cost: encoder forwards are counted once, in the ``encode`` line; training 
 - ``linear(mean)``, ``linear(mean)+loglen``: a linear Bradley-Terry head on the frozen mean-pooled
   states, without and with the response's log-length (reference rows: not a saved model);
 - ``head(cls)``: the saved-model design, the pooler and output layer trained on the frozen [CLS]
-  states (core.trainers.feature_head), BTL.
+  states (core.trainers.feature_head), BTL;
+- ``top layer+head`` (``--top-layer``): the encoder's last layer, the pooler and the output layer
+  trained by BTL on the cached token states of the layer below (the last layer's input, computed
+  once per text and cached in ``--cache``, float16): fine-tuning the top of the encoder at the
+  cost of one layer per step instead of six.
 
 Usage: ``python benchmarks/learnability.py --real --data <folder with alpaca_eval/> --generators 10``
 (states are cached in ``--cache``; ``--json PATH`` also writes the numbers).
@@ -51,7 +55,7 @@ def _t_interval(values: list[float]) -> tuple[float, float, float]:
 
 def load_pool(data: Path, k: int):
     from core.data import load_preferences
-    from core.pipeline.real import choose_generators
+    from core.plan.real import choose_generators
 
     results = data / "alpaca_eval" / "results"
     every = sorted(p.name for p in results.iterdir() if (p / ANNOTATOR).is_dir())
@@ -105,6 +109,133 @@ def encode_texts(
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez(cache, n=len(keys), seconds=seconds, **states)
     return states, index, seconds
+
+
+def token_states_below_top(ds, index, max_length: int, cache: Path, threads: int):
+    """Token states of every text at the input of the encoder's last layer (``hidden_states[-2]``),
+    by the workflow's encoding rule (core.eval.encoding, mode ``encoder``), float16, concatenated
+    with ``offsets`` (text ``i`` is rows ``offsets[i]:offsets[i+1]``); cached in ``cache``."""
+    import torch
+
+    from core.eval.encoding import default_truncation, encode_completion, resolve_pad_id
+    from core.models import load_reward_model, load_tokenizer
+
+    if cache.is_file():
+        with np.load(cache) as z:
+            if int(z["n"]) == len(index):
+                return z["states"], z["offsets"], float(z["seconds"])
+    torch.set_num_threads(threads)
+    model = load_reward_model(ENCODER).eval()
+    tok = load_tokenizer(ENCODER)
+    keys = sorted(index, key=index.get)
+    rule = default_truncation(tok)
+    seqs = [encode_completion(tok, p, y, max_length=max_length, truncation=rule).ids for p, y in keys]
+    offsets = np.zeros(len(seqs) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([len(q) for q in seqs])
+    out = np.zeros((int(offsets[-1]), int(model.config.hidden_size)), dtype=np.float16)
+    pad = resolve_pad_id(tok, model)
+    order = np.argsort([len(q) for q in seqs], kind="stable")
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for b in range(0, len(order), 32):
+            idx = order[b : b + 32]
+            width = max(len(seqs[i]) for i in idx)
+            ids = torch.full((len(idx), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(idx), width), dtype=torch.long)
+            for row, i in enumerate(idx):
+                ids[row, : len(seqs[i])] = torch.tensor(seqs[i])
+                mask[row, : len(seqs[i])] = 1
+            hidden = model.base_model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[-2]
+            for row, i in enumerate(idx):
+                out[offsets[i] : offsets[i + 1]] = hidden[row, : len(seqs[i])].numpy()
+    seconds = time.perf_counter() - start
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, n=len(seqs), seconds=seconds, states=out, offsets=offsets)
+    return out, offsets, seconds
+
+
+class TopLayerScorer:
+    """``r(x, y) = w . tanh(W h_CLS + b) + c`` with ``h_CLS`` the output of ``model``'s last encoder
+    layer on cached token states of the layer below: the layer's and the head's own modules."""
+
+    def __init__(self, model, states: np.ndarray, offsets: np.ndarray, token_budget: int = 4096):
+        self.model, self.states, self.offsets, self.budget = model, states, offsets, token_budget
+        self.layer = model.base_model.encoder.layer[-1]
+
+    def parameters(self):
+        from itertools import chain
+
+        return chain(
+            self.layer.parameters(), self.model.base_model.pooler.parameters(), self.model.classifier.parameters()
+        )
+
+    def __call__(self, texts: np.ndarray):
+        """Scores of ``texts`` (indices), in groups of similar length of at most ``token_budget`` padded tokens."""
+        import torch
+
+        from core.trainers.feature_head import head_scores
+
+        lengths = self.offsets[texts + 1] - self.offsets[texts]
+        order = np.argsort(lengths, kind="stable")
+        scores = [None] * len(texts)
+        b = 0
+        while b < len(order):
+            e = b + 1
+            while e < len(order) and (e - b + 1) * lengths[order[e]] <= self.budget:
+                e += 1
+            idx = order[b:e]
+            width = int(lengths[idx].max())
+            h = torch.zeros((len(idx), width, self.states.shape[1]))
+            mask = torch.zeros((len(idx), width), dtype=torch.long)
+            for row, j in enumerate(idx):
+                t = texts[j]
+                h[row, : lengths[j]] = torch.from_numpy(
+                    self.states[self.offsets[t] : self.offsets[t + 1]].astype(np.float32)
+                )
+                mask[row, : lengths[j]] = 1
+            ext, _ = self.model.base_model._create_attention_masks(
+                attention_mask=mask,
+                encoder_attention_mask=None,
+                embedding_output=h,
+                encoder_hidden_states=None,
+                past_key_values=None,
+            )
+            top = self.layer(h, attention_mask=ext)
+            top = top[0] if isinstance(top, tuple) else top
+            for row, s in zip(idx, head_scores(self.model, top[:, 0]), strict=True):
+                scores[row] = s
+            b = e
+        return torch.stack(scores)
+
+
+def train_top_layer(scorer: TopLayerScorer, chosen: np.ndarray, rejected: np.ndarray, args, seed: int) -> list[float]:
+    """BTL by AdamW (cosine decay): ``--top-steps`` steps of ``--top-batch`` pairs, lr ``--top-lr`` for
+    the layer and ``--head-lr`` for the pooler and output layer."""
+    import torch
+
+    from core.losses import bradley_terry_loss
+
+    m = scorer.model
+    head = [*m.base_model.pooler.parameters(), *m.classifier.parameters()]
+    opt = torch.optim.AdamW(
+        [{"params": list(scorer.layer.parameters()), "lr": args.top_lr}, {"params": head, "lr": args.head_lr}],
+        weight_decay=0.01,
+    )
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=args.top_steps)
+    rng = np.random.default_rng(seed)
+    m.train()
+    losses = []
+    for _ in range(args.top_steps):
+        idx = rng.choice(len(chosen), size=args.top_batch, replace=False)
+        s = scorer(np.concatenate([chosen[idx], rejected[idx]]))
+        loss = bradley_terry_loss(s[: len(idx)], s[len(idx) :]).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        losses.append(float(loss.detach()))
+    m.eval()
+    return losses
 
 
 def training_mixture(train, seed: int):
@@ -202,6 +333,46 @@ def run(args) -> dict:
         record("head(cls)", pairwise_outcomes(sc, sr), matched, longer, time.perf_counter() - t0)
         first, last = np.mean(res.losses[:20]), np.mean(res.losses[-20:])
         print(f"seed {seed}: head(cls) loss {first:.3f} -> {last:.3f}, val sd of scores {np.std(sc):.3f}", flush=True)
+        if args.top_layer:
+            tok_states, offsets, tok_seconds = token_states_below_top(
+                ds,
+                index,
+                args.max_length,
+                Path(args.cache) / f"tokens_g{args.generators}_L{args.max_length}.npz",
+                args.threads,
+            )
+            t0 = time.perf_counter()
+            model = load_reward_model(ENCODER, seed=seed)
+            scorer = TopLayerScorer(model, tok_states, offsets)
+            tc, tr = (
+                np.asarray([index[p, y] for p, y in zip(train["prompt"], train[c], strict=True)])
+                for c in ("chosen", "rejected")
+            )
+            vc, vr = (
+                np.asarray([index[p, y] for p, y in zip(val["prompt"], val[c], strict=True)])
+                for c in ("chosen", "rejected")
+            )
+            if seed == 0:
+                with torch.no_grad():
+                    model.eval()
+                    got = scorer(vc[:64]).numpy()
+                    want = head_scores(
+                        model, torch.from_numpy(_pair_arrays(val.select(range(64)), states, index, "cls")[0])
+                    ).numpy()
+                print(
+                    "top layer on cached token states vs the cached [CLS] states: max |diff|",
+                    f"{np.abs(got - want).max():.2e}",
+                )
+            losses = train_top_layer(scorer, tc, tr, args, seed)
+            with torch.no_grad():
+                sc, sr = scorer(vc).numpy(), scorer(vr).numpy()
+            record("top layer+head", pairwise_outcomes(sc, sr), matched, longer, time.perf_counter() - t0)
+            first, last = np.mean(losses[:20]), np.mean(losses[-20:])
+            print(
+                f"seed {seed}: top layer loss {first:.3f} -> {last:.3f}, val sd {np.std(sc):.3f}, "
+                f"{time.perf_counter() - t0:.0f} s (token states {tok_seconds:.0f} s)",
+                flush=True,
+            )
     out = {
         "generators": gens,
         "load": rep.to_dict(),
@@ -239,6 +410,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--head-steps", type=int, default=400)
     ap.add_argument("--head-lr", type=float, default=1e-3)
+    ap.add_argument("--top-layer", action="store_true", help="add the row: last layer + head on cached token states")
+    ap.add_argument("--top-steps", type=int, default=300)
+    ap.add_argument("--top-batch", type=int, default=16)
+    ap.add_argument("--top-lr", type=float, default=1e-4)
     ap.add_argument("--cache", default="results/benchmarks/learnability_real")
     ap.add_argument("--states", default=None, help="a real-text run's states/ folder (its cached encoder states)")
     ap.add_argument("--json", default=None)
