@@ -35,17 +35,17 @@ $(VENV)/.installed-small-real: pyproject.toml $(VENV)/.installed
 # The papers' claims on real text (AlpacaEval's GPT-4 verdicts, HHH) on a CPU: configs/small-real.yaml,
 # docs/small-real.md; the data folder is the config's data_root (or ROBUST_RLHF_DATA).
 small-real: $(VENV)/.installed-small-real
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores $(CORES) all --configfile configs/small-real.yaml
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores $(CORES) --rerun-incomplete all --configfile configs/small-real.yaml
 
 # The main job: the whole DAG on the embedded default (config.yaml), offline on a CPU.
 demo: $(VENV)/.installed
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores $(CORES) $(TARGET) --configfile $(CONFIG)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores $(CORES) --rerun-incomplete $(TARGET) --configfile $(CONFIG)
 	@echo "Tables, figures and report: results/<config name>/ (results/embedded-default/ for config.yaml)"
 
 # Every row of the config's grids, also those no claim reads (config.yaml keeps the distillation
 # tables to the claims' rows, report.rows: claims); models already trained are reused.
 all-tables: $(VENV)/.installed
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores $(CORES) $(TARGET) --configfile $(CONFIG) --config 'report={rows: all}'
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores $(CORES) --rerun-incomplete $(TARGET) --configfile $(CONFIG) --config 'report={rows: all}'
 
 # The test suite CI runs (.ci/run calls exactly this).
 test: $(VENV)/.installed-dev

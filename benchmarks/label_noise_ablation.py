@@ -30,7 +30,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core.pipeline import Pipeline  # noqa: E402
+from core.plan import Pipeline  # noqa: E402
 from core.report.tables import t_quantile  # noqa: E402
 
 

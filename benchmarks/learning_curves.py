@@ -27,7 +27,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core.pipeline.paths import Paths  # noqa: E402
+from core.plan.paths import Paths  # noqa: E402
 from core.report.figures import family_convergence  # noqa: E402
 
 #: (family, config section holding its ``train`` block)

@@ -1,5 +1,5 @@
 """CPU cost of what a job's seeds share, with and without the sharing the workflow does (one job
-process trains or evaluates every seed, ``core.pipeline.job``):
+process trains or evaluates every seed, ``core.jobs.job``):
 
 * **pi_ref's log-probs for DPO-family training** (trl's ``precompute_ref_log_probs``): built per
   seed by trl (its cache misses: its key changes with every trainer's arguments) or once per job

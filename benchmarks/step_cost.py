@@ -3,7 +3,7 @@ embedded default's model size (same trainers, batches and clock as benchmarks/dr
 steps with ``divergence=tv``):
 
 * **gradient checkpointing** (trl's configs default to it; the workflow turns it off unless a
-  config's ``train`` block asks, core.pipeline.training.trainer_args): ratio ``off / on``;
+  config's ``train`` block asks, core.jobs.trainer_setup.trainer_args): ratio ``off / on``;
 * **length buckets** (``resources.train.length_buckets``, core.trainers.bucketing): ratio
   ``k buckets / 1``, on completions of varied length like the embedded default's (uniform in
   [8, 2 x --length - 8] words; the world's reward batches are ~56% real tokens).

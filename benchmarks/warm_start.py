@@ -1,4 +1,4 @@
-"""What the warm start (``core.pipeline.warm``, ``resources.warm_start``) saves on a whole DAG, and
+"""What the warm start (``core.jobs.warm``, ``resources.warm_start``) saves on a whole DAG, and
 that it changes no number.
 
 The same DAG (default: ``tests/smoke.yaml``, every rule of both papers at a tiny size, so the

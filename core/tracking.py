@@ -21,7 +21,7 @@ A run is never lost nor left RUNNING by a job that stops:
   as the job runs, so a slow or locked store never stalls or crashes training. Errors there are
   printed to the job's log, never raised (the metrics file keeps the curves anyway). The queue
   is flushed when the run ends (at most ``FLUSH_S`` seconds, ``KILLED_FLUSH_S`` after SIGTERM).
-* **resuming**: with ``run_file`` (``core.pipeline.job.tracked_run`` passes
+* **resuming**: with ``run_file`` (``core.jobs.metrics.tracked_run`` passes
   ``<first output>.mlflow_run``) the run id is written there when the run opens and removed when
   it FINISHED; a job started again (retry, restart after a kill, a resumed checkpoint) continues
   the run named there (:func:`resume_run_id`) when it exists, is not FINISHED and has the same

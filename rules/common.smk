@@ -1,13 +1,13 @@
-# The workflow's Python lives in core.pipeline (config validation, path scheme, grids, specs,
-# rule helpers), unit-tested with the rest of core; this file builds the one Pipeline of this
+# The workflow's plan lives in core.plan (config validation, path scheme, grids, specs,
+# rule helpers; what the jobs run is core.jobs), unit-tested with the rest of core; this file builds the one Pipeline of this
 # config and holds the one-line input functions the rules share. Path scheme: docs/design.md §5.
 
 import sys
 
-from core.pipeline import Pipeline
-from core.pipeline.config import check_config_files, tracking_warning
-from core.pipeline.paths import WILDCARD_CONSTRAINTS
-from core.pipeline.warm import start_server
+from core.plan import Pipeline
+from core.plan.config import check_config_files, tracking_warning
+from core.plan.paths import WILDCARD_CONSTRAINTS
+from core.jobs.warm import start_server
 
 check_config_files(workflow.configfiles)  # a key given twice: Snakemake's YAML keeps the last silently
 P = Pipeline(config)  # validates the config (schema + cross-key checks) before any job
@@ -19,7 +19,7 @@ wildcard_constraints:
     **WILDCARD_CONSTRAINTS,
 
 
-WARM = []  # this run's warm-start server (core.pipeline.warm), if any
+WARM = []  # this run's warm-start server (core.jobs.warm), if any
 
 
 onstart:

@@ -3,7 +3,7 @@
 # reads) -> train_rm (per grid point, every seed), train_policies, train_distill (every seed) ->
 # report (Table 8, Table 6, Figure 2 as a table, claims).
 
-from core.pipeline.real import RealPlan
+from core.plan.real import RealPlan
 
 R = RealPlan(config)
 

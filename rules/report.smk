@@ -1,5 +1,5 @@
 # Tables, figures and the report. Each table/figure is built from a spec (rows x columns of
-# metrics files + JSON keys; core.pipeline.specs), so `snakemake results/<config>/tables/<name>.md`
+# metrics files + JSON keys; core.plan.specs), so `snakemake results/<config>/tables/<name>.md`
 # requests exactly the metrics files that table reads (and, through them, only the models and
 # data those need). The numbers themselves are read by core.report from the metrics files.
 

@@ -106,9 +106,9 @@ def test_training_jobs_bucket_their_models_as_the_config_says(tmp_path):
     import yaml
     from trainer_helpers import dataset, tokenizer
 
-    from core.pipeline.job import Job
-    from core.pipeline.train_jobs import _trainer
-    from core.pipeline.workflow import Pipeline
+    from core.jobs.job import Job
+    from core.jobs.train import _trainer
+    from core.plan.workflow import Pipeline
     from core.trainers.dpo import DRDPOConfig, DRDPOTrainer
 
     with open("config.yaml", encoding="utf-8") as fh:

@@ -1,5 +1,5 @@
-"""Checkpoint folders, their verification and the resume point (core.pipeline.training), and the
-seed bookkeeping of a job over several seeds (core.pipeline.job)."""
+"""Checkpoint folders, their verification and the resume point (core.jobs.trainer_setup), and the
+seed bookkeeping of a job over several seeds (core.jobs.job)."""
 
 from __future__ import annotations
 
@@ -9,15 +9,10 @@ import shutil
 
 import pytest
 
-from core.pipeline.job import Job, _run_seeds, checkpoint_dir
-from core.pipeline.training import (
-    COMPLETE_MARKER,
-    checkpoint_args,
-    latest_checkpoint,
-    mean_logged_loss,
-    ppo_checkpoint_args,
-    verified_checkpoint,
-)
+from core.jobs.checkpoints import COMPLETE_MARKER, checkpoint_dir, latest_checkpoint, verified_checkpoint
+from core.jobs.job import Job
+from core.jobs.run import _run_seeds
+from core.jobs.trainer_setup import checkpoint_args, mean_logged_loss, ppo_checkpoint_args
 
 
 def checkpoint(root, step, *, marker=True, state_step=None, weights=True):

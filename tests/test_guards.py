@@ -13,15 +13,15 @@ from trainer_helpers import dataset, reward_trainer, tokenizer
 from transformers import TrainerCallback
 
 from core.atomic import staging_directory
-from core.pipeline.job import Job
-from core.pipeline.training import guard, save_final
+from core.jobs.job import Job
+from core.jobs.trainer_setup import guard, save_final
 from core.trainers.guards import NonFiniteError, NonFiniteGuard, raise_if_nonfinite_parameters
 
 torch.set_num_threads(1)
 
 
 def _sft_job(tmp_path, learning_rate: float) -> Job:
-    """An SFT job (core.pipeline.train_jobs.train_sft) on the tiny causal LM, tracking off."""
+    """An SFT job (core.jobs.train.train_sft) on the tiny causal LM, tracking off."""
     from conftest import make_tiny_llama
 
     base = tmp_path / "base"
@@ -46,7 +46,7 @@ def _sft_job(tmp_path, learning_rate: float) -> Job:
 def test_sft_with_a_huge_learning_rate_fails_and_leaves_no_model(tmp_path):
     """The issue's case: plain trl SFTTrainer, a huge learning rate; before the guard the job ended
     rc=0 with every tensor nan and ``loss 0.0`` logged. Logging every 100 steps does not hide it."""
-    from core.pipeline.train_jobs import train_sft
+    from core.jobs.train import train_sft
 
     ok = _sft_job(tmp_path, 1e-3)
     train_sft(ok)  # the same job with a sane learning rate writes its model

@@ -1,4 +1,4 @@
-"""core.pipeline: the path scheme, the grids, the specs and the rule helpers, tested without
+"""core.plan: the path scheme, the grids, the specs and the rule helpers, tested without
 Snakemake; and the workflow layer's shape (rules hold rules, thin scripts)."""
 
 from __future__ import annotations
@@ -7,15 +7,17 @@ import ast
 import copy
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from core.pipeline import Pipeline
-from core.pipeline.config import ConfigError
-from core.pipeline.paths import WILDCARD_CONSTRAINTS, Paths, fmt
-from core.pipeline.specs import spec_files
+from core.plan import Pipeline
+from core.plan.config import ConfigError
+from core.plan.paths import WILDCARD_CONSTRAINTS, Paths, fmt
+from core.plan.specs import spec_files
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -136,7 +138,7 @@ def test_backbone_settings_are_checked(mutate, needle):
 def test_a_job_over_seeds_runs_as_one_job_per_seed():
     """params.seeds + <name>_seed<N> entries: each seed's job sees its own files under the plain
     name, the shared ones unchanged, and its seed in params and wildcards (its MLflow run)."""
-    from core.pipeline.job import Job
+    from core.jobs.job import Job
 
     cfg = smoke()
     cfg["seeds"] = [0, 3]
@@ -281,7 +283,7 @@ def test_max_drop_fraction_defaults_to_five_percent_and_max_steps_may_be_left_ou
 
 
 def test_a_key_given_twice_in_a_config_file_is_refused_with_file_line_and_key(tmp_path, monkeypatch):
-    from core.pipeline.config import check_config_files, load_config_file
+    from core.plan.config import check_config_files, load_config_file
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "configs").mkdir()
@@ -318,7 +320,7 @@ def test_load_dataset_writes_every_dropped_row_and_keeps_them_when_it_fails(tmp_
     import json
 
     from core.data import read_pairs
-    from core.pipeline.job import Job
+    from core.jobs.job import Job
 
     good = [
         json.dumps({"id": f"g{i}", "prompt": "p", "chosen": f"y{i}", "rejected": "n", "source": "s"}) for i in range(9)
@@ -343,7 +345,7 @@ def test_load_dataset_writes_every_dropped_row_and_keeps_them_when_it_fails(tmp_
 
 def test_filter_sources_script_names_the_variant_that_keeps_nothing(tmp_path):
     from core.data import rows_to_dataset, write_pairs
-    from core.pipeline.job import Job
+    from core.jobs.job import Job
 
     pool = tmp_path / "pool.parquet"
     write_pairs(rows_to_dataset([{"id": "a", "prompt": "p", "chosen": "y", "rejected": "n", "source": "s"}]), pool)
@@ -418,6 +420,7 @@ def test_no_tracked_file_points_outside_the_repository():
 LAYER = {
     "vocab": 0,
     "atomic": 0,
+    "lazy": 0,
     "dro": 1,
     "losses": 1,
     "data": 2,
@@ -427,7 +430,8 @@ LAYER = {
     "theory": 5,
     "report": 6,
     "tracking": 7,
-    "pipeline": 8,
+    "plan": 8,
+    "jobs": 9,
 }
 
 
@@ -450,6 +454,67 @@ def test_lower_layers_never_import_upper_ones():
                 if parts[0] == "core" and len(parts) > 1 and LAYER[parts[1]] > own:
                     bad.append(f"{'/'.join(rel)} imports {name}")
     assert not bad, bad
+
+
+def test_the_plan_imports_no_torch_and_the_jobs_import_each_other_one_way():
+    """core.plan (config, paths, grids, specs, rule helpers, the real-text plan) imports without
+    torch, transformers, datasets, trl, mlflow or pandas; the job adapter (core.jobs: job, launch,
+    warm, run, metrics, checkpoints) too; and no two modules of core.jobs import each other, even
+    inside a function."""
+    plan = sorted(f"core.plan.{p.stem}" for p in (REPO / "core" / "plan").glob("*.py") if p.stem != "__init__")
+    adapter = [f"core.jobs.{m}" for m in ("job", "launch", "warm", "run", "metrics", "checkpoints")]
+    probe = (
+        f"import sys; import {', '.join(plan + adapter)}; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'torch', 'transformers', 'datasets', 'trl', 'mlflow', 'pandas'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr[-1000:]
+    graph: dict[str, set[str]] = {}
+    for path in (REPO / "core" / "jobs").glob("*.py"):
+        mod = f"core.jobs.{path.stem}"
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("core.jobs."):
+                graph.setdefault(mod, set()).add(node.module)
+    circles = sorted((a, b) for a, deps in graph.items() for b in deps if a in graph.get(b, set()))
+    assert not circles, circles
+
+    def reach(start: str, seen: set[str]) -> set[str]:
+        for nxt in graph.get(start, set()) - seen:
+            seen.add(nxt)
+            reach(nxt, seen)
+        return seen
+
+    assert not [m for m in graph if m in reach(m, set())]
+
+
+def test_packages_reexport_in_one_lazy_style():
+    """Every package ``__init__`` of core is a docstring, or core.lazy's ``lazy_exports`` and nothing
+    else; importing the packages imports no heavy library, and each exported name resolves to the
+    object its module defines."""
+    import importlib
+
+    styles = {}
+    for init in sorted((REPO / "core").glob("*/__init__.py")):
+        body = [n for n in ast.parse(init.read_text()).body if not isinstance(n, ast.Expr)]
+        imports = [n for n in body if isinstance(n, (ast.Import, ast.ImportFrom))]
+        names = {a.name for n in imports for a in n.names}
+        styles[init.parent.name] = "lazy" if "lazy_exports" in names else ("docstring" if not body else "other")
+        assert names <= {"annotations", "lazy_exports"}, (init, names)
+    assert styles["data"] == styles["trainers"] == styles["eval"] == "lazy" and "other" not in styles.values()
+    probe = (
+        "import sys, core.data, core.trainers, core.eval; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'datasets', 'transformers', 'trl'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr[-1000:]
+    for package in ("core.data", "core.eval"):
+        mod = importlib.import_module(package)
+        for name in mod.__all__:
+            value = getattr(mod, name)
+            if hasattr(value, "__module__"):  # functions and classes (constants are tuples)
+                assert value.__module__.startswith(package + ".") and name in vars(mod), (package, name)
+                assert getattr(importlib.import_module(value.__module__), name) is value, (package, name)
 
 
 def test_ppo_is_also_judged_by_the_oracle_reward_of_its_samples(pipe):
@@ -513,8 +578,8 @@ def test_readme_own_data_example_builds_btl_and_dr_tables(tmp_path, monkeypatch)
     monkeypatch.setattr(core.models, "packaged_model_available", lambda dist: (True, ""))
 
     from core.data import read_pairs, rows_to_dataset, write_pairs
-    from core.pipeline.config import validate_config
-    from core.pipeline.job import Job
+    from core.jobs.job import Job
+    from core.plan.config import validate_config
 
     # the README's two files: a JSONL of string rows and a parquet of message-list rows (normalised schema)
     rows = [{"id": f"r{i}", "prompt": "Q?", "chosen": f"good {i}", "rejected": "bad", "source": "my-source-a"}

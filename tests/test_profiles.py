@@ -1,5 +1,5 @@
 """What the profiles rely on, checked with real Snakemake runs of tiny workflows: a retried job
-gets twice the memory and time (the rules' resources, core.pipeline.Pipeline.resources, scale with
+gets twice the memory and time (the rules' resources, core.plan.Pipeline.resources, scale with
 ``attempt``; ``--retries 1`` is the profiles' setting), and a run through the SLURM executor with a
 SQLite tracking URI warns loudly before its first job (rules/common.smk's ``onstart``)."""
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from core.pipeline.config import tracking_warning
+from core.plan.config import tracking_warning
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -22,7 +22,7 @@ SNAKEFILE = textwrap.dedent(
     """
     import json, os
     import yaml
-    from core.pipeline import Pipeline
+    from core.plan import Pipeline
 
     P = Pipeline(yaml.safe_load(open(os.path.join(REPO, "tests", "smoke.yaml"))))
 

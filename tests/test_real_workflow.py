@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from core.pipeline.real import RealPlan, choose_generators, seed_benchmarks
-from core.pipeline.real_distill import distill_grid, distill_key
+from core.jobs.real_text import seed_benchmarks
+from core.plan.real import RealPlan, choose_generators, distill_grid, distill_key
 from core.report.claims import CLAIMS
 from tests.conftest import make_tiny_tokenizer
 from tests.test_workflow import REPO, snakemake

@@ -31,8 +31,8 @@ from core.eval.rewardbench2 import (
     score_rewardbench2,
     ties_scores,
 )
-from core.pipeline import Pipeline
-from core.pipeline.config import ConfigError
+from core.plan import Pipeline
+from core.plan.config import ConfigError
 from core.vocab import REWARDBENCH2_SUBSETS
 
 torch.set_num_threads(1)

@@ -239,7 +239,8 @@ def test_a_run_left_unfinished_is_continued_by_the_next_try(tmp_path):
 JOB_SCRIPT = textwrap.dedent(
     """
     import os, pathlib, time
-    from core.pipeline.job import entrypoint, tracked_run
+    from core.jobs.launch import entrypoint
+    from core.jobs.metrics import tracked_run
 
     def main(job):
         with tracked_run(job) as run:
@@ -259,7 +260,7 @@ JOB_SCRIPT = textwrap.dedent(
 def test_sigterm_ends_the_run_killed_and_the_next_try_continues_it(tmp_path):
     """SLURM's time limit and scancel send SIGTERM: the job exits 143 and its run is KILLED (not
     RUNNING forever); the job's next try continues the same run id and FINISHES it."""
-    from core.pipeline.job import Job
+    from core.jobs.job import Job
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     script, spec, ready = tmp_path / "job.py", tmp_path / "job.json", tmp_path / "ready"

@@ -448,7 +448,7 @@ def test_distillation_losses_validate_without_targets(tmp_path, loss_type, extra
     ],
 )
 def test_validation_curve_leaves_training_unchanged(tmp_path, extra):
-    from core.pipeline.training import curves
+    from core.jobs.trainer_setup import curves
 
     plain = dpo_trainer(tmp_path / "plain", max_steps=4, **extra)
     plain.train()
@@ -467,7 +467,7 @@ def test_validation_curve_leaves_training_unchanged(tmp_path, extra):
     [("dpo", {"divergence": "tv", "rho": 0.3}), ("ddpo", {}), ("pdpo", {"gamma_schedule": "linear"}), ("edpo", {})],
 )
 def test_precomputed_reference_log_probs_train_and_validate_the_same(tmp_path, loss_type, extra):
-    """The workflow precomputes pi_ref's log-probs once (core.pipeline.train_jobs.train_dpo): the
+    """The workflow precomputes pi_ref's log-probs once (core.jobs.train.train_dpo): the
     training losses, validation losses and weights equal those of a reference forward at every step."""
     ensemble = 3 if loss_type == "edpo" else 0
     runs = []

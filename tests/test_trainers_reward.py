@@ -284,6 +284,30 @@ def test_config_validation(tmp_path, field, value):
         DRRewardConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, **{field: value})
 
 
+def test_dr_fields_have_one_owner(tmp_path):
+    """The reward-model, DPO and PPO configs take the DR ball (and the first two the iterate
+    average) from one mixin: the same fields, help and error for the same bad value."""
+    import dataclasses
+
+    from core.trainers.dpo import DRDPOConfig
+    from core.trainers.ppo import DRPPOConfig
+    from core.trainers.robust import RobustBallArguments, RobustTrainingArguments
+
+    owned = {f.name: f for f in dataclasses.fields(RobustTrainingArguments)}
+    assert set(owned) == {"divergence", "rho", "average_iterates", "ema_decay"}
+    for config, base in ((DRRewardConfig, RobustTrainingArguments), (DRDPOConfig, RobustTrainingArguments)):
+        assert issubclass(config, base)
+        fields = {f.name: f for f in dataclasses.fields(config)}
+        assert all(fields[n].metadata == owned[n].metadata for n in owned)
+    assert issubclass(DRPPOConfig, RobustBallArguments) and not issubclass(DRPPOConfig, RobustTrainingArguments)
+    messages = set()
+    for config, extra in ((DRRewardConfig, {}), (DRDPOConfig, {}), (DRPPOConfig, {"robust_version": "vA"})):
+        with pytest.raises(ValueError, match="config field 'rho'") as err:
+            config(output_dir=str(tmp_path), use_cpu=True, bf16=False, divergence="tv", rho=-1.0, **extra)
+        messages.add(str(err.value))
+    assert len(messages) == 1
+
+
 def test_cvar_alpha_above_one_rejected(tmp_path):
     with pytest.raises(ValueError, match="rho"):
         DRRewardConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, divergence="cvar", rho=1.5)
@@ -366,7 +390,7 @@ def test_dr_eval_loss_is_the_uniform_mean(tmp_path):
 
 
 def test_validation_curve_leaves_dr_training_unchanged(tmp_path):
-    from core.pipeline.training import curves
+    from core.jobs.trainer_setup import curves
 
     common = dict(divergence="cvar", rho=0.5, max_steps=4)
     plain = reward_trainer(tmp_path / "plain", **common)
@@ -385,8 +409,8 @@ def test_validation_curve_leaves_dr_training_unchanged(tmp_path):
 
 
 def test_eval_args_schedule(tmp_path):
-    from core.pipeline.job import Job
-    from core.pipeline.training import eval_args, planned_steps, trainer_args
+    from core.jobs.job import Job
+    from core.jobs.trainer_setup import eval_args, planned_steps, trainer_args
 
     def job(train, nproc=1):
         return Job(rule="r", input={}, output={}, params={"train": train, "job": {"nproc": nproc}}, wildcards={})
@@ -412,9 +436,9 @@ def test_eval_args_schedule(tmp_path):
 
 def test_trainer_args_float32_without_checkpointing_unless_the_config_asks(tmp_path):
     """trl's configs default to bf16 and gradient checkpointing; the workflow turns both off unless the
-    config's train block sets them (core.pipeline.training.trainer_args)."""
-    from core.pipeline.job import Job
-    from core.pipeline.training import trainer_args
+    config's train block sets them (core.jobs.trainer_setup.trainer_args)."""
+    from core.jobs.job import Job
+    from core.jobs.trainer_setup import trainer_args
 
     def args(train):
         job = Job(rule="r", input={}, output={}, params={"train": train, "job": {"gpu": 0}}, wildcards={})

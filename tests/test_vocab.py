@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 from core import vocab
-from core.pipeline.paths import WILDCARD_CONSTRAINTS
+from core.plan.paths import WILDCARD_CONSTRAINTS
 
 SCHEMA = yaml.safe_load((Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml").read_text())
 

@@ -1,4 +1,4 @@
-"""The warm-start server (core.pipeline.warm, issue 13): a job forked from it runs as a cold job
+"""The warm-start server (core.jobs.warm, issue 13): a job forked from it runs as a cold job
 process would — same numbers bit for bit, its own folder, environment, log and exit status — and
 stops like one: SIGTERM to the waiting job process reaches it, and it stops when that process is
 killed. With no server a job runs cold."""
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from core.pipeline.job import Job
-from core.pipeline.warm import WarmServer, run_warm, start_server
+from core.jobs.job import Job
+from core.jobs.warm import WarmServer, run_warm, start_server
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -26,7 +26,7 @@ SCRIPT = textwrap.dedent(
     import os
     import time
 
-    from core.pipeline.job import entrypoint
+    from core.jobs.launch import entrypoint
 
 
     def main(job):
@@ -151,8 +151,8 @@ def test_a_failing_warm_job_returns_its_status_and_logs_the_error(server, tmp_pa
 CLIENT = textwrap.dedent(
     """
     import sys
-    from core.pipeline.job import Job
-    from core.pipeline.warm import run_warm
+    from core.jobs.job import Job
+    from core.jobs.warm import run_warm
 
     def main(job):  # stands for the script's own main (module __main__), which the server loads
         raise AssertionError("runs in the server's child")

@@ -167,7 +167,7 @@ def test_paper_config_resolves_its_full_dag(tmp_path):
 
 def pipeline_of(config: Path):
     """The Pipeline (grids, specs) of a shipped config file."""
-    from core.pipeline import Pipeline
+    from core.plan import Pipeline
 
     return Pipeline(yaml.safe_load(config.read_text()))
 

@@ -6,7 +6,9 @@ tokenizer (core.models.build_tiny_llama / build_tiny_reward_model, seeded); ``so
 once with core.models.export_packaged_model so later jobs load a plain folder.
 """
 
-from core.pipeline.job import Job, entrypoint, tracked_run
+from core.jobs.job import Job
+from core.jobs.launch import entrypoint
+from core.jobs.metrics import tracked_run
 
 
 def main(job: Job) -> None:

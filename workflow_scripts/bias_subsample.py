@@ -2,7 +2,9 @@
 ("longer" = at least 10% more tokens under the policy's tokenizer; distillation paper §6.1)."""
 
 from core.data.io import read_pairs, write_pairs
-from core.pipeline.job import Job, entrypoint, tracked_run
+from core.jobs.job import Job
+from core.jobs.launch import entrypoint
+from core.jobs.metrics import tracked_run
 
 
 def main(job: Job) -> None:

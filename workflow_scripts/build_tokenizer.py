@@ -3,7 +3,9 @@
 
 import json
 
-from core.pipeline.job import Job, entrypoint, tracked_run
+from core.jobs.job import Job
+from core.jobs.launch import entrypoint
+from core.jobs.metrics import tracked_run
 
 
 def main(job: Job) -> None:

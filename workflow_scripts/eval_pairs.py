@@ -5,8 +5,8 @@ Reward model: correct when r(x, y+) > r(x, y-); policy: the likelihood rule pi(y
 benchmark kind by core.eval.benchmarks.
 """
 
-from core.pipeline.eval_jobs import eval_pairs
-from core.pipeline.job import entrypoint
+from core.jobs.evaluate import eval_pairs
+from core.jobs.launch import entrypoint
 
 if __name__ == "__main__":
     entrypoint(eval_pairs, globals())

@@ -2,8 +2,8 @@
 "the longer response is preferred", a fair coin (expected credit 1/2 per pair) and, where the
 oracle is exact, the oracle reward's ceiling."""
 
-from core.pipeline.eval_jobs import eval_reference
-from core.pipeline.job import entrypoint
+from core.jobs.evaluate import eval_reference
+from core.jobs.launch import entrypoint
 
 if __name__ == "__main__":
     entrypoint(eval_reference, globals())

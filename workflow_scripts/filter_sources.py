@@ -3,7 +3,9 @@ the DR paper's "no hh-rlhf" / "no chatbot_arena_conversations" variants (Table 8
 that names a source the pool lacks, or keeps no row, fails naming the variant."""
 
 from core.data.io import read_pairs, write_pairs
-from core.pipeline.job import Job, entrypoint, tracked_run
+from core.jobs.job import Job
+from core.jobs.launch import entrypoint
+from core.jobs.metrics import tracked_run
 
 
 def main(job: Job) -> None:

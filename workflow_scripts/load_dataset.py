@@ -8,7 +8,9 @@ Snakemake removes a failed job's outputs but keeps its log folder.
 ``bigbench`` sdist on PyPI (core.data.fetch_bigbench_tasks)."""
 
 from core.data.io import write_dropped_rows, write_pairs
-from core.pipeline.job import Job, entrypoint, tracked_run, write_json
+from core.jobs.job import Job
+from core.jobs.launch import entrypoint
+from core.jobs.metrics import tracked_run, write_json
 
 BIGBENCH_PREFIX = "bigbench:"
 

@@ -3,7 +3,8 @@ number, the measured effect (positive = the paper's direction), its 95% interval
 seed count, a verdict computed from the interval, and the flags (degenerate models, failed sanity
 gates) it rests on."""
 
-from core.pipeline.job import Job, entrypoint
+from core.jobs.job import Job
+from core.jobs.launch import entrypoint
 
 
 def main(job: Job) -> None:

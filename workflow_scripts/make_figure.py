@@ -1,7 +1,8 @@
 """Rule `figure`: one figure of the distillation paper as PNG (core.report.figures), drawn from
 the same metrics files and table spec as its data table."""
 
-from core.pipeline.job import Job, entrypoint
+from core.jobs.job import Job
+from core.jobs.launch import entrypoint
 
 
 def main(job: Job) -> None:

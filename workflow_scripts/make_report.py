@@ -4,7 +4,9 @@ tables and figures as artifacts."""
 
 import os
 
-from core.pipeline.job import Job, entrypoint, tracked_run
+from core.jobs.job import Job
+from core.jobs.launch import entrypoint
+from core.jobs.metrics import tracked_run
 
 
 def main(job: Job) -> None:

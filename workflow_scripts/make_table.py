@@ -2,7 +2,8 @@
 from the metrics files the spec names (the rule's inputs), with seed counts, 95% intervals
 (where more than one seed ran, or a bootstrap interval) and the MLflow run ids."""
 
-from core.pipeline.job import Job, entrypoint
+from core.jobs.job import Job
+from core.jobs.launch import entrypoint
 
 
 def main(job: Job) -> None:

@@ -1,6 +1,7 @@
-"""Rule `real_encode`: the frozen encoder's states of every text, once (core.pipeline.real)."""
+"""Rule `real_encode`: the frozen encoder's states of every text, once (core.jobs.real_text)."""
 
-from core.pipeline.real import encode, run_script
+from core.jobs.launch import run_script
+from core.jobs.real_text import encode
 
 
 def main(sm) -> None:

@@ -1,6 +1,7 @@
-"""Rule `real_load`: the AlpacaEval pool and HHH of a real-text config (core.pipeline.real)."""
+"""Rule `real_load`: the AlpacaEval pool and HHH of a real-text config (core.jobs.real_text)."""
 
-from core.pipeline.real import load_sources, run_script
+from core.jobs.launch import run_script
+from core.jobs.real_text import load_sources
 
 
 def main(sm) -> None:

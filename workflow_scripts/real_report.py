@@ -1,6 +1,6 @@
 """Rule `real_report`: Table 8 and the claims of a real-text config (core.report.real)."""
 
-from core.pipeline.real import run_script
+from core.jobs.launch import run_script
 
 
 def main(sm) -> None:

@@ -1,10 +1,10 @@
-"""Rule `real_train_distill`: d-, p-, e-DPO, DPO and IPO on length-biased real verdicts (core.pipeline.real_distill)."""
+"""Rule `real_train_distill`: d-, p-, e-DPO, DPO and IPO on length-biased real verdicts (core.jobs.real_distill)."""
 
-from core.pipeline.real import run_script
+from core.jobs.launch import run_script
 
 
 def main(sm) -> None:
-    from core.pipeline.real_distill import train_distill
+    from core.jobs.real_distill import train_distill
 
     train_distill(sm.params.plan, dict(sm.input.items()), sm.params.seeds, list(sm.output))
 

@@ -1,6 +1,7 @@
-"""Rule `real_train_policies`: log-linear policies on the real candidates, every seed (core.pipeline.real)."""
+"""Rule `real_train_policies`: log-linear policies on the real candidates, every seed (core.jobs.real_text)."""
 
-from core.pipeline.real import run_script, train_policies
+from core.jobs.launch import run_script
+from core.jobs.real_text import train_policies
 
 
 def main(sm) -> None:

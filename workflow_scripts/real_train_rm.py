@@ -1,6 +1,7 @@
-"""Rule `real_train_rm`: the reward-model heads of one grid point, every seed (core.pipeline.real)."""
+"""Rule `real_train_rm`: the reward-model heads of one grid point, every seed (core.jobs.real_text)."""
 
-from core.pipeline.real import run_script, train_rms
+from core.jobs.launch import run_script
+from core.jobs.real_text import train_rms
 
 
 def main(sm) -> None:

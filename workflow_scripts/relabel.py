@@ -3,14 +3,10 @@ response with the higher oracle reward, exact ties dropped; the flip rate is rec
 normalised columns are kept (core.data.oracle_relabel rebuilds the schema's features)."""
 
 from core.data.io import read_pairs, write_pairs
-from core.pipeline.job import (
-    Job,
-    entrypoint,
-    log_metrics_file,
-    set_torch_threads,
-    tracked_run,
-    write_job_metrics,
-)
+from core.jobs.job import Job
+from core.jobs.launch import entrypoint
+from core.jobs.metrics import log_metrics_file, tracked_run, write_job_metrics
+from core.jobs.run import set_torch_threads
 
 
 def main(job: Job) -> None:

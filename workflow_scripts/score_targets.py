@@ -3,7 +3,10 @@ and 11): columns target_chosen/target_rejected from r_bias, and target_chosen_k/
 from the k-th ensemble member r_{bias,b_k} (the order of distill.ensemble_b)."""
 
 from core.data.io import read_pairs, write_pairs
-from core.pipeline.job import Job, entrypoint, set_torch_threads, tracked_run
+from core.jobs.job import Job
+from core.jobs.launch import entrypoint
+from core.jobs.metrics import tracked_run
+from core.jobs.run import set_torch_threads
 
 
 def main(job: Job) -> None:

@@ -3,7 +3,9 @@ e.g. the DR paper's 400K pairs for reward models and DPO, 5K for PPO. Asking for
 many pairs as the split has keeps the whole split."""
 
 from core.data.io import read_pairs, write_pairs
-from core.pipeline.job import Job, entrypoint, tracked_run
+from core.jobs.job import Job
+from core.jobs.launch import entrypoint
+from core.jobs.metrics import tracked_run
 
 
 def main(job: Job) -> None:

@@ -3,7 +3,9 @@ distillation paper's bandit and bag-of-words analyses): run_<name>(config, seed)
 summary, plot_<name>(result, figure). The table is written as CSV + Markdown, the summary (the
 headline numbers: fitted slopes, gaps, ratios) as a metrics file, all logged to MLflow."""
 
-from core.pipeline.job import Job, entrypoint, log_metrics_file, tracked_run, write_job_metrics
+from core.jobs.job import Job
+from core.jobs.launch import entrypoint
+from core.jobs.metrics import log_metrics_file, tracked_run, write_job_metrics
 
 
 def main(job: Job) -> None:

@@ -8,8 +8,8 @@ annealed linearly or constant. The policy starts from pi_ref. Distillation-paper
 record the Figure B.1 probes and, for e-DPO, which ensemble member attains the minimum (Figure B.3).
 """
 
-from core.pipeline.job import entrypoint
-from core.pipeline.train_jobs import train_dpo
+from core.jobs.launch import entrypoint
+from core.jobs.train import train_dpo
 
 if __name__ == "__main__":
     entrypoint(train_dpo, globals())

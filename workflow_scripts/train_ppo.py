@@ -4,8 +4,8 @@ rollout batch of KL-regularised returns R_i = r(x_i, y_i) - beta KL_i; vA scales
 advantages by n q_i, vB its policy loss (core.trainers.ppo). The policy and value model start
 from pi_ref and the reward model; the reward model must share the policy's tokenizer."""
 
-from core.pipeline.job import entrypoint
-from core.pipeline.train_jobs import train_ppo
+from core.jobs.launch import entrypoint
+from core.jobs.train import train_ppo
 
 if __name__ == "__main__":
     entrypoint(train_ppo, globals())

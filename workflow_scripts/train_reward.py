@@ -6,8 +6,8 @@ DR (DR paper Algorithm 1): the same per-example losses reweighted by the worst-c
 Writes the model folder and train.json (final metrics, step curves, DR weight statistics).
 """
 
-from core.pipeline.job import entrypoint
-from core.pipeline.train_jobs import train_reward
+from core.jobs.launch import entrypoint
+from core.jobs.train import train_reward
 
 if __name__ == "__main__":
     entrypoint(train_reward, globals())

@@ -2,8 +2,8 @@
 fine-tuning of the base LM with trl's SFTTrainer on prompt/completion demonstrations (or on the
 preferred responses of a preference set), loss on completion tokens only."""
 
-from core.pipeline.job import entrypoint
-from core.pipeline.train_jobs import train_sft
+from core.jobs.launch import entrypoint
+from core.jobs.train import train_sft
 
 if __name__ == "__main__":
     entrypoint(train_sft, globals())

@@ -10,8 +10,10 @@ distillation experiments).
 import json
 
 from core.data.io import write_pairs
-from core.pipeline.job import Job, entrypoint, log_metrics_file, tracked_run, write_json
-from core.pipeline.paths import WORLD_DATASETS
+from core.jobs.job import Job
+from core.jobs.launch import entrypoint
+from core.jobs.metrics import log_metrics_file, tracked_run, write_json
+from core.plan.paths import WORLD_DATASETS
 
 
 def main(job: Job) -> None:

@@ -2,12 +2,13 @@
 official scoring, HHH, MT-Bench, oracle-reward advantage with bootstrap intervals and Wald tests,
 training-time likelihood probes, and metrics files.
 
-Import from the submodule that holds a name (each lists its own ``__all__``), so light users
-(tables, scoring) never pay for torch/transformers:
+Import from the submodule that holds a name (each lists its own ``__all__``); the package itself
+re-exports only ``encode_example`` (core.lazy), so light users (tables, scoring) never pay for
+torch/transformers:
 
 * :mod:`core.eval.pairwise`    — ``reward_model_pairwise``, ``policy_pairwise``, ``PairwiseResult``
 * :mod:`core.eval.encoding`    — the encoding rule of training and evaluation (chat template, or
-  separated plain text); ``encode_example`` is also importable from ``core.eval`` (it needs no torch)
+  separated plain text)
 * :mod:`core.eval.scoring`     — tie rule, grouped accuracies
 * :mod:`core.eval.benchmarks`  — one benchmark's rows, scores and score spread (degeneracy)
 * :mod:`core.eval.reference`   — the reference rows (longer response, random, oracle)
@@ -19,6 +20,8 @@ Import from the submodule that holds a name (each lists its own ``__all__``), so
 * :mod:`core.eval.results`     — ``write_metrics``, ``load_metrics``, ``flatten``
 """
 
-from core.eval.encoding import encode_example
+from __future__ import annotations
 
-__all__ = ["encode_example"]
+from core.lazy import lazy_exports
+
+__getattr__, __all__ = lazy_exports("core.eval", {"encoding": "encode_example"})

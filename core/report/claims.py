@@ -1,7 +1,7 @@
 """Every claim of both papers as data, and its measured verdict.
 
 A claim names what the paper says and its number, the metric, the baseline and treated rows, the
-benchmark and the direction the paper reports. The workflow (core.pipeline.specs) attaches to
+benchmark and the direction the paper reports. The workflow (core.plan.specs) attaches to
 each claim the metrics files of this config; :func:`claims_table` computes
 
 * ``effect`` — oriented so that positive is the paper's direction:

@@ -67,7 +67,7 @@ from core.losses import (
     ipo_loss,
     weighted_mean,
 )
-from core.trainers.robust import RobustMinibatchMixin, robust_enabled, validate_robust_args
+from core.trainers.robust import RobustMinibatchMixin, RobustTrainingArguments, robust_enabled
 from core.vocab import (
     DISTILLED_LOSS_TYPES,
     FORWARD_KL_ESTIMATORS,
@@ -98,7 +98,7 @@ def trl_loss_types(loss_types: Sequence[str]) -> list[str]:
 
 
 @dataclass
-class DRDPOConfig(DPOConfig):
+class DRDPOConfig(RobustTrainingArguments, DPOConfig):
     """trl's ``DPOConfig`` plus DR weights, distillation targets, pessimism and e-DPO settings.
 
     ``loss_type`` takes the project's words (``core.vocab.LOSS_TYPES``, default ``"dpo"``); with DR
@@ -111,10 +111,6 @@ class DRDPOConfig(DPOConfig):
             "help": f"One of {', '.join(LOSS_TYPES)} (core.vocab.LOSS_TYPES); with DR off, also trl's other loss types."
         },
     )
-    divergence: str = field(default="none", metadata={"help": "none, tv, chi2, kl or cvar (docs/design.md §1.1)."})
-    rho: float = field(default=0.0, metadata={"help": "Radius of the DR ball (CVaR: alpha); 0 = non-robust."})
-    average_iterates: str = field(default="none", metadata={"help": "none, uniform (Alg. 3 line 8) or ema."})
-    ema_decay: float = field(default=0.999, metadata={"help": "EMA decay when average_iterates='ema'."})
     gamma: float = field(default=0.01, metadata={"help": "Forward-KL coefficient when gamma_schedule='constant'."})
     gamma_schedule: str = field(default="constant", metadata={"help": "constant or linear (gamma_start -> gamma_end)."})
     gamma_start: float = field(default=1e-4, metadata={"help": "gamma at the first step of a linear schedule."})
@@ -133,8 +129,7 @@ class DRDPOConfig(DPOConfig):
     )
 
     def __post_init__(self) -> None:
-        validate_robust_args(self.divergence, self.rho, self.average_iterates, self.ema_decay)
-        super().__post_init__()  # turns a str loss_type into a list
+        super().__post_init__()  # the DR fields' checks; trl's turns a str loss_type into a list
         if "sigmoid" in self.loss_type:
             raise ValueError(
                 f"config field 'loss_type': the plain DPO loss is called 'dpo' (trl's 'sigmoid'), got {self.loss_type}"

@@ -23,7 +23,7 @@ inf gradients on purpose; the workflow trains in float32 or bf16), and under Dee
 gradients are not in ``param.grad`` (only the loss is checked).
 
 :func:`raise_if_nonfinite_parameters` is the last line: every model the workflow saves
-(``core.pipeline.training.save_final``, DR-PPO's ``save_model``) is checked tensor by tensor
+(``core.jobs.trainer_setup.save_final``, DR-PPO's ``save_model``) is checked tensor by tensor
 before anything is written, so a nan/inf model never becomes a model folder (the error names
 the first 5 bad tensors).
 """

@@ -62,7 +62,6 @@ from trl.models.utils import unwrap_model_for_generation
 from trl.trainer.utils import selective_log_softmax
 
 from core.atomic import atomic_directory, atomic_write_json, staging_directory
-from core.dro import check_radius
 from core.trainers.guards import NonFiniteError, gradient_norm, nonfinite_gradients, raise_if_nonfinite_parameters
 from core.trainers.ppo_utils import (
     KL_ESTIMATORS,
@@ -79,7 +78,8 @@ from core.trainers.ppo_utils import (
     robust_weights,
     shaped_token_rewards,
 )
-from core.vocab import DIVERGENCES, PPO_VERSIONS
+from core.trainers.robust import RobustBallArguments
+from core.vocab import PPO_VERSIONS
 
 with warnings.catch_warnings():  # trl 1.12 warns on the first import of trl.experimental
     warnings.filterwarnings("ignore", message=".*trl.experimental.*")
@@ -112,8 +112,9 @@ _RUN_KEYS = (
 
 
 @dataclass
-class DRPPOConfig(PPOConfig):
-    r"""trl 1.12's ``PPOConfig`` plus the DR-PPO fields (DR paper §5.2).
+class DRPPOConfig(RobustBallArguments, PPOConfig):
+    r"""trl 1.12's ``PPOConfig`` plus the DR-PPO fields (DR paper §5.2; the ball:
+    core.trainers.robust.RobustBallArguments).
 
     Parameters:
         robust_version (`str`, defaults to `"none"`): one of `core.vocab.PPO_VERSIONS`: `"none"`
@@ -131,24 +132,14 @@ class DRPPOConfig(PPOConfig):
         default="none",
         metadata={"help": "DR-PPO variant: 'none', 'vA' (scaled advantages) or 'vB' (scaled policy loss)."},
     )
-    divergence: str = field(
-        default="none",
-        metadata={"help": "Divergence ball of the worst-case weights (core.dro)."},
-    )
-    rho: float = field(default=0.0, metadata={"help": "Radius of the ball (alpha for cvar)."})
     num_sample_generations: int = field(default=0, metadata={"help": "Not supported by DRPPOTrainer; must be 0."})
 
     def __post_init__(self) -> None:
+        super().__post_init__()  # the ball's checks, then trl's
         if self.robust_version not in PPO_VERSIONS:
             raise ValueError(
                 f"DRPPOConfig.robust_version must be one of {list(PPO_VERSIONS)}, got {self.robust_version!r}"
             )
-        if self.divergence not in DIVERGENCES:
-            raise ValueError(f"DRPPOConfig.divergence must be one of {list(DIVERGENCES)}, got {self.divergence!r}")
-        try:
-            check_radius(self.divergence, self.rho)
-        except ValueError as err:
-            raise ValueError(f"DRPPOConfig.rho: {err}") from None
         if self.robust_version == "none" and self.divergence != "none" and self.rho > 0:
             raise ValueError(
                 f"DRPPOConfig: divergence={self.divergence!r} with rho={self.rho} has no effect when "
@@ -163,7 +154,6 @@ class DRPPOConfig(PPOConfig):
             raise ValueError(
                 f"DRPPOConfig.kl_estimator must be one of {list(KL_ESTIMATORS)}, got {self.kl_estimator!r}"
             )
-        super().__post_init__()
 
 
 def tokenize_prompts(

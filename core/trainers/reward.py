@@ -20,38 +20,22 @@ trl's ``center_rewards_coefficient`` regulariser stays a plain mean (it is not r
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from trl import RewardConfig, RewardTrainer
 
 from core.losses import bradley_terry_loss
-from core.trainers.robust import RobustMinibatchMixin, validate_robust_args
+from core.trainers.robust import RobustMinibatchMixin, RobustTrainingArguments
 
 __all__ = ["DRRewardConfig", "DRRewardTrainer"]
 
 
 @dataclass
-class DRRewardConfig(RewardConfig):
-    """trl's ``RewardConfig`` plus the DR reward model's settings (DR paper Algorithm 1)."""
-
-    divergence: str = field(
-        default="none",
-        metadata={
-            "help": "Ball around the uniform minibatch weights: none, tv, chi2, kl or cvar (docs/design.md §1.1)."
-        },
-    )
-    rho: float = field(default=0.0, metadata={"help": "Radius of the ball (CVaR: alpha); 0 = non-robust."})
-    average_iterates: str = field(
-        default="none",
-        metadata={"help": "none, uniform (Alg. 1 line 8) or ema; the average becomes the final/saved model."},
-    )
-    ema_decay: float = field(default=0.999, metadata={"help": "Decay of the EMA when average_iterates='ema'."})
-
-    def __post_init__(self) -> None:
-        validate_robust_args(self.divergence, self.rho, self.average_iterates, self.ema_decay)
-        super().__post_init__()
+class DRRewardConfig(RobustTrainingArguments, RewardConfig):
+    """trl's ``RewardConfig`` plus the DR reward model's settings (DR paper Algorithm 1:
+    core.trainers.robust.RobustTrainingArguments)."""
 
 
 class DRRewardTrainer(RobustMinibatchMixin, RewardTrainer):

@@ -51,7 +51,7 @@ import json
 import os
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -70,8 +70,10 @@ __all__ = [
     "ITERATE_AVERAGE_FILE",
     "ROBUST_STATE_FILE",
     "IterateAverager",
+    "RobustBallArguments",
     "RobustMinibatchMixin",
     "RobustStep",
+    "RobustTrainingArguments",
     "robust_enabled",
     "solve_step_weights",
     "validate_robust_args",
@@ -86,18 +88,55 @@ _METRIC_NAMES = tuple(
 
 def validate_robust_args(divergence: str, rho: float, average_iterates: str, ema_decay: float) -> None:
     """Raise ``ValueError`` naming the config field when a robust setting is out of range."""
-    if divergence not in DIVERGENCES:
-        raise ValueError(f"config field 'divergence': expected one of {list(DIVERGENCES)}, got {divergence!r}")
-    try:
-        check_radius(divergence, rho)
-    except ValueError as err:
-        raise ValueError(f"config field 'rho': {err}") from None
+    _validate_ball(divergence, rho)
     if average_iterates not in AVERAGE_ITERATES:
         raise ValueError(
             f"config field 'average_iterates': expected one of {list(AVERAGE_ITERATES)}, got {average_iterates!r}"
         )
     if not isinstance(ema_decay, (int, float)) or not 0.0 < float(ema_decay) < 1.0:
         raise ValueError(f"config field 'ema_decay': expected a number in (0, 1), got {ema_decay!r}")
+
+
+def _validate_ball(divergence: str, rho: float) -> None:
+    if divergence not in DIVERGENCES:
+        raise ValueError(f"config field 'divergence': expected one of {list(DIVERGENCES)}, got {divergence!r}")
+    try:
+        check_radius(divergence, rho)
+    except ValueError as err:
+        raise ValueError(f"config field 'rho': {err}") from None
+
+
+@dataclass
+class RobustBallArguments:
+    """The DR ball of every robust trainer's config (mixed in before trl's config class):
+    ``{q in simplex: D(q, 1/N) <= rho}`` around the uniform minibatch weights (DR paper eq. 4;
+    docs/design.md §1.1); ``rho = 0`` or ``divergence = "none"`` is the non-robust trainer."""
+
+    divergence: str = field(
+        default="none",
+        metadata={"help": f"Ball around the uniform minibatch weights: one of {', '.join(DIVERGENCES)}."},
+    )
+    rho: float = field(default=0.0, metadata={"help": "Radius of the ball (CVaR: alpha in (0, 1]); 0 = non-robust."})
+
+    def __post_init__(self) -> None:
+        _validate_ball(self.divergence, self.rho)
+        super().__post_init__()
+
+
+@dataclass
+class RobustTrainingArguments(RobustBallArguments):
+    """The ball plus iterate averaging (DR paper Alg. 1 / Alg. 3 line 8: the average of the
+    iterates becomes the final, saved model): the reward-model and DPO trainers' DR fields."""
+
+    average_iterates: str = field(
+        default="none",
+        metadata={"help": f"One of {', '.join(AVERAGE_ITERATES)}: no average, the uniform mean or an EMA."},
+    )
+    ema_decay: float = field(default=0.999, metadata={"help": "Decay of the EMA when average_iterates='ema'."})
+
+    def __post_init__(self) -> None:
+        validate_robust_args(self.divergence, self.rho, self.average_iterates, self.ema_decay)
+        super(RobustBallArguments, self).__post_init__()
 
 
 def robust_enabled(divergence: str, rho: float) -> bool:

@@ -20,54 +20,19 @@ from typing import Any
 
 import numpy as np
 
-from core.pipeline.paths import fmt
+from core.jobs.real_text import (
+    PolicyFeatures,
+    StateLookup,
+    candidates,
+    evaluate_policy,
+    reference_values,
+    score_benchmark,
+    seed_benchmarks,
+)
+from core.plan.paths import fmt
+from core.plan.real import distill_grid, distill_key
 
-__all__ = ["DISTILL_METHODS", "check_distill", "distill_grid", "distill_key", "train_distill"]
-
-DISTILL_METHODS = ("dpo", "ipo", "ddpo", "pdpo", "edpo")
-_KEYS = ("biases", "n_train", "margin", "ensemble_b", "ensemble_n", "methods", "beta", "gamma", "probe")
-
-
-def check_distill(cfg: Mapping[str, Any]) -> None:
-    """Validate the ``distill`` section of a real-text config (clear errors naming the key)."""
-    dist = cfg["distill"]
-    if "policy" not in cfg:
-        raise ValueError("config: 'distill' needs the 'policy' section (its features, optimiser and eps)")
-    missing = [k for k in _KEYS if k not in dist]
-    if missing:
-        raise ValueError(f"config: missing key(s) {['distill.' + k for k in missing]}")
-    for key in ("biases", "ensemble_b"):
-        if not dist[key] or not all(isinstance(b, int | float) and 0 <= b <= 1 for b in dist[key]):
-            raise ValueError(f"config: distill.{key} must be a non-empty list of numbers in [0, 1]")
-    for key in ("n_train", "ensemble_n"):
-        if not isinstance(dist[key], int) or dist[key] < 2:
-            raise ValueError(f"config: distill.{key} must be an integer >= 2, got {dist[key]!r}")
-    bad = sorted(set(dist["methods"]) - set(DISTILL_METHODS))
-    if bad or "dpo" not in dist["methods"]:
-        raise ValueError(f"config: distill.methods must include dpo and be among {DISTILL_METHODS}, got {bad}")
-    for key in ("beta", "gamma"):
-        if not dist[key] or not all(isinstance(v, int | float) and v > 0 for v in dist[key]):
-            raise ValueError(f"config: distill.{key} must be a non-empty list of numbers > 0")
-    probe = dist["probe"]
-    if probe.get("bias") not in dist["biases"] or probe.get("beta") not in dist["beta"]:
-        raise ValueError("config: distill.probe.bias and distill.probe.beta must be in distill.biases and distill.beta")
-
-
-def distill_grid(cfg: Mapping[str, Any]) -> list[tuple[str, float, float]]:
-    """Every (method, beta, gamma) of ``distill``; gamma is 0 for the methods without the KL term."""
-    from core.trainers.loglinear import PESSIMISTIC
-
-    dist = cfg["distill"]
-    return [
-        (m, float(b), float(g))
-        for m in dist["methods"]
-        for b in dist["beta"]
-        for g in (dist["gamma"] if m in PESSIMISTIC else [0.0])
-    ]
-
-
-def distill_key(method: str, beta: float, gamma: float) -> str:
-    return f"{method}|{fmt(beta)}|{fmt(gamma)}"
+__all__ = ["train_distill"]
 
 
 def _reward_head(plan: Any, lookup: Any, train: Any, test: Any, targets_of: Any, seed: int) -> tuple[np.ndarray, dict]:
@@ -77,7 +42,6 @@ def _reward_head(plan: Any, lookup: Any, train: Any, test: Any, targets_of: Any,
     import torch
 
     from core.models import load_reward_model
-    from core.pipeline.real import score_benchmark
     from core.trainers.feature_head import HeadConfig, head_scores, train_head
 
     cfg = plan.config
@@ -125,7 +89,6 @@ class _Seed:
 def _one_bias(plan: Any, lookup: Any, tok: Any, ctx: _Seed, bias: float, run: Any) -> dict[str, Any]:
     """``D_b``, its reward models and every policy of the grid on it, for one seed."""
     from core.data import ensemble_subsets, length_bias_subsample
-    from core.pipeline.real import evaluate_policy
     from core.trainers.loglinear import DISTILLED, PolicyConfig, preferred_logratio, train_policy
 
     cfg, dist = plan.config, plan.config["distill"]
@@ -162,7 +125,6 @@ def train_distill(plan: Any, paths: Mapping[str, str], seeds: Sequence[int], out
     from core.atomic import atomic_write_json
     from core.data import read_pairs
     from core.models import load_tokenizer
-    from core.pipeline.real import PolicyFeatures, StateLookup, candidates, reference_values, seed_benchmarks
     from core.tracking import mlflow_run
 
     cfg = plan.config

@@ -14,14 +14,9 @@ import json
 from typing import Any
 
 from core.data.io import read_pairs
-from core.pipeline.job import (
-    Job,
-    log_metrics_file,
-    run_id_of,
-    set_torch_threads,
-    tracked_run,
-    write_job_metrics,
-)
+from core.jobs.job import Job
+from core.jobs.metrics import log_metrics_file, run_id_of, tracked_run, write_job_metrics
+from core.jobs.run import set_torch_threads
 
 #: each benchmark's encoding and pi_ref's log-probs of it, by (tokenizer, reference model), computed
 #: once per process for every seed of a job (core.eval.benchmarks.evaluate_benchmark's ``cache``)

@@ -7,6 +7,8 @@ or mix each other's files; numbers inside paths are written by :func:`fmt`.
 
 from __future__ import annotations
 
+import re
+
 from core.vocab import BENCHMARKS, DIVERGENCES, GAMMA_SCHEDULES, LOSS_TYPES, NO_GAMMA, PPO_VERSIONS
 
 #: a grid value inside a path (what :func:`fmt` writes)
@@ -148,3 +150,12 @@ class Paths:
     def distill_data(name, bias=None) -> str:
         """Distillation data: relabelled/train/val/test, or per bias train/ens<b>/targets."""
         return f"distill/{name}" if bias is None else f"distill/bias{fmt(bias)}/{name}"
+
+
+#: an input/output of one seed of a job over several seeds: ``<name>_seed<N>`` (core.jobs.job.Job.per_seed)
+SEED_ENTRY = re.compile(r"^(?P<name>.+)_seed(?P<seed>[0-9]+)$")
+
+
+def seed_entry(name: str, seed: int | str) -> str:
+    """The input/output name of ``name`` for one seed of a job over several seeds."""
+    return f"{name}_seed{seed}"

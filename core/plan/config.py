@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from core.pipeline.paths import WORLD_DATASETS
+from core.plan.paths import WORLD_DATASETS
 from core.vocab import REWARDBENCH2_SUBSETS
 
 SCHEMA = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"

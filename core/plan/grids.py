@@ -1,12 +1,12 @@
 """The experiment grids a config expands into: seeds, the reward-model grid per variant and
 divergence, PPO and DPO grids, the distillation grid, benchmarks. Values are the vocabulary's
-words (core.vocab) and plain floats; paths are built from them by core.pipeline.paths."""
+words (core.vocab) and plain floats; paths are built from them by core.plan.paths."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from core.pipeline.paths import fmt
+from core.plan.paths import fmt
 from core.vocab import BENCHMARKS, NO_GAMMA, PESSIMISTIC_LOSS_TYPES
 
 #: the benchmark name of a variant's validation split (selection only; no table shows it)

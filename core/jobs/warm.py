@@ -3,9 +3,9 @@ transformers, trl, datasets and mlflow once, then forks one child per job (issue
 process spends ~6 CPU-seconds on those imports before any work).
 
 Snakemake still runs every job as its own process (the ``script:`` directive); that process is
-a thin client (:func:`run_warm`): it sends its :class:`~core.pipeline.job.Job`, working folder,
+a thin client (:func:`run_warm`): it sends its :class:`~core.jobs.job.Job`, working folder,
 environment and stdout/stderr to the server and waits. The server forks; the child runs the job
-exactly as a cold process would (:func:`core.pipeline.job.run_job`: log, threads, seeds, SIGTERM)
+exactly as a cold process would (:func:`core.jobs.run.run_job`: log, threads, seeds, SIGTERM)
 and its exit status becomes the client's. The fork copies imported modules and nothing else (the
 server runs no torch op, holds no model, data or MLflow run), so a job's numbers are a cold
 start's (tests/test_warm.py).
@@ -38,6 +38,9 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
+from core.jobs.job import Job
+from core.jobs.run import run_job
+
 #: the environment variable that tells a job process where the server listens
 WARM_ENV = "ROBUST_RLHF_WARM"
 #: what the server imports before it forks (the modules every training / evaluation job needs)
@@ -54,8 +57,8 @@ PRELOAD = (
     "core.eval.benchmarks",
     "core.eval.oracle",
     "core.models",
-    "core.pipeline.eval_jobs",
-    "core.pipeline.train_jobs",
+    "core.jobs.evaluate",
+    "core.jobs.train",
     "core.tracking",
     "core.trainers.dpo",
     "core.trainers.ppo",
@@ -164,8 +167,6 @@ def _child(conn: socket.socket, fds: list[int], request: dict[str, Any]) -> None
             os.kill(os.getpid(), signal.SIGTERM)
 
         threading.Thread(target=watch, daemon=True).start()
-        from core.pipeline.job import Job, run_job
-
         job = Job(**request["job"])
         sys.argv = [job.script]
         run_job(_load_main(job.script, *request["main"]), job)
@@ -268,7 +269,7 @@ class WarmServer:
         self.address = os.path.join(tempfile.gettempdir(), f"robust-rlhf-warm-{uuid.uuid4().hex[:12]}.sock")
         os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
         self._log = open(log_path, "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the server
-        cmd = [sys.executable, "-m", "core.pipeline.warm", self.address, str(os.getpid())]
+        cmd = [sys.executable, "-m", "core.jobs.warm", self.address, str(os.getpid())]
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         os.environ[WARM_ENV] = self.address  # the jobs Snakemake starts from now on inherit it
 

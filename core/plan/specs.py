@@ -3,7 +3,7 @@
 A spec names the metrics files of each cell (core.report.tables reads the numbers), so a table's
 rule asks for exactly the files that table reads, and through them only the models it needs.
 Adding a table is one entry in :meth:`Specs.tables`; rows come from the grids
-(core.pipeline.grids), file paths from the one path scheme (core.pipeline.paths).
+(core.plan.grids), file paths from the one path scheme (core.plan.paths).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import os
 from typing import Any
 
 from core.eval.reference import REFERENCE_LABELS
-from core.pipeline.paths import fmt
+from core.plan.paths import fmt
 from core.vocab import DIVERGENCE_LABELS, GAMMA_LABELS, METHOD_LABELS, REWARDBENCH2_SUBSETS, REWARDBENCH_SECTIONS
 
 SECTION_NAMES = tuple(REWARDBENCH_SECTIONS)
@@ -97,7 +97,7 @@ def _rho_label(prefix: str, rho: float) -> str:
 
 
 class Specs:
-    """Every table and figure spec of one config (a :class:`core.pipeline.workflow.Pipeline`)."""
+    """Every table and figure spec of one config (a :class:`core.plan.workflow.Pipeline`)."""
 
     def __init__(self, pipeline: Any) -> None:
         self.p, self.cfg, self.paths = pipeline, pipeline.cfg, pipeline.paths

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,146 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from core.pipeline.paths import fmt
-
-EXPERIMENT = "real-text"
-BENCHMARKS = ("val", "id", "shifted", "heldout", "hhh")
-DIVERGENCES = ("tv", "chi2")
-_TOP_KEYS = {
-    "experiment", "name", "seeds", "tracking", "data_root", "data", "encoder", "reward", "policy", "distill", "eval",
-}  # fmt: skip
-
-
-def _need(mapping: Mapping[str, Any], key: str, where: str) -> Any:
-    if not isinstance(mapping, Mapping) or key not in mapping:
-        raise ValueError(f"config: missing key '{where}{key}'")
-    return mapping[key]
-
-
-@dataclass(frozen=True)
-class RealPlan:
-    """Config, paths and grid of a real-text config; importable without torch."""
-
-    config: Mapping[str, Any]
-
-    def __post_init__(self) -> None:
-        cfg = self.config
-        unknown = sorted(set(cfg) - _TOP_KEYS)
-        if unknown:
-            raise ValueError(
-                f"config: unknown key(s) {unknown} for experiment {EXPERIMENT!r}; expected {sorted(_TOP_KEYS)}"
-            )
-        for key in ("name", "seeds", "data_root", "data", "encoder", "reward", "eval"):
-            _need(cfg, key, "")
-        seeds = cfg["seeds"]
-        if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
-            raise ValueError(f"config: 'seeds' must be a non-empty list of integers >= 0, got {seeds!r}")
-        data = cfg["data"]
-        for key in ("pool", "hhh", "split", "under_represented", "variants"):
-            _need(data, key, "data.")
-        for key in ("path", "annotator", "reference", "n_generators", "generator_seed"):
-            _need(data["pool"], key, "data.pool.")
-        split = data["split"]
-        if not (0 < float(_need(split, "val", "data.split.")) and 0 < float(_need(split, "test", "data.split."))):
-            raise ValueError("config: data.split.val and data.split.test must be > 0")
-        for variant, spec in data["variants"].items():
-            if not isinstance(_need(spec, "exclude", f"data.variants.{variant}."), list):
-                raise ValueError(f"config: data.variants.{variant}.exclude must be a list of sources")
-        for variant, grid in _need(cfg["reward"], "grids", "reward.").items():
-            if variant not in data["variants"]:
-                raise ValueError(f"config: reward.grids.{variant}: no such variant in data.variants")
-            for div, rhos in grid.items():
-                if div not in DIVERGENCES:
-                    raise ValueError(f"config: reward.grids.{variant}.{div}: divergence must be one of {DIVERGENCES}")
-                if not all(isinstance(r, int | float) and 0 < r and math.isfinite(r) for r in rhos):
-                    raise ValueError(f"config: reward.grids.{variant}.{div}: rho values must be finite and > 0")
-        if cfg["reward"].get("rm_variant", "unfiltered") not in data["variants"]:
-            raise ValueError("config: reward.rm_variant must name a variant of data.variants")
-        if "policy" in cfg:
-            from core.trainers.loglinear import POLICY_METHODS
-
-            pol = cfg["policy"]
-            for key in ("methods", "beta", "eps", "train"):
-                _need(pol, key, "policy.")
-            bad = sorted(set(pol["methods"]) - set(POLICY_METHODS))
-            if bad or "dpo" not in pol["methods"]:
-                raise ValueError(f"config: policy.methods must include dpo and be among {POLICY_METHODS}, got {bad}")
-            for div in pol.get("dr", {}):
-                if div not in DIVERGENCES:
-                    raise ValueError(f"config: policy.dr.{div}: divergence must be one of {DIVERGENCES}")
-        if "distill" in cfg:
-            from core.pipeline.real_distill import check_distill
-
-            check_distill(cfg)
-
-    # ------------------------------------------------------------------ places
-    @property
-    def root(self) -> str:
-        return f"results/{self.config['name']}"
-
-    def data_path(self, rel: str) -> str:
-        """A data file under the data root (``data_root``, or ``ROBUST_RLHF_DATA`` when set)."""
-        base = os.environ.get("ROBUST_RLHF_DATA") or self.config["data_root"]
-        return str(Path(base) / rel)
-
-    def pairs(self, name: str) -> str:
-        return f"{self.root}/data/{name}.parquet"
-
-    def states(self) -> dict[str, str]:
-        return {"texts": f"{self.root}/states/texts.parquet", "states": f"{self.root}/states/states.npz"}
-
-    def point(self, variant: str, div: str, rho: float) -> str:
-        return f"rm/{variant}/{div}/rho{fmt(rho)}"
-
-    def model(self, variant: str, div: str, rho: float, seed: int) -> str:
-        return f"{self.root}/models/{self.point(variant, div, rho)}/seed{seed}"
-
-    def metrics(self, variant: str, div: str, rho: float, seed: int) -> str:
-        return f"{self.root}/metrics/{self.point(variant, div, rho)}/seed{seed}.json"
-
-    def log(self, rel: str) -> str:
-        return f"{self.root}/logs/{rel}.log"
-
-    def policy_metrics(self, seed: int) -> str:
-        return f"{self.root}/metrics/policy/seed{seed}.json"
-
-    def distill_metrics(self, seed: int) -> str:
-        return f"{self.root}/metrics/distill/seed{seed}.json"
-
-    def figure2(self, ext: str) -> str:
-        """Figure 2 (the distillation policies per length bias) as a table."""
-        return f"{self.root}/tables/figure2.{ext}"
-
-    def table(self, ext: str, number: int = 8) -> str:
-        return f"{self.root}/tables/table{number}.{ext}"
-
-    def claims(self, ext: str) -> str:
-        return f"{self.root}/claims.{ext}"
-
-    # ------------------------------------------------------------------ grid
-    def seeds(self) -> list[int]:
-        return list(self.config["seeds"])
-
-    def grid(self) -> list[tuple[str, str, float]]:
-        """Every (variant, divergence, rho): BTL (``none``, 0) and the DR points of each variant."""
-        out = []
-        for variant, grid in self.config["reward"]["grids"].items():
-            out.append((variant, "none", 0.0))
-            out.extend((variant, div, float(rho)) for div, rhos in grid.items() for rho in rhos)
-        return out
-
-    def all_metrics(self) -> list[str]:
-        return [self.metrics(v, d, r, s) for v, d, r in self.grid() for s in self.seeds()]
-
-
-# ---------------------------------------------------------------------- data of one seed
-def choose_generators(names: Sequence[str], k: int, reference: str, seed: int) -> list[str]:
-    """``k`` evaluated generators by a seeded permutation of the sorted names (the reference excluded)."""
-    names = sorted(set(names) - {reference})
-    if not 1 <= k <= len(names):
-        raise ValueError(f"data.pool.n_generators must be in [1, {len(names)}], got {k}")
-    order = np.random.default_rng(seed).permutation(len(names))
-    return sorted(names[i] for i in order[:k])
+from core.plan.paths import fmt
+from core.plan.real import BENCHMARKS, RealPlan, choose_generators, policy_grid, policy_key
 
 
 def seed_benchmarks(pool: Any, plan: RealPlan, variant: str, seed: int) -> dict[str, Any]:
@@ -377,30 +238,6 @@ def train_rms(
             atomic_write_json(plan.metrics(variant, div, rho, seed), metrics, indent=2, sort_keys=True)
 
 
-def run_script(main: Any, sm: Any) -> None:
-    """Run a real-text workflow script: stdout and stderr to the rule's log (appended), HF offline."""
-    import contextlib
-    import sys
-
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    log = str(sm.log[0]) if len(sm.log) else None
-    if log is None:
-        main(sm)
-        return
-    Path(log).parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "a", encoding="utf-8") as fh, contextlib.redirect_stdout(fh), contextlib.redirect_stderr(fh):
-        try:
-            main(sm)
-        except BaseException:
-            import traceback
-
-            traceback.print_exc(file=fh)
-            fh.flush()
-            sys.stderr.write(f"failed: see {log}\n")
-            raise
-
-
 # ---------------------------------------------------------------------- log-linear policies
 @dataclass
 class Candidates:
@@ -449,18 +286,6 @@ class PolicyFeatures:
         m /= np.linalg.norm(m, axis=1, keepdims=True) + 1e-12
         z = (np.log1p([len(response_text(y)) for y in responses]) - self.mu) / self.sd
         return (np.hstack([m, (np.clip(z, -3, 3) / 3)[:, None]]) / math.sqrt(2)).astype(np.float32)
-
-
-def policy_grid(plan: RealPlan) -> list[tuple[str, str, float, float]]:
-    """Every (method, divergence, rho, beta) of ``policy``: DPO, IPO, cDPO, rDPO and DR-DPO's grid."""
-    pol = plan.config["policy"]
-    out = [(m, "none", 0.0, float(b)) for m in pol["methods"] for b in pol["beta"]]
-    out += [("dpo", d, float(r), float(b)) for d, rhos in pol.get("dr", {}).items() for r in rhos for b in pol["beta"]]
-    return out
-
-
-def policy_key(method: str, div: str, rho: float, beta: float) -> str:
-    return f"{method}|{div}|{fmt(rho)}|{fmt(beta)}"
 
 
 def train_policies(plan: RealPlan, paths: Mapping[str, str], seeds: Sequence[int], outputs: Sequence[str]) -> None:

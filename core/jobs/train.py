@@ -9,10 +9,10 @@
 
 Each writes its model atomically (rank 0), a metrics file with the step curves, and one MLflow run.
 A reward, SFT or DPO job with an input ``val`` also evaluates that validation set during training
-(``core.pipeline.training.eval_args``): its metrics file then has the validation loss curve
+(``core.jobs.trainer_setup.eval_args``): its metrics file then has the validation loss curve
 ``metrics.curves.eval_loss`` (the uniform-weight loss, DR models included). Every trainer
 checkpoints into the job's checkpoint folder and a rerun of a killed job resumes from the newest
-complete checkpoint (core.pipeline.training; "[checkpoint] resumed from step N" in the log).
+complete checkpoint (core.jobs.trainer_setup; "[checkpoint] resumed from step N" in the log).
 """
 
 from __future__ import annotations
@@ -21,25 +21,16 @@ from collections.abc import Callable
 from typing import Any
 
 from core.data.io import read_pairs
-from core.pipeline.job import (
-    Job,
-    checkpoint_dir,
-    log_metrics_file,
-    rank,
-    run_id_of,
-    set_torch_threads,
-    tracked_run,
-    write_job_metrics,
-)
-from core.pipeline.training import (
+from core.jobs.checkpoints import checkpoint_dir, checkpoint_step, complete_checkpoints_callback, latest_checkpoint
+from core.jobs.job import Job, rank
+from core.jobs.metrics import log_metrics_file, run_id_of, tracked_run, write_job_metrics
+from core.jobs.run import set_torch_threads
+from core.jobs.trainer_setup import (
     checkpoint_args,
-    checkpoint_step,
-    complete_checkpoints_callback,
     curves,
     eval_args,
     guard,
     last_values,
-    latest_checkpoint,
     mean_logged_loss,
     member_fractions,
     pairs_only,
@@ -51,7 +42,7 @@ from core.pipeline.training import (
 
 
 def _resume_point(trainer: Any, out: str) -> str | None:
-    """The newest complete checkpoint of this job (core.pipeline.training), announced in the log;
+    """The newest complete checkpoint of this job (core.jobs.trainer_setup), announced in the log;
     a resumed run does not evaluate again at its first step (that point is in its history)."""
     path = latest_checkpoint(checkpoint_dir(out))
     if path is not None:
@@ -273,7 +264,7 @@ def train_dpo(job: Job) -> None:
                 job, metrics, run, out, {"pairs": len(data)}, seed, {k: v for k, v in metrics.items() if k != "curves"}
             )
             if "oracle" in job.input:  # distillation policies: their oracle advantage, in the same process
-                from core.pipeline.eval_jobs import score_oracle_splits
+                from core.jobs.evaluate import score_oracle_splits
 
                 score_oracle_splits(job, run, out, train_run=run.run_id)
 

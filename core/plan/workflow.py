@@ -1,5 +1,5 @@
-"""The workflow's view of one config: where every file goes (core.pipeline.paths), the grids
-(core.pipeline.grids), and what each rule needs (resources, params, base models, inputs).
+"""The workflow's view of one config: where every file goes (core.plan.paths), the grids
+(core.plan.grids), and what each rule needs (resources, params, base models, inputs).
 
 The ``.smk`` files build one ``Pipeline(config)`` and call its methods; nothing here knows
 about Snakemake's objects, so it is unit-tested like the rest of ``core``.
@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from core.pipeline.config import validate_config
-from core.pipeline.grids import VALIDATION, Grids
-from core.pipeline.paths import MATERIALISED_SOURCES, RMSET_ROLE, Paths
+from core.plan.config import validate_config
+from core.plan.grids import VALIDATION, Grids
+from core.plan.paths import MATERIALISED_SOURCES, RMSET_ROLE, Paths, seed_entry
 from core.vocab import DISTILLED_LOSS_TYPES, PESSIMISTIC_LOSS_TYPES
 
 RESULTS = "results"
@@ -44,9 +44,9 @@ class Pipeline(Grids):
 
     @property
     def specs(self) -> Any:
-        """The table, figure and report specs (core.pipeline.specs), built once."""
+        """The table, figure and report specs (core.plan.specs), built once."""
         if self._specs is None:
-            from core.pipeline.specs import Specs
+            from core.plan.specs import Specs
 
             self._specs = Specs(self)
         return self._specs
@@ -82,10 +82,8 @@ class Pipeline(Grids):
 
     def per_seed(self, entries: Any) -> dict[str, Any]:
         """Inputs or outputs of a job over every seed of the config (all seeds of a grid point in
-        one process: core.pipeline.job.Job.per_seed): ``entries(seed) -> {name: path}`` becomes
+        one process: core.jobs.job.Job.per_seed): ``entries(seed) -> {name: path}`` becomes
         ``{<name>_seed<N>: path}``."""
-        from core.pipeline.job import seed_entry
-
         return {seed_entry(k, s): v for s in self.seeds() for k, v in entries(s).items()}
 
     def seeded_resources(self, kind: str) -> dict[str, Any]:
@@ -253,7 +251,7 @@ class Pipeline(Grids):
 
     def raw_outputs(self) -> dict[str, str]:
         """The synthetic world's outputs: every raw dataset, its corpus and its exact oracle."""
-        from core.pipeline.paths import WORLD_DATASETS
+        from core.plan.paths import WORLD_DATASETS
 
         out = {name: self.paths.raw(name) for name in WORLD_DATASETS}
         return {**out, "corpus": self.paths.world_file("corpus.jsonl"), "oracle": self.paths.world_file("oracle.json"),

@@ -1,93 +1,20 @@
-"""Shared pieces of the training jobs: trainer arguments from the config slice, the validation-loss
-schedule, the non-finite guard every trainer gets, checkpoints and resuming, atomic saving of the
-final model (LoRA merged, so every later stage loads a plain HF folder; never a nan/inf one), step
-curves, the DR weight and e-DPO member summaries.
-
-Checkpoints: a training job writes ``checkpoint-<step>`` folders every ``train.save_steps`` steps
-(default: a tenth of its budget) into its own folder ``results/<config>/checkpoints/<model path>``
-(:func:`checkpoint_dir`; outside Snakemake's outputs, so removing a failed job's outputs keeps
-them), keeping the newest ``train.save_total_limit`` (default 2). Each complete checkpoint gets a
-marker file once the trainer has written all of it (:func:`complete_checkpoints_callback`); a rerun
-resumes from the newest checkpoint that has it and passes :func:`verified_checkpoint` (optimiser,
-scheduler, RNG, robust-weight state and iterate averages are the trainers' own checkpoint
-contents). The folder is removed when the job has succeeded.
+"""What the training jobs share around trl's trainers: trainer arguments from the config slice
+(checkpoint cadence included; the folders themselves: core.jobs.checkpoints), the validation-loss
+schedule, the non-finite guard every trainer gets, atomic saving of the final model (LoRA merged,
+so every later stage loads a plain HF folder; never a nan/inf one), step curves, the DR weight and
+e-DPO member summaries.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import re
 from collections.abc import Mapping
 from typing import Any
 
-from core.pipeline.job import COMPLETE_MARKER, Job, rank
+from core.jobs.checkpoints import SAVE_TOTAL_LIMIT
+from core.jobs.job import Job, rank
 
 PAIR_COLUMNS = ("prompt", "chosen", "rejected")
-#: transformers' checkpoint folders (``PREFIX_CHECKPOINT_DIR``; not imported: job processes stay torch-free)
-CHECKPOINT = re.compile(r"^checkpoint-(?P<step>[0-9]+)$")
-#: checkpoints kept (the newest ones) unless the config's train block says otherwise
-SAVE_TOTAL_LIMIT = 2
-
-
-def verified_checkpoint(folder: str) -> str | None:
-    """Why ``folder`` is not a usable checkpoint (None when it is): the completion marker, a
-    ``trainer_state.json`` whose ``global_step`` is the folder's step, and model weights."""
-    m = CHECKPOINT.match(os.path.basename(folder.rstrip("/")))
-    if m is None:
-        return "not a checkpoint-<step> folder"
-    if not os.path.isfile(os.path.join(folder, COMPLETE_MARKER)):
-        return "incomplete (no completion marker: the job died while writing it)"
-    try:
-        with open(os.path.join(folder, "trainer_state.json"), encoding="utf-8") as fh:
-            step = int(json.load(fh)["global_step"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        return f"unreadable trainer_state.json ({exc})"
-    if step != int(m["step"]):
-        return f"trainer_state.json says step {step}"
-    weights = [f for f in os.listdir(folder) if f.endswith((".safetensors", ".bin"))]
-    return None if weights else "no model weights"
-
-
-def latest_checkpoint(folder: str) -> str | None:
-    """The newest checkpoint under ``folder`` that :func:`verified_checkpoint` accepts (rejected
-    newer ones are reported on stdout, the job's log); None when there is none."""
-    if not os.path.isdir(folder):
-        return None
-    found = [(int(m["step"]), name) for name in os.listdir(folder) if (m := CHECKPOINT.match(name))]
-    for _, name in sorted(found, reverse=True):
-        path = os.path.join(folder, name)
-        why = verified_checkpoint(path)
-        if why is None:
-            return path
-        print(f"[checkpoint] skipping {path}: {why}", flush=True)
-    return None
-
-
-def checkpoint_step(path: str) -> int:
-    m = CHECKPOINT.match(os.path.basename(path.rstrip("/")))
-    if m is None:
-        raise ValueError(f"{path} is not a checkpoint-<step> folder")
-    return int(m["step"])
-
-
-def complete_checkpoints_callback() -> Any:
-    """A ``transformers.TrainerCallback`` that marks each checkpoint complete once it is written."""
-    from transformers import TrainerCallback
-
-    class CompleteCheckpoints(TrainerCallback):
-        """Writes :data:`COMPLETE_MARKER` into ``checkpoint-<step>`` after the trainer saved it
-        (``on_save`` runs after the model, optimiser, scheduler, RNG and state files)."""
-
-        def on_save(self, args, state, control, **kwargs):  # noqa: D401 - transformers hook
-            folder = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
-            if rank() == 0 and os.path.isdir(folder):
-                with open(os.path.join(folder, COMPLETE_MARKER), "w", encoding="utf-8") as fh:
-                    fh.write(f"{state.global_step}\n")
-            return control
-
-    return CompleteCheckpoints()
 
 
 def _saving(train: Mapping[str, Any], planned: int) -> dict[str, Any]:
