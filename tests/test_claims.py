@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from core.eval.results import write_metrics
-from core.report.claims import CLAIMS, claims_table, verdict
+from core.report.claims import claims_table, verdict
+from core.report.paper_claims import CLAIMS
 
 SEEDS = range(5)
 

@@ -539,24 +539,54 @@ def test_ppo_is_also_judged_by_the_oracle_reward_of_its_samples(pipe):
     assert all(f.endswith("/id.json") for f, _ in claims["c5"][0]["degenerate"])
 
 
+def test_each_claim_and_gate_is_declared_once_with_what_it_compares(pipe):
+    """A claim's entry in core.report.paper_claims names what it compares; the plan turns it into
+    this config's files with no per-claim code: a new claim with an existing comparison reads the
+    same files as the claim it copies, and a comparison the plan does not know is refused."""
+    import dataclasses
+
+    from core.report.paper_claims import CLAIMS, GATES, Claim, RobustVsPlain
+
+    assert all(c.measure is not None for c in CLAIMS) and all(g.measure is not None for g in GATES.values())
+    assert len({c.id for c in CLAIMS}) == len(CLAIMS)
+    cells = pipe.specs.claims()
+    assert set(cells) <= {c.id for c in CLAIMS} and "b2" in cells
+    b2 = next(c for c in CLAIMS if c.id == "b2")
+    new = dataclasses.replace(b2, id="z")
+    (cell,) = pipe.specs.claim_cells(new)
+    assert cell == {**cells["b2"][0], "id": "z"}
+    other = pipe.specs.claim_cells(dataclasses.replace(b2, id="z", measure=RobustVsPlain("rm")))
+    assert other[0]["baseline"]["files"] == [
+        pipe.paths.metrics(pipe.paths.rm(pipe.cfg["report"]["rm_variant"], "none", 0.0, s), "hhh") for s in pipe.seeds()
+    ]
+
+    @dataclasses.dataclass(frozen=True)
+    class Unknown:
+        pass
+
+    with pytest.raises(TypeError, match="claim y: no plan for a Unknown"):
+        pipe.specs.claim_cells(Claim("y", "DR", "", "", "", "", "", "id", measure=Unknown()))
+    assert list(pipe.specs.gates()) == [g for g in GATES if g in pipe.specs.gates()]
+
+
 def test_learning_curves_and_convergence_gates_read_the_families_train_files(pipe):
     """The budget figure and the convergence gates read the validation-loss curves of the BTL RM,
     DPO and the distillation DPO policy at their configured budgets (every seed)."""
     fams = pipe.specs.learning_families()
-    assert set(fams) == {"rm_converged", "dpo_converged", "distill_converged"}
-    rm = fams["rm_converged"]
+    assert set(fams) == {"rm", "dpo", "distill"}
+    rm = fams["rm"]
     assert rm["budget"] == pipe.cfg["dr"]["reward"]["train"]["max_steps"]
     assert rm["files"] == [pipe.paths.metrics(pipe.paths.rm("no-hh-rlhf", "none", 0.0, s), "train")
                            for s in pipe.seeds()]  # fmt: skip
     gates = pipe.specs.gates()
-    assert gates["dpo_converged"] == {"kind": "converged", **{k: fams["dpo_converged"][k] for k in ("files", "budget")}}
+    assert gates["dpo_converged"] == {"kind": "converged", **{k: fams["dpo"][k] for k in ("files", "budget")}}
     assert "learning_curves" in pipe.specs.figures()
     fig_files = pipe.specs.figure_files("learning_curves")
     assert set(rm["files"]) <= set(fig_files) and set(fig_files) <= set(pipe.specs.claim_files()) | {
         f for s in pipe.specs.learning_series() for f in s["files"]}  # fmt: skip
     epochs = smoke()
     epochs["dr"]["reward"]["train"] = {"num_train_epochs": 2, "learning_rate": 1e-3}
-    assert Pipeline(epochs).specs.learning_families()["rm_converged"]["budget"] is None
+    assert Pipeline(epochs).specs.learning_families()["rm"]["budget"] is None
 
 
 def _readme_own_data_config() -> dict:

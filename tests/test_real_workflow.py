@@ -18,7 +18,7 @@ import yaml
 
 from core.jobs.real_text import seed_benchmarks
 from core.plan.real import RealPlan, choose_generators, distill_grid, distill_key
-from core.report.claims import CLAIMS
+from core.report.paper_claims import CLAIMS
 from tests.conftest import make_tiny_tokenizer
 from tests.test_workflow import REPO, snakemake
 

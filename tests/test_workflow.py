@@ -220,7 +220,8 @@ def test_every_table_and_figure_exists(smoke):
         assert (f"tables/{name}.md" in report) or (f"figures/{name}.png" in report), name
     assert "<table>" in (res / "report.html").read_text()
     # the claims come first: one row per claim, each with a computed verdict
-    from core.report.claims import CLAIMS, VERDICTS
+    from core.report.claims import VERDICTS
+    from core.report.paper_claims import CLAIMS
 
     claims = pd.read_csv(res / "claims.csv", keep_default_na=False)  # "n/a" is a verdict, not a missing value
     assert {c.id for c in CLAIMS} <= {str(x).split(":")[0] for x in claims["claim"]}

@@ -13,6 +13,22 @@ from typing import Any
 
 from core.eval.reference import REFERENCE_LABELS
 from core.plan.paths import fmt
+from core.report.paper_claims import (
+    CLAIMS,
+    GATES,
+    BeatsReferences,
+    Claim,
+    Converged,
+    DistilledVsDirect,
+    Gate,
+    LargestVsSmallestRho,
+    PlainAdvantage,
+    ProbeVsDPO,
+    RobustVsPlain,
+    SelectedAdvantage,
+    TheorySlope,
+    TheoryValue,
+)
 from core.vocab import DIVERGENCE_LABELS, GAMMA_LABELS, METHOD_LABELS, REWARDBENCH2_SUBSETS, REWARDBENCH_SECTIONS
 
 SECTION_NAMES = tuple(REWARDBENCH_SECTIONS)
@@ -637,98 +653,111 @@ class Specs:
                 "baseline": {"files": self.seed_files(base, bench)}, "treatment": treatment,
                 "degenerate": [[p.metrics(m, flag_bench), flag_key] for m in models]}  # fmt: skip
 
-    def _chi2_claim(self) -> dict | None:
-        """Claim (h): the chi-square DR RM at the largest rho against the smallest (RewardBench);
-        against BTL (rho 0) when the grid has one rho."""
-        if "rewardbench" not in self.p.dr_benchmarks():
+    def _rho_extremes_claim(self, claim: Claim, div: str) -> dict | None:
+        """The ``div`` DR RM at the largest rho against the smallest (core.report.paper_claims.
+        LargestVsSmallestRho); against BTL (rho 0) when the grid has one rho."""
+        if claim.benchmark not in self.p.dr_benchmarks():
             return None
         tables = self.cfg["report"]["subset_tables"]
-        variants = [v for v, d in tables.values() if d == "chi2"] or [
-            v for v, g in self.cfg["dr"]["reward"]["grids"].items() if "chi2" in g]  # fmt: skip
-        grid = sorted(r for r in self.cfg["dr"]["reward"]["grids"].get(variants[0], {}).get("chi2", []) if r > 0) \
+        variants = [v for v, d in tables.values() if d == div] or [
+            v for v, g in self.cfg["dr"]["reward"]["grids"].items() if div in g]  # fmt: skip
+        grid = sorted(r for r in self.cfg["dr"]["reward"]["grids"].get(variants[0], {}).get(div, []) if r > 0) \
             if variants else []  # fmt: skip
         if not grid:
             return None
         grid = grid if len(grid) > 1 else [0.0, *grid]
-        v, p = variants[0], self.paths
-        lo_key, hi_key = self.p.rm_key(v, "chi2", grid[0]), self.p.rm_key(v, "chi2", grid[-1])
+        v, p, bench = variants[0], self.paths, claim.benchmark
+        lo_key, hi_key = self.p.rm_key(v, div, grid[0]), self.p.rm_key(v, div, grid[-1])
         lo, hi = (lambda s: p.rm(*lo_key, s)), (lambda s: p.rm(*hi_key, s))
         models = [lo(s) for s in self.p.seeds()] + [hi(s) for s in self.p.seeds()]
-        return {"id": "h", "benchmark": "rewardbench", "key": "metrics/scores/overall", "scale": 100,
-                "baseline": {"files": self.seed_files(lo, "rewardbench")},
-                "treatment": {"files": self.seed_files(hi, "rewardbench")},
-                "baseline_label": f"{'BTL RM' if grid[0] == 0 else 'DR RM'} (chi2, ρ={fmt(grid[0])}, variant '{v}')",
-                "treatment_label": f"DR RM (chi2, ρ={fmt(grid[-1])}, variant '{v}')",
-                "degenerate": [[p.metrics(m, "rewardbench"), "metrics/spread/degenerate"] for m in models]}  # fmt: skip
+        return {"id": claim.id, "benchmark": bench, "key": self._bench_key("metrics", bench), "scale": 100,
+                "baseline": {"files": self.seed_files(lo, bench)},
+                "treatment": {"files": self.seed_files(hi, bench)},
+                "baseline_label": f"{'BTL RM' if grid[0] == 0 else 'DR RM'} ({div}, ρ={fmt(grid[0])}, variant '{v}')",
+                "treatment_label": f"DR RM ({div}, ρ={fmt(grid[-1])}, variant '{v}')",
+                "degenerate": [[p.metrics(m, bench), "metrics/spread/degenerate"] for m in models]}  # fmt: skip
 
-    def _theory_claims(self) -> dict[str, list]:
-        exps, p, out = self.theory_names(), self.paths, {}
-        for cid, exp in (("g1", "alg1_rate"), ("g3", "alg3_dpo")):
-            if exp in exps:
-                out[cid] = [{"id": cid, "table": p.table(f"theory_{exp}", "csv"), "claimed": -0.5, "margin": 0.1}]
-        if "alg2_npg" in exps:
-            out["g2"] = [{"id": "g2", "file": p.metrics("theory", "alg2_npg"), "reference": 1.0,
-                          "key": "metrics/summary/fitted_contraction"}]  # fmt: skip
-        if "bandit_closure" in exps:
-            out["f"] = [{"id": "f", "file": p.metrics("theory", "bandit_closure"),
-                         "key": "metrics/summary/ipo_spread_ratio_min",
-                         "reference_key": "metrics/summary/pdpo_max_spread_ratio"}]  # fmt: skip
-        return out
+    def _theory_claim(self, claim: Claim, measure: TheorySlope | TheoryValue) -> dict | None:
+        """A theory experiment's table (a slope's equivalence) or summary number (an exact value)."""
+        if measure.experiment not in self.theory_names():
+            return None
+        cell: dict[str, Any] = {"id": claim.id}
+        if isinstance(measure, TheorySlope):
+            table = self.paths.table(f"theory_{measure.experiment}", "csv")
+            return {**cell, "table": table, "claimed": measure.claimed, "margin": measure.margin}
+        cell.update(file=self.paths.metrics("theory", measure.experiment), key=measure.key)
+        if measure.reference_key is not None:
+            return {**cell, "reference_key": measure.reference_key}
+        return {**cell, "reference": measure.reference}
 
-    def _distill_claims(self) -> dict[str, list]:
-        d, out = self.cfg["distill"], {"d": [], "e": []}
+    def _distilled_vs_direct(self, claim: Claim, m: DistilledVsDirect) -> list[dict]:
+        d, out = self.cfg["distill"], []
         methods = d["methods"]
-        for bias in [float(b) for b in d["biases"] if abs(float(b) - 0.5) >= 0.25]:
-            for a in [m for m in ("ddpo", "edpo") if m in methods]:
-                for b in [m for m in ("dpo", "ipo") if m in methods]:
-                    out["d"].append({
-                        "id": f"d:{a}-vs-{b}@bias{fmt(bias)}", "benchmark": f"oracle (length bias {fmt(bias)})",
+        for bias in [float(b) for b in d["biases"] if abs(float(b) - 0.5) >= m.min_distance]:
+            for a in [x for x in m.treated if x in methods]:
+                for b in [x for x in m.baselines if x in methods]:
+                    out.append({
+                        "id": f"{claim.id}:{a}-vs-{b}@bias{fmt(bias)}",
+                        "benchmark": f"oracle (length bias {fmt(bias)})",
                         "key": "metrics/advantage", "baseline": self.selected(b, bias, "oracle_test"),
                         "treatment": self.selected(a, bias, "oracle_test"),
                         "baseline_label": METHOD_LABELS[b], "treatment_label": METHOD_LABELS[a]})  # fmt: skip
-        b1 = self.cfg["report"]["figureB1"]
-        series = dict(self.b1_series())
-        if "dpo" in series:
-            base = self.distill_seed_files("dpo", b1["bias"], b1["beta"], series["dpo"], "train")
-            for m in [m for m in ("pdpo", "ddpo") if m in series]:
-                out["e"].append({
-                    "id": f"e:{m}-vs-dpo", "benchmark": f"probes (bias {fmt(b1['bias'])}, beta {fmt(b1['beta'])})",
-                    "key": "metrics/probes/preferred_log_likelihood", "baseline": {"files": base},
-                    "treatment": {"files": self.distill_seed_files(m, b1["bias"], b1["beta"], series[m], "train")},
-                    "baseline_label": "DPO", "treatment_label": METHOD_LABELS[m]})  # fmt: skip
-        return {k: v for k, v in out.items() if v}
+        return out
+
+    def _probe_vs_dpo(self, claim: Claim, m: ProbeVsDPO) -> list[dict]:
+        b1, series, out = self.cfg["report"]["figureB1"], dict(self.b1_series()), []
+        if "dpo" not in series:
+            return out
+        base = self.distill_seed_files("dpo", b1["bias"], b1["beta"], series["dpo"], "train")
+        for x in [x for x in m.treated if x in series]:
+            out.append({
+                "id": f"{claim.id}:{x}-vs-dpo", "benchmark": f"probes (bias {fmt(b1['bias'])}, beta {fmt(b1['beta'])})",
+                "key": "metrics/probes/preferred_log_likelihood", "baseline": {"files": base},
+                "treatment": {"files": self.distill_seed_files(x, b1["bias"], b1["beta"], series[x], "train")},
+                "baseline_label": "DPO", "treatment_label": METHOD_LABELS[x]})  # fmt: skip
+        return out
+
+    def claim_cells(self, claim: Claim) -> list[dict]:
+        """The cells this config measures ``claim`` on: its comparison (``claim.measure``) turned
+        into this config's metrics files; none when the config lacks what it compares."""
+        m = claim.measure
+        if isinstance(m, RobustVsPlain):
+            cells = [self._dr_claim(claim.id, claim.benchmark, m.family)]
+        elif isinstance(m, LargestVsSmallestRho):
+            cells = [self._rho_extremes_claim(claim, m.divergence)]
+        elif isinstance(m, TheorySlope | TheoryValue):
+            cells = [self._theory_claim(claim, m)]
+        elif isinstance(m, DistilledVsDirect):
+            cells = self._distilled_vs_direct(claim, m)
+        elif isinstance(m, ProbeVsDPO):
+            cells = self._probe_vs_dpo(claim, m)
+        elif m is None:
+            cells = []
+        else:
+            raise TypeError(f"claim {claim.id}: no plan for a {type(m).__name__} comparison")
+        return [c for c in cells if c is not None]
 
     def claims(self) -> dict[str, list]:
-        """Claim id (core.report.claims.CLAIMS) -> the cells this config measures it on."""
-        out: dict[str, list] = {}
-        for cid, bench, kind in (("a1", "rewardbench", "rm"), ("a2", "hhh", "rm"), ("a3", "mtbench", "rm"),
-                                 ("b1", "id", "dpo"), ("b2", "hhh", "dpo"), ("b3", "mtbench", "dpo"),
-                                 ("c1", "id", "ppo"), ("c2", "hhh", "ppo"), ("c3", "mtbench", "ppo"),
-                                 ("c4", "oracle_id", "ppo"), ("c5", "oracle_ood", "ppo")):  # fmt: skip
-            cell = self._dr_claim(cid, bench, kind)
-            if cell is not None:
-                out[cid] = [cell]
-        chi2 = self._chi2_claim()
-        if chi2 is not None:
-            out["h"] = [chi2]
-        return {**out, **self._theory_claims(), **self._distill_claims()}
+        """Claim id (core.report.paper_claims.CLAIMS) -> the cells this config measures it on."""
+        return {c.id: cells for c in CLAIMS if (cells := self.claim_cells(c))}
 
     def learning_families(self) -> dict[str, dict]:
-        """The model families whose budget is chosen from the validation-loss curve, by gate name:
-        the BTL reward model, DPO, and the distillation paper's DPO at the bias nearest 0.5."""
+        """The model families whose budget is chosen from the validation-loss curve (the gates'
+        core.report.paper_claims.Converged): ``rm`` the BTL reward model, ``dpo`` DPO, and
+        ``distill`` the distillation paper's DPO at the bias nearest 0.5."""
         p, seeds = self.paths, self.p.seeds()
         variant, dpo_variant = self.cfg["report"]["rm_variant"], self.cfg["dr"]["dpo"]["variant"]
         d = self.cfg["distill"]
         mid = min((float(b) for b in d["biases"]), key=lambda b: abs(b - 0.5))
         beta = self.p.distill_hparams("dpo")[0]
         out = {
-            "rm_converged": ("BTL RM", [p.metrics(p.rm(variant, "none", 0.0, s), "train") for s in seeds],
+            "rm": ("BTL RM", [p.metrics(p.rm(variant, "none", 0.0, s), "train") for s in seeds],
                              self.cfg["dr"]["reward"]["train"]),
-            "dpo_converged": ("Std. DPO", [p.metrics(p.dpo(dpo_variant, "none", 0.0, s), "train") for s in seeds],
+            "dpo": ("Std. DPO", [p.metrics(p.dpo(dpo_variant, "none", 0.0, s), "train") for s in seeds],
                               self.cfg["dr"]["dpo"]["train"]),
         }  # fmt: skip
         if "dpo" in d["methods"]:
-            out["distill_converged"] = (f"DPO (distillation, bias {fmt(mid)}, β={fmt(beta)})",
+            out["distill"] = (f"DPO (distillation, bias {fmt(mid)}, β={fmt(beta)})",
                                         self.distill_seed_files("dpo", mid, beta, "none", "train"),
                                         d["policy"]["train"])  # fmt: skip
         # an epoch budget (no max_steps) is the last logged step of the curve (budget None)
@@ -739,41 +768,49 @@ class Specs:
         """The learning-curve figure: each family with its budget, then the most robust DR row of
         the reward-model and DPO grids beside it (same budget and learning rate)."""
         fams = self.learning_families()
-        series = [fams["rm_converged"]]
+        series = [fams["rm"]]
         p, seeds = self.paths, self.p.seeds()
         variant = self.cfg["report"]["rm_variant"]
         tv = [r for _, dv, r in self.p.rm_grid(variant, "tv") if dv == "tv"]
         if tv:
-            series.append({"label": f"DR RM (TV, ρ={fmt(tv[-1])})", "budget": fams["rm_converged"]["budget"],
+            series.append({"label": f"DR RM (TV, ρ={fmt(tv[-1])})", "budget": fams["rm"]["budget"],
                            "files": [p.metrics(p.rm(variant, "tv", tv[-1], s), "train") for s in seeds]})  # fmt: skip
-        series.append(fams["dpo_converged"])
+        series.append(fams["dpo"])
         dpo = [(dv, r) for dv, r in self.p.dpo_grid() if dv != "none"]
         if dpo:
             dv, r = dpo[-1]
             v = self.cfg["dr"]["dpo"]["variant"]
-            series.append({"label": f"DR DPO ({dv}, ρ={fmt(r)})", "budget": fams["dpo_converged"]["budget"],
+            series.append({"label": f"DR DPO ({dv}, ρ={fmt(r)})", "budget": fams["dpo"]["budget"],
                            "files": [p.metrics(p.dpo(v, dv, r, s), "train") for s in seeds]})  # fmt: skip
-        if "distill_converged" in fams:
-            series.append(fams["distill_converged"])
+        if "distill" in fams:
+            series.append(fams["distill"])
         return series
 
+    def gate_spec(self, gate: Gate) -> dict | None:
+        """What ``gate`` reads in this config (its comparison, ``gate.measure``); None when the
+        config lacks it."""
+        p, m = self.paths, gate.measure
+        if isinstance(m, BeatsReferences):
+            variant = self.cfg["report"]["rm_variant"]
+            return {"key": "metrics/accuracy", "files": self.seed_files(lambda s: p.rm(variant, "none", 0.0, s), "id"),
+                    "above": [p.metrics(p.reference(variant, r), "id") for r in m.references]}  # fmt: skip
+        if isinstance(m, SelectedAdvantage):
+            if m.method not in self.cfg["distill"]["methods"]:
+                return None
+            mid = min((float(b) for b in self.cfg["distill"]["biases"]), key=lambda b: abs(b - 0.5))
+            return {**self.selected(m.method, mid, "oracle_test"), "key": "metrics/advantage", "threshold": 0.0}
+        if isinstance(m, PlainAdvantage):
+            variant = self.cfg["dr"]["ppo"]["variant"]
+            return {"key": "metrics/overall/advantage", "threshold": 0.0, "files": self.seed_files(
+                lambda s: p.ppo(variant, "none", "none", 0.0, s), "oracle_id")}  # fmt: skip
+        if isinstance(m, Converged):
+            fam = self.learning_families().get(m.family)
+            return None if fam is None else {"kind": "converged", "files": fam["files"], "budget": fam["budget"]}
+        raise TypeError(f"gate {gate.name}: no plan for a {type(m).__name__} comparison")
+
     def gates(self) -> dict[str, dict]:
-        """Sanity gates (core.report.claims.GATES) of this config."""
-        p, variant = self.paths, self.cfg["report"]["rm_variant"]
-        out = {"btl_learned": {
-            "key": "metrics/accuracy", "files": self.seed_files(lambda s: p.rm(variant, "none", 0.0, s), "id"),
-            "above": [p.metrics(p.reference(variant, r), "id") for r in ("random", "longer")]}}  # fmt: skip
-        biases = [float(b) for b in self.cfg["distill"]["biases"]]
-        if "dpo" in self.cfg["distill"]["methods"]:
-            mid = min(biases, key=lambda b: abs(b - 0.5))
-            out["policy_learned"] = {**self.selected("dpo", mid, "oracle_test"), "key": "metrics/advantage",
-                                     "threshold": 0.0}  # fmt: skip
-        ppo_variant = self.cfg["dr"]["ppo"]["variant"]
-        out["ppo_learned"] = {"key": "metrics/overall/advantage", "threshold": 0.0, "files": self.seed_files(
-            lambda s: p.ppo(ppo_variant, "none", "none", 0.0, s), "oracle_id")}  # fmt: skip
-        for name, fam in self.learning_families().items():
-            out[name] = {"kind": "converged", "files": fam["files"], "budget": fam["budget"]}
-        return out
+        """Sanity gates (core.report.paper_claims.GATES) of this config, by name."""
+        return {g.name: spec for g in GATES.values() if (spec := self.gate_spec(g)) is not None}
 
     def claim_files(self) -> list[str]:
         """Every file the claims table reads (the claims rule's inputs)."""

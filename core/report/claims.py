@@ -1,8 +1,9 @@
 """Every claim of both papers as data, and its measured verdict.
 
-A claim names what the paper says and its number, the metric, the baseline and treated rows, the
-benchmark and the direction the paper reports. The workflow (core.plan.specs) attaches to
-each claim the metrics files of this config; :func:`claims_table` computes
+A claim (core.report.paper_claims: declared once, with what it compares) names what the paper says
+and its number, the metric, the baseline and treated rows, the benchmark and the direction the
+paper reports. The workflow's plan (core.plan.specs) attaches to each claim the metrics files of
+this config; :func:`claims_table` computes
 
 * ``effect`` — oriented so that positive is the paper's direction:
   - ``paired``: the mean over seeds of ``direction * (treated_s - baseline_s)``, paired by seed,
@@ -21,103 +22,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from core.report.paper_claims import CLAIMS, GATES, Claim
 from core.report.tables import read_metric, read_number, select_candidate, t_quantile
 
-__all__ = ["CLAIMS", "GATES", "VERDICTS", "Claim", "claim_row", "claims_table", "verdict", "write_claims"]
+__all__ = ["VERDICTS", "claim_row", "claims_table", "evaluate_gates", "verdict", "write_claims"]
 
 VERDICTS = ("reproduced", "opposite", "inconclusive", "n/a")
 COLUMNS = ["claim", "paper", "says", "paper_number", "metric", "benchmark", "baseline", "treatment", "effect",
            "ci_low", "ci_high", "n_seeds", "verdict", "flags", "refs"]  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Claim:
-    """One claim of a paper (the registry's entries; the numbers are the paper's)."""
-
-    id: str
-    paper: str
-    says: str
-    paper_number: str
-    metric: str
-    baseline: str
-    treatment: str
-    benchmark: str
-    direction: int = 1  # +1: the paper reports treatment > baseline; -1: treatment < baseline
-    kind: str = "paired"  # paired | equivalence | exact
-    refs: tuple[str, ...] = ()  # tables / figures of the report it rests on
-    gates: tuple[str, ...] = ()  # sanity gates it rests on
-
-
-DR, DIST = "DR-RLHF", "distillation"
-_RM, _DPO, _PPO = "BTL RM", "Std. DPO", "BTL RM, Std. PPO"
-_SEL = "rho chosen on validation"
-CLAIMS: tuple[Claim, ...] = (
-    Claim("a1", DR, "DR reward model beats BTL out of distribution", "Table 1: RewardBench avg BTL 71.8 vs "
-          "TV rho=0.4 74.7", "accuracy (%)", _RM, f"DR RM (TV, {_SEL})", "rewardbench", refs=("table1",),
-          gates=("btl_learned",)),
-    Claim("a2", DR, "DR reward model beats BTL out of distribution", "Table 8 (unfiltered): HHH BTL 83.3 vs DR "
-          "81.0-83.8 (mixed)", "accuracy (%)", _RM, f"DR RM (TV, {_SEL})", "hhh", refs=("table8",),
-          gates=("btl_learned", "rm_converged")),
-    Claim("a3", DR, "DR reward model beats BTL out of distribution", "Table 8 (unfiltered): MT-Bench BTL 72.7 "
-          "vs DR 71.9-73.6", "accuracy (%)", _RM, f"DR RM (TV, {_SEL})", "mtbench", refs=("table8",),
-          gates=("btl_learned", "rm_converged")),
-    Claim("b1", DR, "DR-DPO beats DPO", "Table 6: in-distribution DPO 60.9 vs DR-DPO rho=0.8 65.6", "accuracy (%)",
-          _DPO, f"DR DPO ({_SEL})", "id", refs=("table6",), gates=("dpo_converged",)),
-    Claim("b2", DR, "DR-DPO beats DPO", "Table 6: HHH DPO 69.0 vs DR-DPO 56.5-70.8", "accuracy (%)", _DPO,
-          f"DR DPO ({_SEL})", "hhh", refs=("table6",), gates=("dpo_converged",)),
-    Claim("b3", DR, "DR-DPO beats DPO", "Table 6: MT-Bench DPO 61.2 vs DR-DPO 62.1-68.2", "accuracy (%)", _DPO,
-          f"DR DPO ({_SEL})", "mtbench", refs=("table6",), gates=("dpo_converged",)),
-    Claim("c1", DR, "DR-PPO vA beats PPO", "Table 3: in-distribution PPO 59.3 vs vA 59.4-61.4", "accuracy (%)",
-          _PPO, f"DR PPO vA ({_SEL})", "id", refs=("table3",), gates=("btl_learned", "rm_converged", "ppo_learned")),
-    Claim("c2", DR, "DR-PPO vA beats PPO", "Table 3: HHH PPO 66.2 vs vA 66.7-69.0", "accuracy (%)", _PPO,
-          f"DR PPO vA ({_SEL})", "hhh", refs=("table3",), gates=("btl_learned", "rm_converged", "ppo_learned")),
-    Claim("c3", DR, "DR-PPO vA beats PPO", "Table 3: MT-Bench PPO 59.8 vs vA 59.8-64.7", "accuracy (%)", _PPO,
-          f"DR PPO vA ({_SEL})", "mtbench", refs=("table3",), gates=("btl_learned", "rm_converged", "ppo_learned")),
-    Claim("c4", DR, "DR-PPO vA beats PPO", "not reported (the paper scores likelihood accuracy; the world's "
-          "oracle judges samples)", "oracle reward of samples, mean over domains", _PPO, f"DR PPO vA ({_SEL})",
-          "oracle_id", refs=("table3_oracle",), gates=("btl_learned", "rm_converged", "ppo_learned")),
-    Claim("c5", DR, "DR-PPO vA beats PPO out of distribution", "not reported (the DR premise: robust under the "
-          "prompt shift)", "oracle reward of samples, mean over domains", _PPO, f"DR PPO vA ({_SEL})", "oracle_ood",
-          refs=("table3_oracle",), gates=("btl_learned", "rm_converged", "ppo_learned")),
-    Claim("h", DR, "chi-square DR with large rho degrades", "Table 11: RewardBench avg chi2 rho<=0.2 73.4-74.5 vs "
-          "rho=0.4 56.5", "accuracy (%)", "DR RM (chi2, smallest rho; BTL if one)", "DR RM (chi2, largest rho)",
-          "rewardbench", direction=-1, refs=("table11",), gates=("btl_learned", "rm_converged")),
-    Claim("g1", DR, "Algorithm 1 converges as O(1/sqrt T)", "Theorem 1: 2/sqrt(T) + O(sqrt(log n / n))",
-          "log-log slope of suboptimality vs T (claimed -1/2, margin 0.1)", "claimed slope -1/2", "fitted slope",
-          "theory", kind="equivalence", refs=("theory_alg1_rate",)),
-    Claim("g2", DR, "Algorithm 2 (robust NPG) converges linearly", "Theorem 2: contraction 1 - eta beta q_min < 1",
-          "1 - fitted contraction factor", "contraction 1", "fitted contraction", "theory", -1, "exact",
-          refs=("theory_alg2_npg",)),
-    Claim("g3", DR, "Algorithm 3 (DR-DPO) converges with averaging", "Theorem 3: 2/sqrt(T) + O(sqrt(log n / n))",
-          "log-log slope of suboptimality vs T (claimed -1/2, margin 0.1)", "claimed slope -1/2", "fitted slope",
-          "theory", kind="equivalence", refs=("theory_alg3_dpo",)),
-    Claim("d", DIST, "d-DPO and e-DPO beat DPO and IPO under strong length bias", "Figure 2: p < .01 (Wald) for "
-          "bias <= 0.5 and > 0.6 (plot only)", "oracle advantage over SFT", "DPO / IPO (beta chosen on validation)",
-          "d-DPO / e-DPO (beta chosen on validation)", "oracle", refs=("figure2", "figure2_wald"),
-          gates=("policy_learned", "distill_converged")),
-    Claim("e", DIST, "DPO drives the preferred likelihood down while d-/p-DPO keep it", "Figure B.1, Props. 2-3 "
-          "(curves only)", "preferred log-likelihood at the end of training", "DPO", "p-DPO / d-DPO", "probes",
-          refs=("figureB1",), gates=("distill_converged",)),
-    Claim("f", DIST, "the transitive closure compresses IPO's solution and not p-DPO's", "Prop. 7: IPO spread "
-          "ratio (n-1)/(2(n-1)/n) = 1.5 (n=3); p-DPO 'imperceptible'", "IPO spread ratio - p-DPO's", "p-DPO",
-          "IPO", "theory", kind="exact", refs=("theory_bandit_closure",)),
-)  # fmt: skip
-
-#: sanity gates: a claim resting on a failed gate is flagged
-GATES = {
-    "btl_learned": "the BTL reward model beats the random and longer-response references in distribution",
-    "policy_learned": "the DPO policy (beta chosen on validation) improves the oracle reward over SFT",
-    "ppo_learned": "standard PPO's samples beat pi_ref's in oracle reward in distribution (seed-mean advantage > 0)",
-    "rm_converged": "the BTL reward model's seed-mean validation loss flattened before its budget (1% rule)",
-    "dpo_converged": "the DPO policy's seed-mean validation loss flattened before its budget (1% rule)",
-    "distill_converged": "the distillation DPO policy's seed-mean validation loss flattened before its budget",
-}
 
 
 def verdict(ci_low: float, ci_high: float, available: bool = True) -> str:
@@ -218,7 +135,7 @@ def claim_row(claim: Claim, cell: Mapping[str, Any] | None, gates: Mapping[str, 
     else:
         res = _exact(cell, claim.direction)
     flags = [f"degenerate model: {f}" for f in _degenerate(cell.get("degenerate", []))]
-    flags += [f"failed gate {g}: {GATES[g]}" for g in claim.gates if not gates.get(g, True)]
+    flags += [f"failed gate {g}: {GATES[g].text}" for g in claim.gates if not gates.get(g, True)]
     return {**row, **res, "verdict": verdict(res["ci_low"], res["ci_high"]), "flags": "; ".join(flags)}
 
 
@@ -264,7 +181,7 @@ def claims_markdown(frame: pd.DataFrame, gates: Mapping[str, bool]) -> str:
         lines.append(f"| {r['claim']} | {r['says']} ({refs}) | {r['paper_number']} | {r['benchmark']} | "
                      f"{r['baseline']} | {r['treatment']} | {effect} | {r['n_seeds']} | **{r['verdict']}** | "
                      f"{r['flags']} |")  # fmt: skip
-    gate_lines = [f"- gate `{g}` ({GATES[g]}): {'passed' if ok else '**failed**'}" for g, ok in gates.items()]
+    gate_lines = [f"- gate `{g}` ({GATES[g].text}): {'passed' if ok else '**failed**'}" for g, ok in gates.items()]
     counts = frame["verdict"].value_counts()
     summary = ", ".join(f"{counts.get(v, 0)} {v}" for v in VERDICTS)
     return "\n".join([f"Verdicts: {summary}.", "", *lines, "", "Sanity gates:", *gate_lines, ""])

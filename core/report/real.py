@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.report.claims import CLAIMS, COLUMNS, verdict
+from core.report.claims import COLUMNS, verdict
+from core.report.paper_claims import CLAIMS
 from core.report.tables import t_quantile
 
 __all__ = ["read_runs", "real_claims", "real_table8", "write_real_report"]
