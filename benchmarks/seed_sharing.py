@@ -36,17 +36,17 @@ from dr_overhead import _common, _data, _model, _tokenizer  # noqa: E402
 
 def _trainers(seeds: int, data, tok, ref, out: str, shared: bool) -> float:
     """CPU seconds to build one DPO trainer per seed (pi_ref's log-probs precomputed)."""
-    from core.trainers import dpo
     from core.trainers.dpo import DRDPOConfig, DRDPOTrainer
 
-    dpo._REF_LOGPS.clear()
+    cache: dict = {}
     start = time.process_time()
     for seed in range(seeds):
         if not shared:
-            dpo._REF_LOGPS.clear()
+            cache.clear()
         common = {**_common(os.path.join(out, str(seed)), 16, 1), "seed": seed}
         config = DRDPOConfig(loss_type="dpo", beta=0.1, precompute_ref_log_probs=True, **common)
-        DRDPOTrainer(model=copy.deepcopy(ref), ref_model=ref, args=config, train_dataset=data, processing_class=tok)
+        DRDPOTrainer(model=copy.deepcopy(ref), ref_model=ref, args=config, train_dataset=data, processing_class=tok,
+                     ref_logps_cache=cache)  # fmt: skip
     return time.process_time() - start
 
 

@@ -158,6 +158,12 @@ def test_a_job_over_seeds_runs_as_one_job_per_seed():
     stray = Job(rule="r", input={}, output={"model_seed7": "m"}, params={"seeds": [0]}, wildcards={})
     with pytest.raises(ValueError, match=r"seeds \['7'\]"):
         stray.per_seed()
+    # what a job computes once for all its seeds lives in its own cache, shared by its seeds' views
+    # and never serialised (a relaunched or warm-started process starts with an empty one)
+    views[0].cache["benchmarks"] = {"k": object()}
+    assert views[1].cache is job.cache and "benchmarks" in job.cache
+    assert "cache" not in job.to_dict() and Job(**job.to_dict()).cache == {}
+    assert Job(rule="r", input={}, output={}, params={}, wildcards={}).cache is not job.cache
 
 
 def test_retried_jobs_get_more_memory_and_time():

@@ -486,18 +486,19 @@ def test_precomputed_reference_log_probs_train_and_validate_the_same(tmp_path, l
 
 
 def test_reference_log_probs_computed_once_per_process_for_the_same_pairs_and_reference(tmp_path, monkeypatch):
-    """A job's seeds share pi_ref's precomputed log-probs (DRDPOTrainer._precompute_ref_logps): the
-    second trainer on the same pairs and pi_ref computes none and gets the same values; other
-    pairs or another pi_ref are computed anew."""
+    """A job's seeds share pi_ref's precomputed log-probs through the cache the job owns
+    (DRDPOTrainer's ``ref_logps_cache``, core.jobs.train.train_dpo: ``job.cache``): the second
+    trainer on the same pairs and pi_ref computes none and gets the same values; other pairs or
+    another pi_ref are computed anew; a trainer without the cache computes its own."""
     from core.trainers import dpo as dpo_mod
 
-    monkeypatch.setattr(dpo_mod, "_REF_LOGPS", {})
     calls = []
     original = dpo_mod.DRDPOTrainer.compute_ref_log_probs
     monkeypatch.setattr(
         dpo_mod.DRDPOTrainer, "compute_ref_log_probs", lambda self, *a: calls.append(1) or original(self, *a)
     )
-    common = dict(precompute_ref_log_probs=True, per_device_train_batch_size=4, max_steps=1)
+    shared: dict = {}
+    common = dict(precompute_ref_log_probs=True, per_device_train_batch_size=4, max_steps=1, ref_logps_cache=shared)
     first = dpo_trainer(tmp_path / "a", data=dataset(12), seed=0, **common)
     n_first = len(calls)
     assert n_first == 3  # 12 pairs in batches of 4
@@ -510,6 +511,11 @@ def test_reference_log_probs_computed_once_per_process_for_the_same_pairs_and_re
     other_ref = dpo_trainer(tmp_path / "d", data=dataset(12), model_seed=1, **common)  # another pi_ref
     assert len(calls) == 3 * n_first
     assert other_ref.train_dataset["ref_chosen_logps"] != first.train_dataset["ref_chosen_logps"]
+    assert len(shared) == 3
+    alone = {k: v for k, v in common.items() if k != "ref_logps_cache"}
+    dpo_trainer(tmp_path / "e", data=dataset(12), **alone)  # no job cache: computed again
+    dpo_trainer(tmp_path / "f", data=dataset(12), **alone)
+    assert len(calls) == 5 * n_first and len(shared) == 3
 
 
 def test_reference_log_probs_key_follows_row_order():

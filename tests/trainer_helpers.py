@@ -110,10 +110,17 @@ def reward_trainer(
 
 
 def dpo_trainer(
-    output_dir, data=None, model_seed: int = 0, trainer_cls=None, callbacks=None, eval_data=None, **overrides
+    output_dir,
+    data=None,
+    model_seed: int = 0,
+    trainer_cls=None,
+    callbacks=None,
+    eval_data=None,
+    ref_logps_cache=None,
+    **overrides,
 ):
     """A DR-DPO trainer (or trl's ``DPOTrainer`` with ``DPOConfig``) on the tiny causal LM
-    (``eval_data``: its ``eval_dataset``)."""
+    (``eval_data``: its ``eval_dataset``; ``ref_logps_cache``: DRDPOTrainer's shared pi_ref log-probs)."""
     import copy
 
     from trl import DPOConfig, DPOTrainer
@@ -142,6 +149,7 @@ def dpo_trainer(
         eval_dataset=eval_data,
         processing_class=tok,
         callbacks=callbacks,
+        **({} if ref_logps_cache is None else {"ref_logps_cache": ref_logps_cache}),
     )
 
 

@@ -18,21 +18,19 @@ from core.jobs.job import Job
 from core.jobs.metrics import log_metrics_file, run_id_of, tracked_run, write_job_metrics
 from core.jobs.run import set_torch_threads
 
-#: each benchmark's encoding and pi_ref's log-probs of it, by (tokenizer, reference model), computed
-#: once per process for every seed of a job (core.eval.benchmarks.evaluate_benchmark's ``cache``)
-_BENCHMARK_CACHE: dict[tuple[str, str | None], dict] = {}
 
-
-def _benchmark_cache(tok: Any, reference: str | None) -> dict:
-    """The cache of one tokenizer (by its whole definition: vocabulary, rules, special tokens, chat
-    template) and reference model; a fresh one for a tokenizer without a fast backend."""
+def _benchmark_cache(job: Job, tok: Any, reference: str | None) -> dict:
+    """Each benchmark's encoding and pi_ref's log-probs of it, computed once for every seed of the
+    job (core.eval.benchmarks.evaluate_benchmark's ``cache``, kept in ``job.cache``): the cache of
+    one tokenizer (by its whole definition: vocabulary, rules, special tokens, chat template) and
+    reference model; a fresh one for a tokenizer without a fast backend."""
     import hashlib
 
     backend = getattr(tok, "backend_tokenizer", None)
     if backend is None:
         return {}
     text = "\0".join([backend.to_str(), str(tok.chat_template), str(tok.special_tokens_map), tok.padding_side])
-    return _BENCHMARK_CACHE.setdefault((hashlib.sha256(text.encode()).hexdigest(), reference), {})
+    return job.cache.setdefault("benchmarks", {}).setdefault((hashlib.sha256(text.encode()).hexdigest(), reference), {})
 
 
 def eval_pairs(job: Job) -> None:
@@ -48,7 +46,7 @@ def eval_pairs(job: Job) -> None:
     else:
         model = load_causal_lm(model_dir).eval()
         ref = load_causal_lm(job.model_source("reference")).eval()
-    cache = _benchmark_cache(tok, None if ref is None else job.model_source("reference"))
+    cache = _benchmark_cache(job, tok, None if ref is None else job.model_source("reference"))
     train_run = run_id_of(job.inp("train"))
     seed = int(job.wildcards.get("seed", 0))
     with tracked_run(job) as run:
@@ -84,15 +82,12 @@ def eval_pairs(job: Job) -> None:
             score_oracle_domains(job, run, model, tok, train_run)
 
 
-#: the reference policy's per-domain oracle rewards, computed once per process (a job over seeds)
-_REFERENCE_REWARDS: dict[tuple[str, str], dict] = {}
-
-
 def score_oracle_domains(job: Job, run: Any, model: Any, tok: Any, train_run: str) -> None:
     """A policy judged by the oracle reward of its samples per domain (DR paper §5.2; the world's
     oracle is the judge): in distribution (the variant's test prompts, ``oracle_id``) and out of
     distribution (``oracle_ood``), each domain's mean with its bootstrap interval, the mean over
-    domains, and the advantage over pi_ref's samples on the same prompts (paired by prompt)."""
+    domains, and the advantage over pi_ref's samples on the same prompts (paired by prompt); pi_ref's
+    are computed once for every seed of the job (``job.cache``)."""
     from core.eval.generation import GenerationSettings
     from core.eval.oracle import load_oracle, oracle_by_domain
     from core.models import load_causal_lm, load_tokenizer
@@ -102,15 +97,16 @@ def score_oracle_domains(job: Job, run: Any, model: Any, tok: Any, train_run: st
     settings = GenerationSettings.from_mapping(p["generation"])
     boot, n = p["bootstrap"], int(spec["n_per_domain"])
     reference = job.model_source("reference")
+    reference_rewards = job.cache.setdefault("reference_oracle_rewards", {})
     for split, bench in (("id", "id"), ("ood", spec["ood"])):
         rows = read_pairs(job.inp(bench))
         key = (reference, job.inp(bench))
-        if key not in _REFERENCE_REWARDS:
+        if key not in reference_rewards:
             ref_model = load_causal_lm(reference).eval()
-            _REFERENCE_REWARDS[key] = oracle_by_domain(ref_model, load_tokenizer(reference), rows, oracle, settings,
+            reference_rewards[key] = oracle_by_domain(ref_model, load_tokenizer(reference), rows, oracle, settings,
                                                        n_per_domain=n, n_resamples=int(boot["n_resamples"]),
                                                        seed=int(boot["seed"]))  # fmt: skip
-        ref = _REFERENCE_REWARDS[key]
+        ref = reference_rewards[key]
         metrics = oracle_by_domain(model, tok, rows, oracle, settings, n_per_domain=n,
                                    reference_rewards=ref["rewards"], n_resamples=int(boot["n_resamples"]),
                                    seed=int(boot["seed"]))  # fmt: skip

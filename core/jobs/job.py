@@ -12,7 +12,7 @@ import json
 import os
 import subprocess
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,9 @@ class Job:
     threads: int = 1
     resources: dict[str, Any] = field(default_factory=dict)
     script: str = ""
+    #: what the job computes once for all its seeds (a benchmark's encoding, pi_ref's log-probs and
+    #: oracle rewards), by name; shared by its per-seed views, never serialised
+    cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @staticmethod
     def _named(nl: Any) -> dict[str, Any]:
@@ -59,8 +62,12 @@ class Job:
             script=script,
         )
 
+    def to_dict(self) -> dict[str, Any]:
+        """The job as JSON-able data (without its cache)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "cache"}
+
     def to_json(self, path: str) -> None:
-        Path(path).write_text(json.dumps(asdict(self), indent=1, sort_keys=True), encoding="utf-8")
+        Path(path).write_text(json.dumps(self.to_dict(), indent=1, sort_keys=True), encoding="utf-8")
 
     @classmethod
     def from_json(cls, path: str) -> Job:
@@ -134,6 +141,7 @@ class Job:
                     threads=self.threads,
                     resources=dict(self.resources),
                     script=self.script,
+                    cache=self.cache,
                 )
             )
         return views

@@ -250,7 +250,7 @@ def train_dpo(job: Job) -> None:
             loss["precompute_ref_log_probs"] = True
         classes = (DRDPOTrainer, DRDPOConfig)
         trainer = _trainer(job, classes, out, data, val, callbacks, model=policy, ref_model=ref, processing_class=tok,
-                           fields=loss)  # fmt: skip
+                           ref_logps_cache=job.cache.setdefault("ref_logps", {}), fields=loss)  # fmt: skip
         metrics = _fit(job, trainer, tok, out, plain_final=True)
         if metrics is not None:
             if probe_cb is not None and probe_cb.history:

@@ -35,7 +35,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict
 from typing import Any
 
 from core.jobs.job import Job
@@ -87,7 +86,7 @@ def run_warm(job: Any, main: Callable[[Any], None], address: str | None = None) 
         sock.close()
         return None
     target = [main.__module__, main.__qualname__]
-    request = json.dumps({"job": asdict(job), "main": target, "cwd": os.getcwd(), "env": dict(os.environ)}).encode()
+    request = json.dumps({"job": job.to_dict(), "main": target, "cwd": os.getcwd(), "env": dict(os.environ)}).encode()
     sys.stdout.flush()
     sys.stderr.flush()
     with sock:

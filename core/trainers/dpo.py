@@ -282,8 +282,6 @@ class _Terms:
     sample_lengths: torch.Tensor | None = None
 
 
-# pi_ref's precomputed log-probs in this process, by what determines them (:meth:`DRDPOTrainer._precompute_ref_logps`)
-_REF_LOGPS: dict[tuple, Any] = {}
 _REF_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
 
 
@@ -307,10 +305,15 @@ class DRDPOTrainer(RobustMinibatchMixin, DPOTrainer):
         ref_model: Any = None,
         args: DRDPOConfig | None = None,
         *pos: Any,
+        ref_logps_cache: dict | None = None,
         **kwargs: Any,
     ):
+        """trl's arguments, plus ``ref_logps_cache``: a dict the caller owns (the workflow: its job,
+        for every seed) where pi_ref's precomputed log-probs are kept by what determines them
+        (:meth:`_precompute_ref_logps`); None: each trainer computes its own, as trl does."""
         if not isinstance(args, DRDPOConfig):
             raise ValueError(f"DRDPOTrainer needs a DRDPOConfig as `args`, got {type(args).__name__}")
+        self._ref_logps_cache = ref_logps_cache  # read by trl's __init__ (its precompute)
         self._loss_type = args.loss_type[0]
         self._custom_path = self._loss_type in _OWN_LOSS_TYPES or robust_enabled(args.divergence, args.rho)
         train_dataset = kwargs.get("train_dataset", pos[1] if len(pos) > 1 else None)
@@ -336,20 +339,23 @@ class DRDPOTrainer(RobustMinibatchMixin, DPOTrainer):
         self._init_robust(args.average_iterates, args.ema_decay)
 
     def _precompute_ref_logps(self, dataset: Any, name: str, batch_size: int) -> Any:
-        """trl's precompute of log pi_ref(y|x), once per process for a given set of token ids, pi_ref
-        and collation: every seed of a job trains on the same pairs against the same pi_ref, so the
-        values are the same (trl's own cache misses there: its key, the datasets fingerprint, changes
-        with each trainer's arguments)."""
+        """trl's precompute of log pi_ref(y|x), once per ``ref_logps_cache`` for a given set of token
+        ids, pi_ref and collation: every seed of a job trains on the same pairs against the same
+        pi_ref, so the values are the same (trl's own cache misses there: its key, the datasets
+        fingerprint, changes with each trainer's arguments)."""
         from datasets import concatenate_datasets
 
+        cache = self._ref_logps_cache
+        if cache is None:
+            return super()._precompute_ref_logps(dataset, name, batch_size)
         args = self.args
         key = (_token_fingerprint(dataset), hash_module(self.ref_model or self.model), batch_size,
                args.max_length, args.truncation_mode, args.padding_free, args.pad_to_multiple_of,
                self.ld_alpha)  # fmt: skip
-        if key in _REF_LOGPS:
-            return concatenate_datasets([dataset, _REF_LOGPS[key]], axis=1)
+        if key in cache:
+            return concatenate_datasets([dataset, cache[key]], axis=1)
         out = super()._precompute_ref_logps(dataset, name, batch_size)
-        _REF_LOGPS[key] = out.select_columns(list(_REF_COLUMNS))
+        cache[key] = out.select_columns(list(_REF_COLUMNS))
         return out
 
     # -------------------------------------------------------------- set-up checks
