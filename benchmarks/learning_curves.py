@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from core.plan.paths import Paths  # noqa: E402
-from core.report.figures import family_convergence  # noqa: E402
+from core.report.convergence import family_convergence  # noqa: E402
 
 #: (family, config section holding its ``train`` block)
 FAMILIES = (

@@ -122,7 +122,8 @@ def test_learning_curves_figure_from_train_files_and_the_family_gate(tmp_path):
     import math
 
     from core.eval.results import write_metrics
-    from core.report.figures import family_convergence, make_figure
+    from core.report.convergence import family_convergence
+    from core.report.figures import make_figure
 
     steps = list(range(0, 61, 6))
     files = []

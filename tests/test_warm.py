@@ -1,4 +1,4 @@
-"""The warm-start server (core.jobs.warm, issue 13): a job forked from it runs as a cold job
+"""The warm-start server (core.jobs.warm): a job forked from it runs as a cold job
 process would — same numbers bit for bit, its own folder, environment, log and exit status — and
 stops like one: SIGTERM to the waiting job process reaches it, and it stops when that process is
 killed. With no server a job runs cold."""

@@ -1,4 +1,4 @@
-"""The Snakemake workflow end to end (issue 6): config validation, the paper DAG, the smoke DAG.
+"""The Snakemake workflow end to end: config validation, the paper DAG, the smoke DAG.
 
 * a bad config value or key fails before any job starts, naming the key;
 * ``snakemake -n --configfile configs/paper.yaml`` resolves the papers' full DAG offline;

@@ -1,4 +1,4 @@
-"""Multi-process training inside one workflow job (issue 8, item 3).
+"""Multi-process training inside one workflow job.
 
 With ``resources.train.nproc: 2`` the training rule's script relaunches itself through
 ``accelerate launch`` (two gloo processes on CPU) and the DR weights are taken over the global

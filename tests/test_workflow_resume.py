@@ -1,4 +1,4 @@
-"""A killed training job resumes (issue 14): SIGKILL the whole workflow while a reward-model job
+"""A killed training job resumes: SIGKILL the whole workflow while a reward-model job
 over two seeds trains its second seed (after that seed's first checkpoint), rerun it, and the
 final models and metrics equal an uninterrupted run's (CPU, same seeds); the first seed is not
 retrained, the second resumes from its checkpoint, and no checkpoint folder is left."""

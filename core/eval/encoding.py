@@ -23,7 +23,7 @@ trl 1.12's RewardTrainer/DPOTrainer/SFTTrainer rows that trl tokenises to the sa
   space) when the prompt is non-empty and neither the prompt ends nor the completion starts with
   whitespace, else nothing: texts that already meet at whitespace (``"...Assistant:" + " reply"``,
   ``"Q: " + "A"``, a rendered message list) are joined unchanged, and ``"...a small woman?" +
-  "Sorry"`` no longer runs together.  The separator belongs to the completion.  A message list is
+  "Sorry"`` becomes ``"...a small woman? Sorry"``.  The separator belongs to the completion.  A message list is
   rendered as plain text: a prompt as each message's content followed by ``"\\n"``, a completion as
   the contents joined by ``"\\n"``.  A generation prompt ends with the separator and a sampled
   completion starts with it (:func:`prompt_separator`), so a sample reads as its own text.

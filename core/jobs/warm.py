@@ -1,5 +1,5 @@
 """A warm start for the workflow's jobs on one machine: a server process imports torch,
-transformers, trl, datasets and mlflow once, then forks one child per job (issue 13: a cold job
+transformers, trl, datasets and mlflow once, then forks one child per job (a cold job
 process spends ~6 CPU-seconds on those imports before any work).
 
 Snakemake still runs every job as its own process (the ``script:`` directive); that process is

@@ -146,7 +146,7 @@ def evaluate_gates(specs: Mapping[str, Mapping[str, Any]]) -> dict[str, bool]:
     out = {}
     for name, spec in specs.items():
         if spec.get("kind") == "converged":
-            from core.report.figures import family_convergence
+            from core.report.convergence import family_convergence
 
             out[name] = bool(family_convergence(spec["files"], spec["budget"])["converged"])
             continue

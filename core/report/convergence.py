@@ -16,11 +16,12 @@ over seeds) when the noise is larger than the 1% threshold.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["convergence_summary", "plateau_step"]
+__all__ = ["convergence_summary", "family_convergence", "mean_curve", "plateau_step", "read_curve"]
 
 TOLERANCE = 0.01
 
@@ -82,3 +83,34 @@ def convergence_summary(curve: Mapping[str, Sequence[Any]], budget: int, tol: fl
         "final": values[-1] if values else None,
         "min": min(values) if values else None,
     }
+
+
+def read_curve(path: str, key: str) -> tuple[list[int], list[float]]:
+    """``(steps, values)`` of the step curve ``key`` in a train.json (``metrics/curves``)."""
+    with open(path, encoding="utf-8") as fh:
+        data = json.load(fh)
+    series = data.get("metrics", {}).get("curves", {})
+    if key not in series:
+        raise ValueError(f"metrics file {path}: no step curve {key!r} (have {sorted(series)})")
+    return [int(s) for s in series[key]["step"]], [float(v) for v in series[key]["value"]]
+
+
+def mean_curve(files: Sequence[str], key: str) -> tuple[list[int], list[float]]:
+    """The seed mean of the step curve ``key`` of ``files``, on the steps they all logged."""
+    curves = [read_curve(f, key) for f in files]
+    steps = sorted(set(curves[0][0]).intersection(*[set(c[0]) for c in curves[1:]]))
+    out = []
+    for s in steps:
+        vals = [c[1][c[0].index(s)] for c in curves]
+        out.append(sum(vals) / len(vals))
+    return steps, out
+
+
+def family_convergence(files: Sequence[str], budget: int | None) -> dict[str, Any]:
+    """:func:`convergence_summary` of the seed-mean validation-loss curve
+    (``metrics/curves/eval_loss``) of one model family's ``train.json`` files; a budget of None
+    (trained for epochs) is the curve's last step."""
+    steps, values = mean_curve(files, "eval_loss")
+    if not steps:
+        raise ValueError(f"no common validation steps in {list(files)[:3]}")
+    return convergence_summary({"step": steps, "value": values}, budget=int(budget or steps[-1]))

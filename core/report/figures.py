@@ -11,7 +11,7 @@ table show the same numbers:
   log scale), one line per column (a length bias).
 * ``learning_curves`` (the budgets): training and validation loss per seed of each model family
   (``series``: ``{"label", "files", "budget"}``), with the plateau step of the seed-mean
-  validation curve (:func:`family_convergence`).
+  validation curve (core.report.convergence.family_convergence).
 * ``curves`` (Figure B.1): step curves of training-time probes read from ``train.json`` files
   (``metrics/curves/<key>``), averaged over seeds at common steps, one panel per quantity.
 
@@ -27,9 +27,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from core.atomic import atomic_savefig
+from core.report.convergence import family_convergence, mean_curve
 from core.report.tables import build_table
 
-__all__ = ["FIGURE_KINDS", "family_convergence", "learning_curves", "make_figure", "read_curve"]
+__all__ = ["FIGURE_KINDS", "learning_curves", "make_figure"]
 
 FIGURE_KINDS = ("bias_lines", "stacked_bars", "sweep", "curves", "learning_curves")
 
@@ -119,46 +120,14 @@ def _sweep(spec: Mapping[str, Any], fig: Any, axes: Any) -> None:
         ax.set_visible(False)
 
 
-def read_curve(path: str, key: str) -> tuple[list[int], list[float]]:
-    """``(steps, values)`` of the step curve ``key`` in a train.json (``metrics/curves``)."""
-    with open(path, encoding="utf-8") as fh:
-        data = json.load(fh)
-    series = data.get("metrics", {}).get("curves", {})
-    if key not in series:
-        raise ValueError(f"metrics file {path}: no step curve {key!r} (have {sorted(series)})")
-    return [int(s) for s in series[key]["step"]], [float(v) for v in series[key]["value"]]
-
-
-def _mean_curve(files: Sequence[str], key: str) -> tuple[list[int], list[float]]:
-    curves = [read_curve(f, key) for f in files]
-    steps = sorted(set(curves[0][0]).intersection(*[set(c[0]) for c in curves[1:]]))
-    out = []
-    for s in steps:
-        vals = [c[1][c[0].index(s)] for c in curves]
-        out.append(sum(vals) / len(vals))
-    return steps, out
-
-
 def _curves(spec: Mapping[str, Any], fig: Any, axes: Any) -> None:
     for ax, panel in zip(axes.flat, spec["panels"], strict=False):
         key = panel if panel == "loss" else f"probe/{panel}"
         for series in spec["series"]:
-            steps, vals = _mean_curve(series["files"], key)
+            steps, vals = mean_curve(series["files"], key)
             ax.plot(steps, vals, marker=".", label=series["label"])
         ax.set_title(panel.replace("_", " "), fontsize=9)
         ax.set_xlabel("step")
-
-
-def family_convergence(files: Sequence[str], budget: int | None) -> dict[str, Any]:
-    """core.report.convergence.convergence_summary of the seed-mean validation-loss curve
-    (``metrics/curves/eval_loss``) of one model family's ``train.json`` files; a budget of None
-    (trained for epochs) is the curve's last step."""
-    from core.report.convergence import convergence_summary
-
-    steps, values = _mean_curve(files, "eval_loss")
-    if not steps:
-        raise ValueError(f"no common validation steps in {list(files)[:3]}")
-    return convergence_summary({"step": steps, "value": values}, budget=int(budget or steps[-1]))
 
 
 def _learning_series(spec: Mapping[str, Any]) -> list[dict[str, Any]]:

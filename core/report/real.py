@@ -65,7 +65,8 @@ def read_runs(files: Sequence[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _interval(values: Sequence[float]) -> tuple[float, float, float, int]:
+def mean_interval(values: Sequence[float]) -> tuple[float, float, float, int]:
+    """``(mean, low, high, n)``: the mean of ``values`` with its 95% Student-t interval (NaN below 2 values)."""
     arr = np.asarray(values, dtype=float)
     n = int(arr.size)
     if n < 2:
@@ -90,10 +91,11 @@ def _series(runs: pd.DataFrame, variant: str, div: str, rho: float, bench: str, 
 
 def _paired(treated: pd.Series, baseline: pd.Series, direction: int = 1) -> tuple[float, float, float, int]:
     seeds = sorted(set(treated.index) & set(baseline.index))
-    return _interval([100 * direction * (treated[s] - baseline[s]) for s in seeds])
+    return mean_interval([100 * direction * (treated[s] - baseline[s]) for s in seeds])
 
 
-def _fmt(mean: float, low: float, high: float) -> str:
+def fmt_interval(mean: float, low: float, high: float) -> str:
+    """``"mean [low, high]"`` to one decimal (``"mean"`` without an interval, ``"–"`` without a mean)."""
     if math.isnan(mean):
         return "–"
     return f"{mean:.1f}" if math.isnan(low) else f"{mean:.1f} [{low:.1f}, {high:.1f}]"
@@ -113,9 +115,9 @@ def real_table8(runs: pd.DataFrame) -> pd.DataFrame:
             row: dict[str, Any] = {"variant": variant, "model": label}
             for b in benches:
                 s = _series(runs, variant, div, rho, b, "accuracy")
-                row[LABELS[b]] = _fmt(*_interval(100 * s.values)[:3]) if len(s) else "–"
+                row[LABELS[b]] = fmt_interval(*mean_interval(100 * s.values)[:3]) if len(s) else "–"
             m = _series(runs, variant, div, rho, "id", "matched_accuracy")
-            row["in-dist. length-matched"] = _fmt(*_interval(100 * m.values)[:3])
+            row["in-dist. length-matched"] = fmt_interval(*mean_interval(100 * m.values)[:3])
             deg = runs[(runs.variant == variant) & (runs.divergence == div) & (runs.rho == rho) & runs.degenerate]
             row["degenerate seeds"] = ",".join(str(s) for s in sorted(set(deg.seed))) or "none"
             rows.append(row)
@@ -123,15 +125,21 @@ def real_table8(runs: pd.DataFrame) -> pd.DataFrame:
             row = {"variant": variant, "model": rule}
             for b in benches:
                 s = _series(runs, variant, "none", 0.0, b, "longer")
-                row[LABELS[b]] = (_fmt(*_interval(100 * s.values)[:3]) if key else "50.0") if len(s) else "–"
+                row[LABELS[b]] = (
+                    (fmt_interval(*mean_interval(100 * s.values)[:3]) if key else "50.0") if len(s) else "–"
+                )
             m = _series(runs, variant, "none", 0.0, "id", "matched_longer")
-            row["in-dist. length-matched"] = _fmt(*_interval(100 * m.values)[:3]) if key else "50.0"
+            row["in-dist. length-matched"] = fmt_interval(*mean_interval(100 * m.values)[:3]) if key else "50.0"
             row["degenerate seeds"] = ""
             rows.append(row)
     return pd.DataFrame(rows)
 
 
-def _row(claim_id: str, benchmark: str, baseline: str, treatment: str, effect, flags: str, says: str = "") -> dict:
+def real_claim_row(
+    claim_id: str, benchmark: str, baseline: str, treatment: str, effect: Any, flags: str, says: str = ""
+) -> dict:
+    """A claims-table row (core.report.claims' columns) of a real-text claim: the paper's text from
+    its registry entry, ``effect = (mean, low, high, n)`` (None: n/a)."""
     base = next((c for c in CLAIMS if c.id == claim_id.split(":")[0]), None)
     mean, low, high, n = effect if effect is not None else (math.nan, math.nan, math.nan, 0)
     return {
@@ -196,7 +204,7 @@ def real_claims(runs: pd.DataFrame, rm_variant: str) -> tuple[pd.DataFrame, dict
                 _series(runs, variant, *btl, bench, "accuracy"),
             )
             claim_id = "a2" if bench == "hhh" else f"a:{bench}" + ("" if variant == rm_variant else f":{variant}")
-            rows.append(_row(claim_id, f"{LABELS[bench]} ({variant})", "BTL RM",
+            rows.append(real_claim_row(claim_id, f"{LABELS[bench]} ({variant})", "BTL RM",
                              f"DR RM (TV ρ={rho:g}, chosen on validation)", effect,
                              degenerate((variant, "tv", rho), (variant, *btl)),
                              says="" if bench == "hhh" else CLAIMS[0].says))  # fmt: skip
@@ -208,12 +216,13 @@ def real_claims(runs: pd.DataFrame, rm_variant: str) -> tuple[pd.DataFrame, dict
             _series(runs, rm_variant, "chi2", small, "id", "accuracy"),
             direction=-1,
         )
-        rows.append(_row("h", f"in-distribution ({rm_variant})", f"chi2 ρ={small:g}", f"chi2 ρ={large:g}", effect,
-                         degenerate((rm_variant, "chi2", small), (rm_variant, "chi2", large))))  # fmt: skip
+        flags = degenerate((rm_variant, "chi2", small), (rm_variant, "chi2", large))
+        rows.append(real_claim_row("h", f"in-distribution ({rm_variant})", f"chi2 ρ={small:g}", f"chi2 ρ={large:g}",
+                                   effect, flags))  # fmt: skip
     measured = {r["claim"].split(":")[0] for r in rows}
     for claim in CLAIMS:
         if claim.id not in measured:
-            rows.append(_row(claim.id, claim.benchmark, claim.baseline, claim.treatment, None,
+            rows.append(real_claim_row(claim.id, claim.benchmark, claim.baseline, claim.treatment, None,
                              NOT_HERE.get(claim.id, "not measurable on this data")))  # fmt: skip
     return pd.DataFrame(rows, columns=COLUMNS), gates
 
@@ -348,15 +357,15 @@ def real_policy_table(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, pd.D
         method, div = ("dpo", key[3:]) if key.startswith("dr-") else (key, "none")
         row = {"policy": _label(method, div, sel)}
         for bench, label in POLICY_BENCHES.items():
-            row[label] = _fmt(*_interval(sel[bench].values)[:3])
+            row[label] = fmt_interval(*mean_interval(sel[bench].values)[:3])
         row["‖θ‖"] = f"{sel.theta_norm.mean():.2f}"
         rows.append(row)
     rows.append({"policy": "π_ref (uniform over the candidates)",
-                 **{label: (_fmt(*_interval(ref[b].values)[:3]) if b in ref else "50.0")
+                 **{label: (fmt_interval(*mean_interval(ref[b].values)[:3]) if b in ref else "50.0")
                     for b, label in POLICY_BENCHES.items()}, "‖θ‖": "0"})  # fmt: skip
     if "best_id" in ref:
         rows.append({"policy": "ceiling: the judge's best candidate (not a trained policy)",
-                     **{label: _fmt(*_interval(ref[f"best_{b}"].values)[:3]) if f"best_{b}" in ref else "–"
+                     **{label: fmt_interval(*mean_interval(ref[f"best_{b}"].values)[:3]) if f"best_{b}" in ref else "–"
                         for b, label in POLICY_BENCHES.items()}, "‖θ‖": ""})  # fmt: skip
     return pd.DataFrame(rows), {**chosen, "reference": ref}
 
@@ -390,7 +399,7 @@ def policy_claims(chosen: Mapping[str, pd.DataFrame]) -> tuple[list[dict], dict[
             claim_id = ids[bench] if baseline == "dpo" else f"b:vs-{baseline}:{bench}"
             says = f"DR-DPO beats {POLICY_LABELS[baseline]}" + ("" if baseline == "dpo" else " (not in the paper)")
             effect = _paired(dr[bench] / 100, base[bench] / 100)
-            row = _row(claim_id, label, _label(baseline, "none", base), _label("dpo", "tv", dr), effect,
+            row = real_claim_row(claim_id, label, _label(baseline, "none", base), _label("dpo", "tv", dr), effect,
                        "; ".join([*degenerate, flag] if flag else degenerate), says=says)  # fmt: skip
             row["metric"] = "win rate (%)" if bench != "hhh" else "accuracy (%)"
             row["refs"] = "table6"

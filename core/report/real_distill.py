@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.report.real import _fmt, _interval, _row
+from core.report.real import fmt_interval, mean_interval, real_claim_row
 
 __all__ = ["distill_claims", "distill_rm_table", "distill_table", "read_distill"]
 
@@ -72,7 +72,7 @@ def _setting(method: str, sel: pd.DataFrame) -> str:
 
 def _paired(treated: pd.Series, baseline: pd.Series) -> tuple[float, float, float, int]:
     seeds = sorted(set(treated.index) & set(baseline.index))
-    return _interval([float(treated[s] - baseline[s]) for s in seeds])
+    return mean_interval([float(treated[s] - baseline[s]) for s in seeds])
 
 
 def distill_table(frame: pd.DataFrame, rms: pd.DataFrame) -> pd.DataFrame:
@@ -88,18 +88,18 @@ def distill_table(frame: pd.DataFrame, rms: pd.DataFrame) -> pd.DataFrame:
                 continue
             row = {"bias b": f"{bias:g}", "model": _setting(method, sel)}
             for bench, label in BENCHES.items():
-                row[f"{label}: win rate − π_ref"] = _fmt(*_paired(sel[bench], ref[bench])[:3])
-            row["HHH accuracy"] = _fmt(*_interval(sel["hhh"].values)[:3])
-            row["preferred log-ratio"] = _fmt(*_interval(sel["preferred_logratio"].values)[:3])
+                row[f"{label}: win rate − π_ref"] = fmt_interval(*_paired(sel[bench], ref[bench])[:3])
+            row["HHH accuracy"] = fmt_interval(*mean_interval(sel["hhh"].values)[:3])
+            row["preferred log-ratio"] = fmt_interval(*mean_interval(sel["preferred_logratio"].values)[:3])
             row["‖θ‖"] = f"{sel.theta_norm.mean():.2f}"
             rows.append(row)
         row = {"bias b": f"{bias:g}", "model": "π_ref (uniform), win rate"}
         for bench, label in BENCHES.items():
-            row[f"{label}: win rate − π_ref"] = f"({_fmt(*_interval(ref[bench].values)[:3])})"
+            row[f"{label}: win rate − π_ref"] = f"({fmt_interval(*mean_interval(ref[bench].values)[:3])})"
         rows.append(row)
         if "best_id" in ref:
             rows.append({"bias b": f"{bias:g}", "model": "ceiling: the judge's best candidate",
-                         **{f"{label}: win rate − π_ref": _fmt(*_paired(ref[f"best_{b}"], ref[b])[:3])
+                         **{f"{label}: win rate − π_ref": fmt_interval(*_paired(ref[f"best_{b}"], ref[b])[:3])
                             for b, label in BENCHES.items()}})  # fmt: skip
     return pd.DataFrame(rows).fillna("")
 
@@ -118,9 +118,9 @@ def distill_rm_table(rms: pd.DataFrame, frame: pd.DataFrame | None = None) -> pd
             f"{100 * float(np.mean([m[member] for m in edpo.member_share])):.0f}%")  # fmt: skip
         rows.append({"bias b": f"{bias:g}", "reward model": name, "mean target on D_b": f"{sel.target_mean.mean():.2f}",
                      "e-DPO's min took it": share,
-                     "in-dist. accuracy": _fmt(*_interval(100 * sel.accuracy.values)[:3]),
-                     "length-matched": _fmt(*_interval(100 * sel.matched_accuracy.values)[:3]),
-                     "length rule there": _fmt(*_interval(100 * sel.matched_longer.values)[:3]),
+                     "in-dist. accuracy": fmt_interval(*mean_interval(100 * sel.accuracy.values)[:3]),
+                     "length-matched": fmt_interval(*mean_interval(100 * sel.matched_accuracy.values)[:3]),
+                     "length rule there": fmt_interval(*mean_interval(100 * sel.matched_longer.values)[:3]),
                      "degenerate seeds": deg})  # fmt: skip
     return pd.DataFrame(rows)
 
@@ -161,7 +161,7 @@ def distill_claims(
                     continue
                 for bench, label in BENCHES.items():
                     effect, flag = _paired(t[bench], b[bench]), flags(bias, (treated, t), (baseline, b), rm=True)
-                    row = _row(f"d:{treated}-vs-{baseline}", f"{label}, b={bias:g}", _setting(baseline, b),
+                    row = real_claim_row(f"d:{treated}-vs-{baseline}", f"{label}, b={bias:g}", _setting(baseline, b),
                                _setting(treated, t), effect, flag)  # fmt: skip
                     row.update(metric="judged win rate (%)", refs="figure2")
                     rows.append(row)
@@ -174,9 +174,10 @@ def distill_claims(
             continue
         gamma = t.groupby("gamma")["val"].mean().idxmax()
         t = t[t.gamma == gamma].set_index("seed")
-        row = _row(f"e:{treated}-vs-dpo", f"D_b pairs, b={bias:g}", _setting("dpo", base), _setting(treated, t),
-                   _paired(t["preferred_logratio"], base["preferred_logratio"]),
-                   flags(bias, (treated, t), ("dpo", base), rm=treated == "ddpo"))  # fmt: skip
+        effect = _paired(t["preferred_logratio"], base["preferred_logratio"])
+        row = real_claim_row(f"e:{treated}-vs-dpo", f"D_b pairs, b={bias:g}", _setting("dpo", base),
+                             _setting(treated, t), effect,
+                             flags(bias, (treated, t), ("dpo", base), rm=treated == "ddpo"))  # fmt: skip
         row.update(metric="log π(y+|x) − log π_ref(y+|x) (nats)", refs="figure2")
         rows.append(row)
     return rows, out_gates
