@@ -117,6 +117,7 @@ def token_states_below_top(ds, index, max_length: int, cache: Path, threads: int
     with ``offsets`` (text ``i`` is rows ``offsets[i]:offsets[i+1]``); cached in ``cache``."""
     import torch
 
+    from core.eval.encoder_states import padded_batch
     from core.eval.encoding import default_truncation, encode_completion, resolve_pad_id
     from core.models import load_reward_model, load_tokenizer
 
@@ -139,12 +140,7 @@ def token_states_below_top(ds, index, max_length: int, cache: Path, threads: int
     with torch.inference_mode():
         for b in range(0, len(order), 32):
             idx = order[b : b + 32]
-            width = max(len(seqs[i]) for i in idx)
-            ids = torch.full((len(idx), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(idx), width), dtype=torch.long)
-            for row, i in enumerate(idx):
-                ids[row, : len(seqs[i])] = torch.tensor(seqs[i])
-                mask[row, : len(seqs[i])] = 1
+            ids, mask = padded_batch(seqs, idx, pad)
             hidden = model.base_model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[-2]
             for row, i in enumerate(idx):
                 out[offsets[i] : offsets[i + 1]] = hidden[row, : len(seqs[i])].numpy()

@@ -17,7 +17,21 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["encoder_states"]
+__all__ = ["encoder_states", "padded_batch"]
+
+
+def padded_batch(seqs: Sequence[Sequence[int]], idx: Sequence[int], pad: int) -> tuple[Any, Any]:
+    """``(input_ids, attention_mask)`` of the token sequences ``seqs[i]`` for ``i`` in ``idx``,
+    right-padded with ``pad`` to the longest of them (long tensors on the CPU)."""
+    import torch
+
+    width = max(len(seqs[i]) for i in idx)
+    ids = torch.full((len(idx), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(idx), width), dtype=torch.long)
+    for row, i in enumerate(idx):
+        ids[row, : len(seqs[i])] = torch.tensor(seqs[i])
+        mask[row, : len(seqs[i])] = 1
+    return ids, mask
 
 
 def encoder_states(
@@ -57,12 +71,7 @@ def encoder_states(
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
-            width = max(len(seqs[i]) for i in idx)
-            ids = torch.full((len(idx), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(idx), width), dtype=torch.long)
-            for row, i in enumerate(idx):
-                ids[row, : len(seqs[i])] = torch.tensor(seqs[i])
-                mask[row, : len(seqs[i])] = 1
+            ids, mask = padded_batch(seqs, idx, pad)
             ids, mask = ids.to(device), mask.to(device)
             hidden = encoder(input_ids=ids, attention_mask=mask).last_hidden_state.float()
             m = mask.unsqueeze(-1).to(hidden.dtype)
