@@ -2,19 +2,23 @@
 ``main(job: Job) -> None`` from ``core.jobs``. Run by Snakemake's ``script:`` directive the job
 comes from the ``snakemake`` object (``--job JOB.json`` when ``accelerate launch`` started the
 process); a one-process job runs in a child forked from the warm-start server when one answers
-(core.jobs.warm), else in this process (core.jobs.run.run_job).
+(core.jobs.warm), else in this process (core.jobs.run.run_job). A real-text script (its jobs
+open their own MLflow runs per seed) ends with ``run_script(main, snakemake)`` instead.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from core.jobs.job import Job
 from core.jobs.run import run_job
+from core.jobs.warm import run_warm
 
 
 def entrypoint(main: Callable[[Job], None], scope: dict[str, Any]) -> None:
@@ -29,8 +33,6 @@ def entrypoint(main: Callable[[Job], None], scope: dict[str, Any]) -> None:
             raise SystemExit(f"usage: {sys.argv[0]} --job JOB.json (or run by Snakemake's script directive)")
         job = Job.from_json(sys.argv[2])
     if smk is not None and job.nproc == 1:
-        from core.jobs.warm import run_warm  # the client side only: sockets, no torch
-
         code = run_warm(job, main)  # None: no warm-start server answers, run here
         if code is not None:
             raise SystemExit(code)
@@ -40,9 +42,6 @@ def entrypoint(main: Callable[[Job], None], scope: dict[str, Any]) -> None:
 def run_script(main: Any, sm: Any) -> None:
     """Run ``main(snakemake)`` of a real-text workflow script (core.jobs.real_text; its jobs open their
     own MLflow runs per seed): stdout and stderr to the rule's log (appended), HF offline."""
-    import contextlib
-    import sys
-
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     log = str(sm.log[0]) if len(sm.log) else None
@@ -54,8 +53,6 @@ def run_script(main: Any, sm: Any) -> None:
         try:
             main(sm)
         except BaseException:
-            import traceback
-
             traceback.print_exc(file=fh)
             fh.flush()
             sys.stderr.write(f"failed: see {log}\n")

@@ -76,7 +76,6 @@ __all__ = [
     "RobustTrainingArguments",
     "robust_enabled",
     "solve_step_weights",
-    "validate_robust_args",
 ]
 
 ROBUST_STATE_FILE = "robust_state.json"
@@ -84,17 +83,6 @@ ITERATE_AVERAGE_FILE = "iterate_average.safetensors"
 _METRIC_NAMES = tuple(
     (key, f"dr/{key}") for key in ("robust_loss", "mean_loss", "max_weight", "ess", "frac_zero_weights")
 )
-
-
-def validate_robust_args(divergence: str, rho: float, average_iterates: str, ema_decay: float) -> None:
-    """Raise ``ValueError`` naming the config field when a robust setting is out of range."""
-    _validate_ball(divergence, rho)
-    if average_iterates not in AVERAGE_ITERATES:
-        raise ValueError(
-            f"config field 'average_iterates': expected one of {list(AVERAGE_ITERATES)}, got {average_iterates!r}"
-        )
-    if not isinstance(ema_decay, (int, float)) or not 0.0 < float(ema_decay) < 1.0:
-        raise ValueError(f"config field 'ema_decay': expected a number in (0, 1), got {ema_decay!r}")
 
 
 def _validate_ball(divergence: str, rho: float) -> None:
@@ -135,8 +123,14 @@ class RobustTrainingArguments(RobustBallArguments):
     ema_decay: float = field(default=0.999, metadata={"help": "Decay of the EMA when average_iterates='ema'."})
 
     def __post_init__(self) -> None:
-        validate_robust_args(self.divergence, self.rho, self.average_iterates, self.ema_decay)
-        super(RobustBallArguments, self).__post_init__()
+        if self.average_iterates not in AVERAGE_ITERATES:
+            raise ValueError(
+                f"config field 'average_iterates': expected one of {list(AVERAGE_ITERATES)}, "
+                f"got {self.average_iterates!r}"
+            )
+        if not isinstance(self.ema_decay, (int, float)) or not 0.0 < float(self.ema_decay) < 1.0:
+            raise ValueError(f"config field 'ema_decay': expected a number in (0, 1), got {self.ema_decay!r}")
+        super().__post_init__()  # the ball's checks, then trl's
 
 
 def robust_enabled(divergence: str, rho: float) -> bool:
