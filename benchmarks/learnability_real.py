@@ -158,13 +158,6 @@ class TopLayerScorer:
         self.model, self.states, self.offsets, self.budget = model, states, offsets, token_budget
         self.layer = model.base_model.encoder.layer[-1]
 
-    def parameters(self):
-        from itertools import chain
-
-        return chain(
-            self.layer.parameters(), self.model.base_model.pooler.parameters(), self.model.classifier.parameters()
-        )
-
     def __call__(self, texts: np.ndarray):
         """Scores of ``texts`` (indices), in groups of similar length of at most ``token_budget`` padded tokens."""
         import torch
