@@ -1,12 +1,14 @@
-# The workflow's plan lives in core.plan (config validation, path scheme, grids, specs,
-# rule helpers; what the jobs run is core.jobs), unit-tested with the rest of core; this file builds the one Pipeline of this
-# config and holds the one-line input functions the rules share. Path scheme: docs/design.md §5.
+# The workflow's plan lives in core.plan (config validation, path scheme, grids, specs, rule
+# helpers; what the jobs run is core.jobs), unit-tested with the rest of core; this file builds
+# the one Pipeline of this config and holds the one-line input functions the rules share. Path
+# scheme: docs/design.md §5.
 
 import sys
 
 from core.plan import Pipeline
 from core.plan.config import check_config_files, tracking_warning
 from core.plan.paths import WILDCARD_CONSTRAINTS
+from core.report.spec_types import to_data
 from core.jobs.warm import start_server
 
 check_config_files(workflow.configfiles)  # a key given twice: Snakemake's YAML keeps the last silently

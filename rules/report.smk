@@ -1,5 +1,5 @@
-# Tables, figures and the report. Each table/figure is built from a spec (rows x columns of
-# metrics files + JSON keys; core.plan.specs), so `snakemake results/<config>/tables/<name>.md`
+# Tables, figures and the report. Each table/figure is built from a typed spec (rows x columns of
+# metrics files + JSON keys; core.plan.specs, core.report.spec_types; params carry it as data), so `snakemake results/<config>/tables/<name>.md`
 # requests exactly the metrics files that table reads (and, through them, only the models and
 # data those need). The numbers themselves are read by core.report from the metrics files.
 
@@ -21,7 +21,7 @@ rule table:
     wildcard_constraints:
         name="|".join(sorted(SPECS.tables(), key=len, reverse=True)),
     params:
-        spec=lambda wc: SPECS.tables()[wc.name],
+        spec=lambda wc: to_data(SPECS.tables()[wc.name]),
     log:
         PATHS.log("tables/{name}"),
     threads: 1
@@ -42,7 +42,7 @@ rule figure:
     wildcard_constraints:
         name="|".join(sorted(SPECS.figures(), key=len, reverse=True)),
     params:
-        spec=lambda wc: SPECS.figure(wc.name),
+        spec=lambda wc: to_data(SPECS.figure(wc.name)),
     log:
         PATHS.log("figures/{name}"),
     threads: 1
@@ -62,8 +62,8 @@ rule claims:
         csv=PATHS.claims("csv"),
         md=PATHS.claims("md"),
     params:
-        cells=SPECS.claims(),
-        gates=SPECS.gates(),
+        cells=to_data(SPECS.claims()),
+        gates=to_data(SPECS.gates()),
     log:
         PATHS.log("claims"),
     threads: 1

@@ -12,6 +12,16 @@ import pytest
 from core.eval.results import write_metrics
 from core.report.claims import claims_table, verdict
 from core.report.paper_claims import CLAIMS
+from core.report.spec_types import (
+    Candidate,
+    ExactCell,
+    FlattensBefore,
+    MeanAbove,
+    PairedCell,
+    SeedFiles,
+    Selection,
+    SlopeCell,
+)
 
 SEEDS = range(5)
 
@@ -28,9 +38,9 @@ def side(tmp_path, name: str, values, bench="rewardbench", degenerate=False) -> 
     ]
 
 
-def paired_cell(cid, base, treat, **extra):
-    return {"id": cid, "key": "metrics/scores/overall", "scale": 100, "baseline": {"files": base},
-            "treatment": {"files": treat}, **extra}  # fmt: skip
+def paired_cell(cid, base, treat, degenerate=()):
+    return PairedCell(cid, "rewardbench", "metrics/scores/overall", SeedFiles(tuple(base)), SeedFiles(tuple(treat)),
+                      scale=100, degenerate=tuple(degenerate))  # fmt: skip
 
 
 def row(frame: pd.DataFrame, cid: str) -> pd.Series:
@@ -88,10 +98,10 @@ def test_treated_row_is_chosen_on_validation_not_test(tmp_path):
     # rho 0.2 is best on validation, rho 0.8 on test: the claim must report rho 0.2's test numbers
     cand = []
     for rho, val, test in (("0.2", 0.70, 0.62), ("0.8", 0.50, 0.90)):
-        cand.append({"label": f"ρ={rho}", "select": side(tmp_path, f"r{rho}", [val] * 5, bench="val"),
-                     "files": side(tmp_path, f"r{rho}", [test] * 5, bench="rewardbench")})  # fmt: skip
-    cell = {"id": "a1", "key": "metrics/scores/overall", "scale": 100, "baseline": {"files": base},
-            "treatment": {"candidates": cand, "select_key": "metrics/accuracy", "select": "max"}}  # fmt: skip
+        cand.append(Candidate(f"ρ={rho}", tuple(side(tmp_path, f"r{rho}", [val] * 5, bench="val")),
+                              tuple(side(tmp_path, f"r{rho}", [test] * 5, bench="rewardbench"))))  # fmt: skip
+    cell = PairedCell("a1", "rewardbench", "metrics/scores/overall", SeedFiles(tuple(base)),
+                      Selection(tuple(cand), "metrics/accuracy"), scale=100)  # fmt: skip
     a1 = row(claims_table({"a1": [cell]}, {}), "a1")
     assert a1["effect"] == pytest.approx(2.0) and "ρ=0.2" in a1["treatment"]
 
@@ -99,9 +109,9 @@ def test_treated_row_is_chosen_on_validation_not_test(tmp_path):
 def test_degenerate_models_and_failed_gates_are_flagged_beside_the_verdict(tmp_path):
     base = side(tmp_path, "btl", [0.60, 0.62, 0.61, 0.63, 0.60])
     flat = side(tmp_path, "flat", [0.50, 0.50, 0.50, 0.50, 0.50], degenerate=True)
-    cell = paired_cell("a1", base, flat, degenerate=[[f, "metrics/spread/degenerate"] for f in base + flat])
-    gates = {"btl_learned": {"key": "metrics/accuracy", "files": base,
-                             "above": [metrics_file(tmp_path / "longer.json", 0.7)]}}  # fmt: skip
+    cell = paired_cell("a1", base, flat, degenerate=[(f, "metrics/spread/degenerate") for f in base + flat])
+    gates = {"btl_learned": MeanAbove("metrics/accuracy", SeedFiles(tuple(base)),
+                                      (metrics_file(tmp_path / "longer.json", 0.7),))}  # fmt: skip
     frame = claims_table({"a1": [cell]}, gates)
     a1 = row(frame, "a1")
     assert a1["verdict"] == "opposite"  # the collapse keeps its computed verdict
@@ -118,8 +128,8 @@ def theory_csv(path, exponent: float, noise: float = 0.02, reps: int = 6) -> str
 
 
 def test_rate_claims_are_equivalence_tests(tmp_path):
-    good = {"id": "g1", "table": theory_csv(tmp_path / "good.csv", -0.5), "claimed": -0.5, "margin": 0.1}
-    slow = {"id": "g3", "table": theory_csv(tmp_path / "slow.csv", -0.2), "claimed": -0.5, "margin": 0.1}
+    good = SlopeCell("g1", theory_csv(tmp_path / "good.csv", -0.5), claimed=-0.5, margin=0.1)
+    slow = SlopeCell("g3", theory_csv(tmp_path / "slow.csv", -0.2), claimed=-0.5, margin=0.1)
     frame = claims_table({"g1": [good], "g3": [slow]}, {})
     g1, g3 = row(frame, "g1"), row(frame, "g3")
     assert g1["verdict"] == "reproduced" and g1["ci_low"] > 0 and g1["n_seeds"] == 6
@@ -131,8 +141,8 @@ def test_exact_claims(tmp_path):
     write_metrics(path, {"summary": {"fitted_contraction": 0.56, "a": 1.5, "b": 1.12}}, model_path="none",
                   dataset_path="none", counts={}, seed=0)  # fmt: skip
     cells = {
-        "g2": [{"id": "g2", "file": str(path), "key": "metrics/summary/fitted_contraction", "reference": 1.0}],
-        "f": [{"id": "f", "file": str(path), "key": "metrics/summary/a", "reference_key": "metrics/summary/b"}],
+        "g2": [ExactCell("g2", str(path), "metrics/summary/fitted_contraction", reference=1.0)],
+        "f": [ExactCell("f", str(path), "metrics/summary/a", reference_key="metrics/summary/b")],
     }
     frame = claims_table(cells, {})
     assert row(frame, "g2")["effect"] == pytest.approx(0.44) and row(frame, "g2")["verdict"] == "reproduced"
@@ -153,8 +163,7 @@ def test_convergence_gates_flag_the_claims_resting_on_an_unconverged_family(tmp_
     falling = [2.0 - 0.01 * s for s in steps]  # still decreasing at step 100
     rm = [train_file(tmp_path / f"rm{s}.json", steps, [v + 0.001 * s for v in flat]) for s in SEEDS]
     dpo = [train_file(tmp_path / f"dpo{s}.json", steps, falling) for s in SEEDS]
-    gates = {"rm_converged": {"kind": "converged", "files": rm, "budget": 100},
-             "dpo_converged": {"kind": "converged", "files": dpo, "budget": 100}}  # fmt: skip
+    gates = {"rm_converged": FlattensBefore(tuple(rm), 100), "dpo_converged": FlattensBefore(tuple(dpo), 100)}
     base = side(tmp_path, "btl", [0.60, 0.62, 0.61, 0.63, 0.60])
     up = side(tmp_path, "up", [0.65, 0.66, 0.66, 0.68, 0.64])
     base_id = side(tmp_path, "dpo", [0.60, 0.62, 0.61, 0.63, 0.60], bench="id")

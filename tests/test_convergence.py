@@ -124,6 +124,7 @@ def test_learning_curves_figure_from_train_files_and_the_family_gate(tmp_path):
     from core.eval.results import write_metrics
     from core.report.convergence import family_convergence
     from core.report.figures import make_figure
+    from core.report.spec_types import FigureSpec, Series
 
     steps = list(range(0, 61, 6))
     files = []
@@ -137,12 +138,12 @@ def test_learning_curves_figure_from_train_files_and_the_family_gate(tmp_path):
     assert summary["budget"] == 60 and summary["converged"] and summary["plateau_step"] < 60
     assert family_convergence(files, 60) == summary
     out = tmp_path / "lc.png"
-    make_figure({"name": "learning_curves", "kind": "learning_curves", "title": "t",
-                 "series": [{"label": "BTL RM", "files": files, "budget": 60}]}, str(out))  # fmt: skip
+    make_figure(FigureSpec("learning_curves", "learning_curves", "t", series=(Series("BTL RM", tuple(files), 60),)),
+                str(out))  # fmt: skip
     assert out.stat().st_size > 1000
     bare = tmp_path / "bare.json"
     write_metrics(bare, {"curves": {"loss": {"step": [1], "value": [1.0]}}}, model_path="m", dataset_path="d",
                   counts={}, seed=0)  # fmt: skip
-    spec = {"name": "x", "kind": "learning_curves", "series": [{"label": "a", "files": [str(bare)], "budget": 1}]}
+    spec = FigureSpec("x", "learning_curves", series=(Series("a", (str(bare),), 1),))
     with pytest.raises(ValueError, match="no validation curve"):
         make_figure(spec, str(tmp_path / "x.png"))

@@ -17,7 +17,7 @@ import yaml
 from core.plan import Pipeline
 from core.plan.config import ConfigError
 from core.plan.paths import WILDCARD_CONSTRAINTS, Paths, fmt
-from core.plan.specs import spec_files
+from core.report.spec_types import FlattensBefore, Table
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -89,7 +89,7 @@ def test_table1_reads_exactly_its_reward_models(pipe):
               for d, r in (("none", "0"), ("tv", "0.5"))]  # fmt: skip
     refs = [f"results/smoke/metrics/reference/no-hh-rlhf/{r}/rewardbench.json" for r in ("longer", "oracle", "random")]
     assert files == sorted(models + refs)
-    assert spec_files(pipe.specs.tables()["table7"]) == []  # settings tables read the config only
+    assert pipe.specs.table_files("table7") == []  # settings tables read the config only
 
 
 def test_base_models_are_inputs_when_built_and_params_when_named():
@@ -528,21 +528,21 @@ def test_ppo_is_also_judged_by_the_oracle_reward_of_its_samples(pipe):
     pi_ref, the world's domains out of distribution), plus pi_ref's own row from the same files;
     claims c4/c5 compare those means, with rho chosen on validation."""
     spec = pipe.specs.tables()["table3_oracle"]
-    labels = [c["label"] for c in spec["columns"]]
+    labels = [c.label for c in spec.columns]
     assert labels[:4] == ["ID reward", "ID adv. over π_ref", "OOD reward", "OOD adv. over π_ref"]
     assert {f"OOD {d}" for d in ("chat", "chat-hard", "safety", "reasoning")} <= set(labels)
-    ppo_rows = [r for r in spec["rows"] if r["group"] != "reference"]
+    ppo_rows = [r for r in spec.rows if r.group != "reference"]
     assert len(ppo_rows) == len(pipe.ppo_grid())
-    assert ppo_rows[0]["cells"]["OOD reward"]["files"] == [
+    assert ppo_rows[0].cells["OOD reward"].files == tuple(
         pipe.paths.metrics(pipe.paths.ppo("no-hh-rlhf", "none", "none", 0.0, s), "oracle_ood") for s in pipe.seeds()
-    ]
-    sft = spec["rows"][-1]
-    assert sft["label"] == "SFT (π_ref)" and sft["cells"]["ID reward"]["key"] == "metrics/reference/overall/mean"
-    assert "ID adv. over π_ref" not in sft["cells"]
-    claims = pipe.specs.claims()
-    assert claims["c5"][0]["key"] == "metrics/overall/mean" and claims["c5"][0]["benchmark"] == "oracle_ood"
-    assert claims["c5"][0]["treatment"]["select_key"].endswith("/accuracy")  # rho chosen on validation accuracy
-    assert all(f.endswith("/id.json") for f, _ in claims["c5"][0]["degenerate"])
+    )
+    sft = spec.rows[-1]
+    assert sft.label == "SFT (π_ref)" and sft.cells["ID reward"].key == "metrics/reference/overall/mean"
+    assert "ID adv. over π_ref" not in sft.cells
+    c5 = pipe.specs.claims()["c5"][0]
+    assert c5.key == "metrics/overall/mean" and c5.benchmark == "oracle_ood"
+    assert c5.treatment.select_key.endswith("/accuracy")  # rho chosen on validation accuracy
+    assert all(f.endswith("/id.json") for f, _ in c5.degenerate)
 
 
 def test_each_claim_and_gate_is_declared_once_with_what_it_compares(pipe):
@@ -560,11 +560,11 @@ def test_each_claim_and_gate_is_declared_once_with_what_it_compares(pipe):
     b2 = next(c for c in CLAIMS if c.id == "b2")
     new = dataclasses.replace(b2, id="z")
     (cell,) = pipe.specs.claim_cells(new)
-    assert cell == {**cells["b2"][0], "id": "z"}
+    assert cell == dataclasses.replace(cells["b2"][0], id="z")
     other = pipe.specs.claim_cells(dataclasses.replace(b2, id="z", measure=RobustVsPlain("rm")))
-    assert other[0]["baseline"]["files"] == [
+    assert other[0].baseline.files == tuple(
         pipe.paths.metrics(pipe.paths.rm(pipe.cfg["report"]["rm_variant"], "none", 0.0, s), "hhh") for s in pipe.seeds()
-    ]
+    )
 
     @dataclasses.dataclass(frozen=True)
     class Unknown:
@@ -581,18 +581,19 @@ def test_learning_curves_and_convergence_gates_read_the_families_train_files(pip
     fams = pipe.specs.learning_families()
     assert set(fams) == {"rm", "dpo", "distill"}
     rm = fams["rm"]
-    assert rm["budget"] == pipe.cfg["dr"]["reward"]["train"]["max_steps"]
-    assert rm["files"] == [pipe.paths.metrics(pipe.paths.rm("no-hh-rlhf", "none", 0.0, s), "train")
-                           for s in pipe.seeds()]  # fmt: skip
+    assert rm.budget == pipe.cfg["dr"]["reward"]["train"]["max_steps"]
+    assert rm.files == tuple(pipe.paths.metrics(pipe.paths.rm("no-hh-rlhf", "none", 0.0, s), "train")
+                             for s in pipe.seeds())  # fmt: skip
     gates = pipe.specs.gates()
-    assert gates["dpo_converged"] == {"kind": "converged", **{k: fams["dpo"][k] for k in ("files", "budget")}}
+    assert gates["dpo_converged"] == FlattensBefore(fams["dpo"].files, fams["dpo"].budget)
     assert "learning_curves" in pipe.specs.figures()
     fig_files = pipe.specs.figure_files("learning_curves")
-    assert set(rm["files"]) <= set(fig_files) and set(fig_files) <= set(pipe.specs.claim_files()) | {
-        f for s in pipe.specs.learning_series() for f in s["files"]}  # fmt: skip
+    series = pipe.specs.figure("learning_curves").series
+    assert set(rm.files) <= set(fig_files) and set(fig_files) <= set(pipe.specs.claim_files()) | {
+        f for s in series for f in s.files}  # fmt: skip
     epochs = smoke()
     epochs["dr"]["reward"]["train"] = {"num_train_epochs": 2, "learning_rate": 1e-3}
-    assert Pipeline(epochs).specs.learning_families()["rm"]["budget"] is None
+    assert Pipeline(epochs).specs.learning_families()["rm"].budget is None
 
 
 def _readme_own_data_config() -> dict:
@@ -628,10 +629,10 @@ def test_readme_own_data_example_builds_btl_and_dr_tables(tmp_path, monkeypatch)
     for spec in cfg["data"]["sources"].values():
         spec["source"] = str(tmp_path / Path(spec["source"]).name)
     validate_config(cfg)
-    table8 = Pipeline(cfg).specs.dr_tables()["table8"]
-    labels = [r["label"] for r in table8["rows"]]
+    table8 = Pipeline(cfg).specs.tables()["table8"]
+    labels = [r.label for r in table8.rows]
     assert "BTL RM" in labels and any(lab.startswith("DR RM") for lab in labels)
-    assert "My held-out pairs" in {c["label"] for c in table8["columns"]}
+    assert "My held-out pairs" in {c.label for c in table8.columns}
     for name, spec in cfg["data"]["sources"].items():
         paths = Paths(str(tmp_path / "results")).load_outputs(name)
         job = Job(rule="load_dataset", input={}, output=paths, wildcards={"dataset": name}, log=[],
@@ -641,9 +642,9 @@ def test_readme_own_data_example_builds_btl_and_dr_tables(tmp_path, monkeypatch)
     assert read_pairs(paths["data"])[0]["chosen"] == [{"role": "assistant", "content": "y"}]
 
 
-def _distill_cells(spec: dict) -> dict[tuple[str, str], list[str]]:
+def _distill_cells(spec: Table) -> dict[tuple[str, str], list[str]]:
     """(row, column) -> the metrics files of each cell of a distillation table."""
-    return {(r["label"], c): spec_files({"rows": [cell]}) for r in spec["rows"] for c, cell in r["cells"].items()}
+    return {(r.label, c): cell.inputs() for r in spec.rows for c, cell in r.cells.items()}
 
 
 def test_claims_rows_keep_only_the_distillation_models_a_claim_or_gate_reads():
@@ -657,23 +658,23 @@ def test_claims_rows_keep_only_the_distillation_models_a_claim_or_gate_reads():
     full = Pipeline({**cfg, "report": {**cfg["report"], "rows": "all"}}).specs
     runs = claims.claim_runs()
     cut, whole = claims.tables()["figure2"], full.tables()["figure2"]
-    present = {(r["label"], c) for r in cut["rows"] for c in r["cells"]}
+    present = {(r.label, c) for r in cut.rows for c in r.cells}
     assert present == {
         *((m, b) for m in ("DPO", "IPO", "d-DPO", "e-DPO") for b in ("bias = 0.2", "bias = 0.8")),
         ("DPO", "bias = 0.5"),
         ("p-DPO", "bias = 0.2"),
     }
-    assert {(r["label"], c) for r in whole["rows"] for c in r["cells"]} == {
+    assert {(r.label, c) for r in whole.rows for c in r.cells} == {
         (m, f"bias = {b}") for m in ("DPO", "IPO", "d-DPO", "p-DPO", "e-DPO") for b in ("0.2", "0.5", "0.8")
     }
-    for name, spec in claims.distill_tables().items():  # every kept cell reads only models a claim reads
-        for cell, files in _distill_cells(spec).items():
+    for name in claims.distill.tables():  # every kept cell reads only models a claim reads
+        for cell, files in _distill_cells(claims.tables()[name]).items():
             assert files and all(os.path.dirname(f) in runs for f in files), (name, cell)
     dropped = set(full.table_files("figure2")) - set(claims.table_files("figure2"))
     assert dropped and not {os.path.dirname(f) for f in dropped} & runs
-    assert [r["label"] for r in claims.tables()["figureB3"]["rows"]] == ["bias = 0.2", "bias = 0.8"]
-    assert "make all-tables" in cut["footnote"] and "footnote" not in whole  # the reader learns what "–" means
-    assert "footnote" not in claims.tables()["figureB1"]  # nothing left out there
+    assert [r.label for r in claims.tables()["figureB3"].rows] == ["bias = 0.2", "bias = 0.8"]
+    assert "make all-tables" in cut.footnote and whole.footnote is None  # the reader learns what "–" means
+    assert claims.tables()["figureB1"].footnote is None  # nothing left out there
     # the claims themselves do not change
     assert claims.claims() == full.claims() and claims.gates() == full.gates()
 
@@ -687,7 +688,7 @@ def test_claims_rows_train_no_model_only_a_non_claim_row_reads():
     cut = Pipeline(copy.deepcopy(cfg)).specs
     cfg["report"]["rows"] = "all"
     full = Pipeline(cfg).specs
-    assert [r["label"] for r in full.tables()["figureB5"]["rows"]] == ["with annealing", "w/o annealing"]
-    assert [r["label"] for r in cut.tables()["figureB5"]["rows"]] == ["with annealing"]
+    assert [r.label for r in full.tables()["figureB5"].rows] == ["with annealing", "w/o annealing"]
+    assert [r.label for r in cut.tables()["figureB5"].rows] == ["with annealing"]
     assert any("/constant/" in f for f in full.table_files("figureB5"))
     assert not any("/constant/" in f for n in cut.tables() for f in cut.table_files(n))

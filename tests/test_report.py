@@ -12,6 +12,19 @@ import pytest
 
 from core.report.figures import make_figure
 from core.report.report import write_report
+from core.report.spec_types import (
+    Candidate,
+    Column,
+    FigureSpec,
+    Row,
+    SeedFiles,
+    Selection,
+    SettingsTable,
+    Table,
+    Wald,
+    from_data,
+    to_data,
+)
 from core.report.tables import (
     build_table,
     evaluate_cell,
@@ -37,7 +50,7 @@ def metrics_file(tmp_path, name, metrics, run_id="", train_run_id=""):
 
 def test_seed_mean_and_student_t_interval(tmp_path):
     files = [metrics_file(tmp_path, f"s{i}", {"acc": v}, run_id=f"run{i}") for i, v in enumerate([0.6, 0.7, 0.8])]
-    cell = evaluate_cell({"files": files}, {"label": "A", "key": "metrics/acc", "scale": 100})
+    cell = evaluate_cell(SeedFiles(tuple(files)), Column("A", "metrics/acc", scale=100))
     # mean 70, sd 10, t_{.975,2} = 4.302653 -> half width 4.302653 * 10 / sqrt(3) = 24.841
     assert cell.mean == pytest.approx(70.0)
     assert cell.ci_high - cell.mean == pytest.approx(4.302652729749464 * 10 / math.sqrt(3), rel=1e-9)
@@ -47,27 +60,20 @@ def test_seed_mean_and_student_t_interval(tmp_path):
 
 def test_single_seed_has_no_interval_unless_the_file_has_one(tmp_path):
     f = metrics_file(tmp_path, "a", {"adv": 0.5, "lo": 0.1, "hi": 0.9})
-    plain = evaluate_cell({"files": [f]}, {"label": "x", "key": "metrics/adv"})
+    plain = evaluate_cell(SeedFiles((f,)), Column("x", "metrics/adv"))
     assert plain.mean == 0.5 and math.isnan(plain.ci_low) and math.isnan(plain.ci_high)
-    boot = evaluate_cell({"files": [f]}, {"label": "x", "key": "metrics/adv", "ci_keys": ["metrics/lo", "metrics/hi"]})
+    boot = evaluate_cell(SeedFiles((f,)), Column("x", "metrics/adv", ci_keys=("metrics/lo", "metrics/hi")))
     assert (boot.ci_low, boot.ci_high) == (0.1, 0.9)
 
 
 def test_selection_reports_the_best_validation_candidate(tmp_path):
     cands = []
     for beta, val, test in ((0.1, 0.2, 1.0), (1.0, 0.5, 2.0), (10.0, 0.3, 3.0)):
-        cands.append(
-            {
-                "label": f"b={beta}",
-                "select": [metrics_file(tmp_path, f"v{beta}", {"adv": val})],
-                "files": [metrics_file(tmp_path, f"t{beta}", {"adv": test})],
-            }
-        )
-    cell = evaluate_cell({"candidates": cands, "select_key": "metrics/adv"}, {"label": "x", "key": "metrics/adv"})
+        select = (metrics_file(tmp_path, f"v{beta}", {"adv": val}),)
+        cands.append(Candidate(f"b={beta}", select, (metrics_file(tmp_path, f"t{beta}", {"adv": test}),)))
+    cell = evaluate_cell(Selection(tuple(cands), "metrics/adv"), Column("x", "metrics/adv"))
     assert cell.mean == 2.0 and cell.selected == "b=1.0"
-    low = evaluate_cell(
-        {"candidates": cands, "select_key": "metrics/adv", "select": "min"}, {"label": "x", "key": "metrics/adv"}
-    )
+    low = evaluate_cell(Selection(tuple(cands), "metrics/adv", minimize=True), Column("x", "metrics/adv"))
     assert low.selected == "b=0.1"
 
 
@@ -78,7 +84,7 @@ def test_wald_cell_is_the_paired_test_of_per_prompt_rewards(tmp_path):
     a, b = rng.normal(1.0, 1.0, 50), rng.normal(0.6, 1.0, 50)
     fa = metrics_file(tmp_path, "a", {"rewards": a.tolist()})
     fb = metrics_file(tmp_path, "b", {"rewards": b.tolist()})
-    cell = evaluate_cell({"wald": [{"files": [fa]}, {"files": [fb]}], "samples_key": "metrics/rewards"}, {"label": "p"})
+    cell = evaluate_cell(Wald((SeedFiles((fa,)), SeedFiles((fb,))), "metrics/rewards"), Column("p"))
     d = a - b
     z = d.mean() / (d.std(ddof=1) / math.sqrt(d.size))
     assert cell.mean == pytest.approx(2 * norm.sf(abs(z)), rel=1e-9)
@@ -86,11 +92,7 @@ def test_wald_cell_is_the_paired_test_of_per_prompt_rewards(tmp_path):
 
 def test_missing_key_names_file_row_and_column(tmp_path):
     f = metrics_file(tmp_path, "a", {"acc": 0.5})
-    spec = {
-        "name": "t",
-        "columns": [{"label": "B", "key": "metrics/nope"}],
-        "rows": [{"label": "r1", "cells": {"B": {"files": [f]}}}],
-    }
+    spec = Table("t", "", "", "model", (Column("B", "metrics/nope"),), (Row("r1", {"B": SeedFiles((f,))}),))
     with pytest.raises(ValueError, match=r"row 'r1', column 'B'.*a\.json.*metrics/nope"):
         build_table(spec)
     with pytest.raises(ValueError, match="does not exist"):
@@ -100,20 +102,9 @@ def test_missing_key_names_file_row_and_column(tmp_path):
 def test_write_table_csv_and_markdown_agree(tmp_path):
     f1 = metrics_file(tmp_path, "a", {"acc": 0.5, "b": {"c": 0.25}}, run_id="abcdef123456")
     f2 = metrics_file(tmp_path, "b", {"acc": 0.75, "b": {"c": None}})
-    spec = {
-        "name": "t",
-        "title": "T",
-        "caption": "cap",
-        "row_header": "Model",
-        "columns": [
-            {"label": "Acc", "key": "metrics/acc", "scale": 100},
-            {"label": "C", "key": "metrics/b/c", "scale": 100},
-        ],
-        "rows": [
-            {"label": "m1", "group": "g", "cells": {"Acc": {"files": [f1]}, "C": {"files": [f1]}}},
-            {"label": "m2", "group": "g", "cells": {"Acc": {"files": [f2]}, "C": {"files": [f2]}}},
-        ],
-    }
+    cols = (Column("Acc", "metrics/acc", scale=100), Column("C", "metrics/b/c", scale=100))
+    rows = tuple(Row(m, {"Acc": SeedFiles((f,)), "C": SeedFiles((f,))}, "g") for m, f in (("m1", f1), ("m2", f2)))
+    spec = from_data(json.loads(json.dumps(to_data(Table("t", "T", "cap", "Model", cols, rows)))))  # as a rule sends it
     frame = write_table(spec, str(tmp_path / "t.csv"), str(tmp_path / "t.md"))
     csv = pd.read_csv(tmp_path / "t.csv")
     assert list(csv["Acc"]) == [50.0, 75.0] and csv["run_ids"][0] == "abcdef123456"
@@ -125,27 +116,14 @@ def test_write_table_csv_and_markdown_agree(tmp_path):
 
 def test_settings_table_and_report(tmp_path):
     write_settings_table(
-        {
-            "name": "t7",
-            "title": "Table 7",
-            "columns": ["Setting", "Value"],
-            "rows": [["learning_rate", "1e-05"], ["LoRA r", 32]],
-        },
+        SettingsTable("t7", "Table 7", "", ("Setting", "Value"), (("learning_rate", "1e-05"), ("LoRA r", "32"))),
         str(tmp_path / "tables" / "t7.csv"),
         str(tmp_path / "tables" / "t7.md"),
     )
     f = metrics_file(tmp_path, "x", {"adv": 0.1, "lo": 0.0, "hi": 0.2})
-    spec = {
-        "name": "fig",
-        "kind": "bias_lines",
-        "ylabel": "adv",
-        "table": {
-            "name": "fig",
-            "row_header": "Method",
-            "columns": [{"label": "ρ = 0.5", "x": 0.5, "key": "metrics/adv", "ci_keys": ["metrics/lo", "metrics/hi"]}],
-            "rows": [{"label": "DPO", "cells": {"ρ = 0.5": {"files": [f]}}}],
-        },
-    }
+    col = Column("ρ = 0.5", "metrics/adv", ci_keys=("metrics/lo", "metrics/hi"), x=0.5)
+    table = Table("fig", "", "", "Method", (col,), (Row("DPO", {"ρ = 0.5": SeedFiles((f,))}),))
+    spec = FigureSpec("fig", "bias_lines", ylabel="adv", table=table)
     make_figure(spec, str(tmp_path / "figures" / "fig.png"))
     assert (tmp_path / "figures" / "fig.png").read_bytes()[:4] == b"\x89PNG"
     text = write_report(
@@ -187,16 +165,29 @@ def test_bias_lines_join_the_biases_a_row_was_run_at(tmp_path):
 
     from core.report.figures import _bias_lines
 
-    cols = [{"label": f"bias = {b}", "x": b, "key": "metrics/adv", "ci_keys": ["metrics/lo", "metrics/hi"]}
-            for b in (0.2, 0.5, 0.8)]  # fmt: skip
+    cols = tuple(
+        Column(f"bias = {b}", "metrics/adv", ci_keys=("metrics/lo", "metrics/hi"), x=b) for b in (0.2, 0.5, 0.8)
+    )
     f = {b: metrics_file(tmp_path, f"m{b}", {"adv": b, "lo": b - 0.1, "hi": b + 0.2}) for b in (0.2, 0.5, 0.8)}
-    rows = [{"label": "DPO", "cells": {c["label"]: {"files": [f[c["x"]]]} for c in cols}},
-            {"label": "IPO", "cells": {c["label"]: {"files": [f[c["x"]]]} for c in cols if c["x"] != 0.5}}]  # fmt: skip
+    rows = (Row("DPO", {c.label: SeedFiles((f[c.x],)) for c in cols}),
+            Row("IPO", {c.label: SeedFiles((f[c.x],)) for c in cols if c.x != 0.5}))  # fmt: skip
     fig, ax = plt.subplots()
-    _bias_lines({"table": {"name": "t", "row_header": "Method", "columns": cols, "rows": rows}}, ax)
+    _bias_lines(FigureSpec("t", "bias_lines", table=Table("t", "", "", "Method", cols, rows)), ax)
     series = {c.get_label(): c for c in ax.containers}  # one errorbar container per row
     assert list(series["DPO"].lines[0].get_ydata()) == pytest.approx([0.2, 0.5, 0.8])
     assert list(series["IPO"].lines[0].get_ydata()) == pytest.approx([0.2, 0.8])
     bars = series["IPO"].lines[2][0].get_segments()
     assert [tuple(seg[:, 1]) for seg in bars] == [pytest.approx((0.1, 0.4)), pytest.approx((0.7, 1.0))]
     plt.close(fig)
+
+
+def test_specs_travel_as_data_and_refuse_an_unknown_type():
+    """A rule's params carry a spec as JSON (core.report.spec_types.to_data): it comes back equal,
+    tuples and all, and a tag the consumer does not know is refused by name."""
+    sel = Selection((Candidate("β=0.1", ("v.json",), ("t.json",)),), "metrics/advantage", minimize=True)
+    table = Table("t", "T", "c", "Method", (Column("x", "metrics/a", 100, 2, ("lo", "hi"), 0.5),),
+                  (Row("r", {"x": Wald((SeedFiles(("a.json",)), sel), "metrics/rewards")}, "g", 1.0),))  # fmt: skip
+    assert from_data(json.loads(json.dumps(to_data(table)))) == table
+    assert table.inputs() == ["a.json", "t.json", "v.json"]
+    with pytest.raises(ValueError, match="unknown type 'Mystery'"):
+        from_data({"__spec__": "Mystery", "x": 1})

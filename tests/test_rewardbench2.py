@@ -274,33 +274,31 @@ def test_paper_config_scores_rewardbench2_and_builds_its_table():
     assert p.bench_inputs("unfiltered")["rewardbench2"] == p.paths.raw("rewardbench2")
     assert "rewardbench2" not in p.dr_benchmarks_ood() and "rewardbench2" in p.reference_inputs("unfiltered")
     spec = p.specs.tables()["table_rb2"]
-    assert [c["label"] for c in spec["columns"]] == [*REWARDBENCH2_SUBSETS, "Avg."]
-    assert spec["columns"][-1]["key"] == "metrics/scores/overall"
-    rm = [r for r in spec["rows"] if r["group"].startswith("reward models")]
-    dpo = [r for r in spec["rows"] if r["group"].startswith("DPO policies")]
-    refs = [r for r in spec["rows"] if r["group"] == "unfiltered; reference"]
-    assert [r["label"] for r in refs] == ["Reference: longer response preferred", "Reference: random (expected)"]
-    assert refs[0]["cells"]["Ties"]["files"] == [
-        p.paths.metrics(p.paths.reference("unfiltered", "longer"), "rewardbench2")
-    ]
-    assert set(p.reference_outputs("unfiltered").values()) >= set(refs[0]["cells"]["Ties"]["files"])
-    assert [r["label"] for r in rm][0] == "BTL RM" and len(rm) == 1 + len(
+    assert [c.label for c in spec.columns] == [*REWARDBENCH2_SUBSETS, "Avg."]
+    assert spec.columns[-1].key == "metrics/scores/overall"
+    rm = [r for r in spec.rows if r.group.startswith("reward models")]
+    dpo = [r for r in spec.rows if r.group.startswith("DPO policies")]
+    refs = [r for r in spec.rows if r.group == "unfiltered; reference"]
+    assert [r.label for r in refs] == ["Reference: longer response preferred", "Reference: random (expected)"]
+    assert refs[0].cells["Ties"].files == (p.paths.metrics(p.paths.reference("unfiltered", "longer"), "rewardbench2"),)
+    assert set(p.reference_outputs("unfiltered").values()) >= set(refs[0].cells["Ties"].files)
+    assert [r.label for r in rm][0] == "BTL RM" and len(rm) == 1 + len(
         p.cfg["dr"]["reward"]["grids"]["unfiltered"]["tv"]
     )
-    assert dpo[0]["label"] == "Std. DPO" and len(dpo) == 1 + len(p.cfg["dr"]["dpo"]["rho"])
-    assert dpo[0]["cells"]["Ties"]["key"] == "metrics/implicit/scores/subsets/Ties"  # report.dpo_mode
+    assert dpo[0].label == "Std. DPO" and len(dpo) == 1 + len(p.cfg["dr"]["dpo"]["rho"])
+    assert dpo[0].cells["Ties"].key == "metrics/implicit/scores/subsets/Ties"  # report.dpo_mode
     # the table reads exactly the rewardbench2 metrics files the DR reward-model and DPO evaluations write
     written = {f for v, d, r in p.rm_grid("unfiltered", "tv") for s in p.seeds()
                for f in p.bench_outputs(p.paths.rm(v, d, r, s)).values()}  # fmt: skip
     written |= {f for d, r in p.dpo_grid() for s in p.seeds()
                 for f in p.bench_outputs(p.paths.dpo("unfiltered", d, r, s)).values()}  # fmt: skip
     files = p.specs.table_files("table_rb2")
-    refs_files = {f for r in refs for c in r["cells"].values() for f in c["files"]}
+    refs_files = {f for r in refs for c in r.cells.values() for f in c.files}
     assert files and set(files) <= written | refs_files and all(f.endswith("/rewardbench2.json") for f in files)
     assert p.paths.table("table_rb2") in p.specs.report_inputs()["tables"]
     assert {"table": "tables/table_rb2.md"} in p.specs.report_sections()[2]["items"]
     for name in ("table3", "table6", "table8"):  # the papers' tables keep their columns
-        assert "RewardBench 2" not in {c["label"] for c in p.specs.tables()[name]["columns"]}
+        assert "RewardBench 2" not in {c.label for c in p.specs.tables()[name].columns}
 
 
 def _smoke_with_rb2(cfg: dict) -> dict:

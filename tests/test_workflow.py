@@ -134,13 +134,14 @@ def test_make_demo_runs_the_default_dag_with_all_as_target(tmp_path):
     --configfile would be read as a second config file. It trains only the distillation policies
     a claim or gate reads (report.rows: claims); `make all-tables` trains the whole grid."""
     stats = _make_dry_run(tmp_path, "demo")
-    specs = pipeline_of(REPO / "config.yaml").specs
+    pipe = pipeline_of(REPO / "config.yaml")
+    specs = pipe.specs
     assert stats["all"] == 1 and stats["report"] == 1 and stats["claims"] == 1, stats
     assert stats["table"] == len(specs.tables()) and stats["figure"] == len(specs.figures()), stats
     claim_jobs = {os.path.dirname(r) for r in specs.claim_runs() if "/metrics/distill/" in r}  # seed folders -> runs
-    assert stats["train_distill_policy"] == len(claim_jobs) < len(specs.p.distill_runs())
+    assert stats["train_distill_policy"] == len(claim_jobs) < len(pipe.distill_runs())
     full = _make_dry_run(tmp_path, "all-tables")
-    assert full["train_distill_policy"] == len(specs.p.distill_runs()) and full["table"] == stats["table"]
+    assert full["train_distill_policy"] == len(pipe.distill_runs()) and full["table"] == stats["table"]
 
 
 def test_shipped_configs_validate_against_the_schema(tmp_path):

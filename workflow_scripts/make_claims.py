@@ -9,8 +9,9 @@ from core.jobs.launch import entrypoint
 
 def main(job: Job) -> None:
     from core.report.claims import write_claims
+    from core.report.spec_types import from_data
 
-    write_claims(job.params["cells"], job.params["gates"], job.out("csv"), job.out("md"))
+    write_claims(from_data(job.params["cells"]), from_data(job.params["gates"]), job.out("csv"), job.out("md"))
 
 
 if __name__ == "__main__":

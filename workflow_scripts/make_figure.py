@@ -10,8 +10,9 @@ def main(job: Job) -> None:
 
     matplotlib.use("Agg")
     from core.report.figures import make_figure
+    from core.report.spec_types import from_data
 
-    make_figure(job.params["spec"], job.out("0"))
+    make_figure(from_data(job.params["spec"]), job.out("0"))
 
 
 if __name__ == "__main__":

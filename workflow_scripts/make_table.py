@@ -7,13 +7,10 @@ from core.jobs.launch import entrypoint
 
 
 def main(job: Job) -> None:
-    from core.report.tables import write_settings_table, write_table
+    from core.report.spec_types import from_data
+    from core.report.tables import write_table
 
-    spec = job.params["spec"]
-    if spec.get("kind") == "settings":
-        write_settings_table(spec, job.out("csv"), job.out("md"))
-    else:
-        write_table(spec, job.out("csv"), job.out("md"))
+    write_table(from_data(job.params["spec"]), job.out("csv"), job.out("md"))
 
 
 if __name__ == "__main__":

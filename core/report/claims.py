@@ -2,7 +2,7 @@
 
 A claim (core.report.paper_claims: declared once, with what it compares) names what the paper says
 and its number, the metric, the baseline and treated rows, the benchmark and the direction the
-paper reports. The workflow's plan (core.plan.specs) attaches to each claim the metrics files of
+paper reports. The workflow's plan (core.plan.claim_plan) attaches to each claim the metrics files of
 this config; :func:`claims_table` computes
 
 * ``effect`` — oriented so that positive is the paper's direction:
@@ -27,8 +27,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core.report.convergence import family_convergence
 from core.report.paper_claims import CLAIMS, GATES, Claim
-from core.report.tables import read_metric, read_number, select_candidate, t_quantile
+from core.report.spec_types import (
+    ClaimCell,
+    ExactCell,
+    FlattensBefore,
+    GateSpec,
+    PairedCell,
+    SeedFiles,
+    Selection,
+    SlopeCell,
+)
+from core.report.tables import read_metric, read_number, reported_files, select_candidate, t_quantile
 
 __all__ = ["VERDICTS", "claim_row", "claims_table", "evaluate_gates", "verdict", "write_claims"]
 
@@ -50,18 +61,18 @@ def verdict(ci_low: float, ci_high: float, available: bool = True) -> str:
     return "inconclusive"
 
 
-def _side_values(side: Mapping[str, Any], key: str, scale: float) -> tuple[list[float], str | None]:
+def _side_values(side: SeedFiles | Selection, key: str, scale: float) -> tuple[list[float], str | None]:
     """Per-seed values of one side (plain files or a selection), and the selected label."""
-    chosen = select_candidate(side) if "candidates" in side else side
-    return [scale * read_number(f, key) for f in chosen["files"]], chosen.get("label")
+    label = select_candidate(side).label if isinstance(side, Selection) else None
+    return [scale * read_number(f, key) for f in reported_files(side)], label
 
 
-def _paired(cell: Mapping[str, Any], direction: int) -> dict[str, Any]:
-    key, scale = cell["key"], float(cell.get("scale", 1.0))
-    base, base_label = _side_values(cell["baseline"], key, scale)
-    treat, treat_label = _side_values(cell["treatment"], key, scale)
+def _paired(cell: PairedCell, direction: int) -> dict[str, Any]:
+    key, scale = cell.key, float(cell.scale)
+    base, base_label = _side_values(cell.baseline, key, scale)
+    treat, treat_label = _side_values(cell.treatment, key, scale)
     if len(base) != len(treat):
-        raise ValueError(f"claim {cell.get('id')}: {len(base)} baseline seeds vs {len(treat)} treated")
+        raise ValueError(f"claim {cell.id}: {len(base)} baseline seeds vs {len(treat)} treated")
     diffs = np.asarray([direction * (t - b) for b, t in zip(base, treat, strict=True)], dtype=float)
     n, effect = len(diffs), float(diffs.mean())
     lo = hi = math.nan
@@ -75,32 +86,31 @@ def _slope(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.polyfit(np.log(x), np.log(y), 1)[0])
 
 
-def _equivalence(cell: Mapping[str, Any]) -> dict[str, Any]:
+def _equivalence(cell: SlopeCell) -> dict[str, Any]:
     """``margin - |slope - claimed|`` of log mean-suboptimality vs log T; bootstrap over replicates."""
-    frame = pd.read_csv(cell["table"])
-    x, y, rep = cell.get("x", "steps"), cell.get("y", "suboptimality"), cell.get("replicate", "replicate")
-    wide = frame.pivot_table(index=x, columns=rep, values=y)
+    frame = pd.read_csv(cell.table)
+    wide = frame.pivot_table(index=cell.x, columns=cell.replicate, values=cell.y)
     steps, values = wide.index.to_numpy(dtype=float), wide.to_numpy(dtype=float)
-    claimed, margin = float(cell["claimed"]), float(cell["margin"])
+    claimed, margin = float(cell.claimed), float(cell.margin)
 
     def effect_of(cols: np.ndarray) -> float:
         return margin - abs(_slope(steps, values[:, cols].mean(axis=1)) - claimed)
 
     reps = values.shape[1]
-    rng = np.random.default_rng(int(cell.get("seed", 0)))
-    boot = [effect_of(rng.integers(0, reps, reps)) for _ in range(int(cell.get("n_boot", 2000)))]
+    rng = np.random.default_rng(int(cell.seed))
+    boot = [effect_of(rng.integers(0, reps, reps)) for _ in range(int(cell.n_boot))]
     lo, hi = np.percentile(boot, [2.5, 97.5]) if reps > 1 else (math.nan, math.nan)
     return {"effect": effect_of(np.arange(reps)), "ci_low": float(lo), "ci_high": float(hi), "n_seeds": reps}
 
 
-def _exact(cell: Mapping[str, Any], direction: int) -> dict[str, Any]:
-    value = read_number(cell["file"], cell["key"])
-    ref = read_number(cell["file"], cell["reference_key"]) if "reference_key" in cell else float(cell["reference"])
+def _exact(cell: ExactCell, direction: int) -> dict[str, Any]:
+    value = read_number(cell.file, cell.key)
+    ref = read_number(cell.file, cell.reference_key) if cell.reference_key is not None else float(cell.reference)
     effect = direction * (value - ref)
     return {"effect": effect, "ci_low": effect, "ci_high": effect, "n_seeds": 1}
 
 
-def _degenerate(files: Sequence[str]) -> list[str]:
+def _degenerate(files: Sequence[tuple[str, str]]) -> list[str]:
     """Files whose ``metrics/.../spread/degenerate`` flag is set (near-constant scores)."""
     out = []
     for f, key in files:
@@ -112,53 +122,54 @@ def _degenerate(files: Sequence[str]) -> list[str]:
     return out
 
 
-def claim_row(claim: Claim, cell: Mapping[str, Any] | None, gates: Mapping[str, bool]) -> dict[str, Any]:
+def _measure(cell: ClaimCell, direction: int) -> dict[str, Any]:
+    """Effect, interval and seed count of one cell (the formula of its type, above)."""
+    if isinstance(cell, PairedCell):
+        return _paired(cell, direction)
+    if isinstance(cell, SlopeCell):
+        return _equivalence(cell)
+    if isinstance(cell, ExactCell):
+        return _exact(cell, direction)
+    raise TypeError(f"no measurement for a claim cell of type {type(cell).__name__}")
+
+
+def claim_row(claim: Claim, cell: ClaimCell | None, gates: Mapping[str, bool]) -> dict[str, Any]:
     """One row of the claims table: the claim, its measured effect, interval, verdict and flags."""
-    row = {"claim": cell.get("id", claim.id) if cell else claim.id, "paper": claim.paper, "says": claim.says,
+    row = {"claim": cell.id if cell else claim.id, "paper": claim.paper, "says": claim.says,
            "paper_number": claim.paper_number, "metric": claim.metric,
-           "benchmark": (cell or {}).get("benchmark", claim.benchmark), "baseline": claim.baseline,
+           "benchmark": (cell.benchmark if cell else None) or claim.benchmark, "baseline": claim.baseline,
            "treatment": claim.treatment, "refs": ", ".join(claim.refs)}  # fmt: skip
     if cell is None:
         return {**row, "effect": math.nan, "ci_low": math.nan, "ci_high": math.nan, "n_seeds": 0,
                 "verdict": "n/a", "flags": ""}  # fmt: skip
-    if "baseline_label" in cell:
-        row["baseline"] = cell["baseline_label"]
-    if "treatment_label" in cell:
-        row["treatment"] = cell["treatment_label"]
-    if claim.kind == "paired":
-        res = _paired(cell, claim.direction)
+    res = _measure(cell, claim.direction)
+    if isinstance(cell, PairedCell):
         base_sel, treat_sel = res.pop("selected")
-        row["baseline"] += f" [{base_sel}]" if base_sel else ""
-        row["treatment"] += f" [{treat_sel}]" if treat_sel else ""
-    elif claim.kind == "equivalence":
-        res = _equivalence(cell)
-    else:
-        res = _exact(cell, claim.direction)
-    flags = [f"degenerate model: {f}" for f in _degenerate(cell.get("degenerate", []))]
+        row["baseline"] = (cell.baseline_label or row["baseline"]) + (f" [{base_sel}]" if base_sel else "")
+        row["treatment"] = (cell.treatment_label or row["treatment"]) + (f" [{treat_sel}]" if treat_sel else "")
+    degenerate = _degenerate(cell.degenerate) if isinstance(cell, PairedCell) else []
+    flags = [f"degenerate model: {f}" for f in degenerate]
     flags += [f"failed gate {g}: {GATES[g].text}" for g in claim.gates if not gates.get(g, True)]
     return {**row, **res, "verdict": verdict(res["ci_low"], res["ci_high"]), "flags": "; ".join(flags)}
 
 
-def evaluate_gates(specs: Mapping[str, Mapping[str, Any]]) -> dict[str, bool]:
-    """Each gate passes when its ``value`` files' seed mean exceeds every ``above`` reference; a
-    ``converged`` gate when the seed-mean validation loss of its ``files`` flattened before its
-    ``budget`` (core.report.convergence)."""
+def evaluate_gates(specs: Mapping[str, GateSpec]) -> dict[str, bool]:
+    """Each :class:`MeanAbove` gate passes when its value's seed mean exceeds every ``above``
+    reference (else its ``threshold``); a :class:`FlattensBefore` gate when the seed-mean
+    validation loss of its files flattened before its budget (core.report.convergence)."""
     out = {}
     for name, spec in specs.items():
-        if spec.get("kind") == "converged":
-            from core.report.convergence import family_convergence
-
-            out[name] = bool(family_convergence(spec["files"], spec["budget"])["converged"])
+        if isinstance(spec, FlattensBefore):
+            out[name] = bool(family_convergence(list(spec.files), spec.budget)["converged"])
             continue
-        key = spec["key"]
-        value_files = select_candidate(spec)["files"] if "candidates" in spec else spec["files"]
-        value = float(np.mean([read_number(f, key) for f in value_files]))
-        refs = [read_number(f, spec.get("reference_key", key)) for f in spec.get("above", [])]
-        out[name] = bool(value > max(refs, default=spec.get("threshold", -math.inf)))
+        value = float(np.mean([read_number(f, spec.key) for f in reported_files(spec.value)]))
+        refs = [read_number(f, spec.key) for f in spec.above]
+        floor = -math.inf if spec.threshold is None else spec.threshold
+        out[name] = bool(value > max(refs, default=floor))
     return out
 
 
-def claims_table(cells: Mapping[str, Sequence[Mapping[str, Any]]], gate_specs: Mapping[str, Any]) -> pd.DataFrame:
+def claims_table(cells: Mapping[str, Sequence[ClaimCell]], gate_specs: Mapping[str, GateSpec]) -> pd.DataFrame:
     """The claims table: one row per (claim, cell) of this config, ``n/a`` for a claim without cells."""
     gates = evaluate_gates(gate_specs)
     rows = []
@@ -187,7 +198,9 @@ def claims_markdown(frame: pd.DataFrame, gates: Mapping[str, bool]) -> str:
     return "\n".join([f"Verdicts: {summary}.", "", *lines, "", "Sanity gates:", *gate_lines, ""])
 
 
-def write_claims(cells: Mapping[str, Any], gate_specs: Mapping[str, Any], csv_path: str, md_path: str) -> pd.DataFrame:
+def write_claims(
+    cells: Mapping[str, Sequence[ClaimCell]], gate_specs: Mapping[str, GateSpec], csv_path: str, md_path: str
+) -> pd.DataFrame:
     """``claims.csv`` and ``claims.md`` (written atomically)."""
     from core.atomic import atomic_write_text
 

@@ -1,7 +1,8 @@
 """The distillation paper's figures from the workflow's metrics files.
 
-Every figure except B.1 plots a table spec (:mod:`core.report.tables`) so a figure and its data
-table show the same numbers:
+A figure is a :class:`core.report.spec_types.FigureSpec`. Every figure except B.1 and the
+learning curves plots its table spec (:mod:`core.report.tables`), so a figure and its data table
+show the same numbers:
 
 * ``bias_lines`` (Figure 2, B.5): one line per row over the columns' ``x`` (the length bias,
   each series shifted slightly sideways), error bars = the cells' 95% intervals (bootstrap with
@@ -10,7 +11,7 @@ table show the same numbers:
 * ``sweep`` (Figure B.4): one panel per row group (a method), x = the row's ``x`` (beta or tau,
   log scale), one line per column (a length bias).
 * ``learning_curves`` (the budgets): training and validation loss per seed of each model family
-  (``series``: ``{"label", "files", "budget"}``), with the plateau step of the seed-mean
+  (its :class:`~core.report.spec_types.Series`), with the plateau step of the seed-mean
   validation curve (core.report.convergence.family_convergence).
 * ``curves`` (Figure B.1): step curves of training-time probes read from ``train.json`` files
   (``metrics/curves/<key>``), averaged over seeds at common steps, one panel per quantity.
@@ -28,6 +29,7 @@ from typing import Any
 
 from core.atomic import atomic_savefig
 from core.report.convergence import family_convergence, mean_curve
+from core.report.spec_types import FigureSpec
 from core.report.tables import build_table
 
 __all__ = ["FIGURE_KINDS", "learning_curves", "make_figure"]
@@ -58,20 +60,20 @@ def _finite(x: float) -> bool:
     return x is not None and isinstance(x, float | int) and math.isfinite(x)
 
 
-def _bias_lines(spec: Mapping[str, Any], ax: Any) -> None:
-    table = spec["table"]
+def _bias_lines(spec: FigureSpec, ax: Any) -> None:
+    table = spec.table
     frame, _ = build_table(table)
-    header = table.get("row_header", "model")
-    cols = table["columns"]
-    xs = [float(c["x"]) for c in cols]
+    header = table.row_header
+    cols = table.columns
+    xs = [float(c.x) for c in cols]
     span = (max(xs) - min(xs)) or 1.0
     k = len(frame)
     for i, (_, rec) in enumerate(frame.iterrows()):
         # a small horizontal offset per series keeps overlapping error bars apart
         shifted = [x + (i - (k - 1) / 2) * 0.012 * span for x in xs]
         # a bias this row was not run at (report.rows: claims) is left out, so the line joins the rest
-        points = [(x, rec[c["label"]], rec[f"{c['label']} ci_low"], rec[f"{c['label']} ci_high"])
-                  for x, c in zip(shifted, cols, strict=True) if _finite(rec[c["label"]])]  # fmt: skip
+        points = [(x, rec[c.label], rec[f"{c.label} ci_low"], rec[f"{c.label} ci_high"])
+                  for x, c in zip(shifted, cols, strict=True) if _finite(rec[c.label])]  # fmt: skip
         if not points:
             continue
         err = [[y - lw if _finite(lw) else 0.0 for _, y, lw, _ in points],
@@ -80,96 +82,93 @@ def _bias_lines(spec: Mapping[str, Any], ax: Any) -> None:
                     label=str(rec[header]))  # fmt: skip
     ax.axhline(0.0, color="grey", lw=0.8, ls=":")
     ax.set_xlabel("length bias (share of pairs preferring the longer response)")
-    ax.set_ylabel(spec.get("ylabel", ""))
+    ax.set_ylabel(spec.ylabel)
 
 
-def _stacked_bars(spec: Mapping[str, Any], ax: Any) -> None:
-    table = spec["table"]
+def _stacked_bars(spec: FigureSpec, ax: Any) -> None:
+    table = spec.table
     frame, _ = build_table(table)
-    header = table.get("row_header", "model")
+    header = table.row_header
     labels = [str(v) for v in frame[header]]
     bottom = [0.0] * len(labels)
-    for col in table["columns"]:
-        vals = [0.0 if not _finite(v) else float(v) for v in frame[col["label"]]]
-        ax.bar(labels, vals, bottom=bottom, label=col["label"])
+    for col in table.columns:
+        vals = [0.0 if not _finite(v) else float(v) for v in frame[col.label]]
+        ax.bar(labels, vals, bottom=bottom, label=col.label)
         bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
     ax.set_xlabel(header)
-    ax.set_ylabel(spec.get("ylabel", ""))
+    ax.set_ylabel(spec.ylabel)
 
 
-def _sweep(spec: Mapping[str, Any], fig: Any, axes: Any) -> None:
-    table = spec["table"]
+def _sweep(spec: FigureSpec, fig: Any, axes: Any) -> None:
+    table = spec.table
     frame, _ = build_table(table)
-    groups: list[str] = []
-    for row in table["rows"]:
-        if row["group"] not in groups:
-            groups.append(row["group"])
+    groups = list(dict.fromkeys(row.group for row in table.rows))
     for k, (ax, group) in enumerate(zip(axes.flat, groups, strict=False)):
-        idx = [i for i, row in enumerate(table["rows"]) if row["group"] == group]
-        xs = [float(table["rows"][i]["x"]) for i in idx]
-        for col in table["columns"]:
-            ys = [frame.iloc[i][col["label"]] for i in idx]
-            ax.plot(xs, ys, marker="o", label=col["label"])
+        idx = [i for i, row in enumerate(table.rows) if row.group == group]
+        xs = [float(table.rows[i].x) for i in idx]
+        for col in table.columns:
+            ys = [frame.iloc[i][col.label] for i in idx]
+            ax.plot(xs, ys, marker="o", label=col.label)
         ax.set_xscale("log")
         ax.axhline(0.0, color="grey", lw=0.8, ls=":")
         ax.set_title(group)
         ax.set_xlabel("τ" if group == "IPO" else "β")
         if k % axes.shape[1] == 0:  # one y label per row of panels
-            ax.set_ylabel(spec.get("ylabel", ""))
+            ax.set_ylabel(spec.ylabel)
     for ax in list(axes.flat)[len(groups) :]:
         ax.set_visible(False)
 
 
-def _curves(spec: Mapping[str, Any], fig: Any, axes: Any) -> None:
-    for ax, panel in zip(axes.flat, spec["panels"], strict=False):
+def _curves(spec: FigureSpec, fig: Any, axes: Any) -> None:
+    for ax, panel in zip(axes.flat, spec.panels, strict=False):
         key = panel if panel == "loss" else f"probe/{panel}"
-        for series in spec["series"]:
-            steps, vals = mean_curve(series["files"], key)
-            ax.plot(steps, vals, marker=".", label=series["label"])
+        for series in spec.series:
+            steps, vals = mean_curve(list(series.files), key)
+            ax.plot(steps, vals, marker=".", label=series.label)
         ax.set_title(panel.replace("_", " "), fontsize=9)
         ax.set_xlabel("step")
 
 
-def _learning_series(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _learning_series(spec: FigureSpec) -> list[dict[str, Any]]:
     out = []
-    for item in spec["series"]:
+    for item in spec.series:
         curves = []
-        for f in item["files"]:
+        for f in item.files:
             with open(f, encoding="utf-8") as fh:
                 curves.append(json.load(fh)["metrics"]["curves"])
-        missing = [f for f, c in zip(item["files"], curves, strict=True) if "eval_loss" not in c]
+        missing = [f for f, c in zip(item.files, curves, strict=True) if "eval_loss" not in c]
         if missing:
-            raise ValueError(f"figure {spec.get('name')}: no validation curve (curves.eval_loss) in {missing[:3]}")
-        summary = family_convergence(item["files"], item["budget"])
-        out.append({"label": item["label"], "train": [c.get("loss") for c in curves if c.get("loss")],
+            raise ValueError(f"figure {spec.name}: no validation curve (curves.eval_loss) in {missing[:3]}")
+        summary = family_convergence(list(item.files), item.budget)
+        out.append({"label": item.label, "train": [c.get("loss") for c in curves if c.get("loss")],
                     "eval": [c["eval_loss"] for c in curves], "budget": summary["budget"],
                     "plateau": summary["plateau_step"]})  # fmt: skip
     return out
 
 
-def make_figure(spec: Mapping[str, Any], path: str) -> None:
+def make_figure(spec: FigureSpec, path: str) -> None:
     """Draw the figure ``spec`` (kind in FIGURE_KINDS) and write it to ``path`` (PNG, atomically)."""
-    kind = spec.get("kind")
+    kind = spec.kind
     if kind not in FIGURE_KINDS:
-        raise ValueError(f"figure {spec.get('name')}: kind must be one of {FIGURE_KINDS}, got {kind!r}")
+        raise ValueError(f"figure {spec.name}: kind must be one of {FIGURE_KINDS}, got {kind!r}")
     if kind == "learning_curves":
-        learning_curves(_learning_series(spec), path, spec.get("title") or spec.get("name", ""))
+        learning_curves(_learning_series(spec), path, spec.title or spec.name)
         return
     if kind == "sweep":
-        n = len({row["group"] for row in spec["table"]["rows"]})
+        n = len({row.group for row in spec.table.rows})
         ncols = min(3, max(n, 1))
         fig, axes = _figure(ncols, math.ceil(max(n, 1) / ncols))
         _sweep(spec, fig, axes)
         _shared_legend(fig, axes[0, 0], "length bias")
     elif kind == "curves":
-        fig, axes = _figure(len(spec["panels"]), 1, width=3.6)
+        fig, axes = _figure(len(spec.panels), 1, width=3.6)
         _curves(spec, fig, axes)
         _shared_legend(fig, axes[0, 0])
     else:
         fig, axes = _figure()
         (_bias_lines if kind == "bias_lines" else _stacked_bars)(spec, axes[0, 0])
         _shared_legend(fig, axes[0, 0], "reward model" if kind == "stacked_bars" else None)
-    title = spec.get("title") or (spec.get("table") or {}).get("title") or spec.get("name", "")
+    title = spec.title or (spec.table.title if spec.table is not None else "") or spec.name
     fig.suptitle(title, fontsize=10)
     _save(fig, path)
 

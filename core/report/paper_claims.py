@@ -1,6 +1,7 @@
 """Every claim of both papers and every sanity gate, each declared once: what the paper says and
 its number, and what it compares (a comparison class below), which the workflow's plan
-(core.plan.specs) turns into the metrics files of a config and core.report.claims into a verdict.
+(core.plan.claim_plan) turns into the metrics files of a config (core.report.spec_types cells) and
+core.report.claims into a verdict.
 Adding a claim is one entry in :data:`CLAIMS`; a gate, one in :data:`GATES`. Pure data: importable
 without numpy, pandas or torch.
 """
@@ -30,7 +31,7 @@ __all__ = [
 
 # ------------------------------------------------------------ what a claim or gate compares
 # Each claim (and gate) names its comparison with one of these; the workflow's plan
-# (core.plan.specs) turns it into the metrics files of a config, so adding a claim is one entry
+# (core.plan.claim_plan) turns it into the metrics files of a config, so adding a claim is one entry
 # in CLAIMS (a gate: one in GATES).
 @dataclass(frozen=True)
 class RobustVsPlain:
@@ -138,7 +139,6 @@ class Claim:
     treatment: str
     benchmark: str
     direction: int = 1  # +1: the paper reports treatment > baseline; -1: treatment < baseline
-    kind: str = "paired"  # paired | equivalence | exact
     refs: tuple[str, ...] = ()  # tables / figures of the report it rests on
     gates: tuple[str, ...] = ()  # sanity gates it rests on
     measure: Any = None  # what it compares: one of the comparison classes above
@@ -192,15 +192,15 @@ CLAIMS: tuple[Claim, ...] = (
           measure=LargestVsSmallestRho("chi2")),
     Claim("g1", DR, "Algorithm 1 converges as O(1/sqrt T)", "Theorem 1: 2/sqrt(T) + O(sqrt(log n / n))",
           "log-log slope of suboptimality vs T (claimed -1/2, margin 0.1)", "claimed slope -1/2", "fitted slope",
-          "theory", kind="equivalence", refs=("theory_alg1_rate",),
+          "theory", refs=("theory_alg1_rate",),
           measure=TheorySlope("alg1_rate", -0.5, 0.1)),
     Claim("g2", DR, "Algorithm 2 (robust NPG) converges linearly", "Theorem 2: contraction 1 - eta beta q_min < 1",
-          "1 - fitted contraction factor", "contraction 1", "fitted contraction", "theory", -1, "exact",
+          "1 - fitted contraction factor", "contraction 1", "fitted contraction", "theory", -1,
           refs=("theory_alg2_npg",),
           measure=TheoryValue("alg2_npg", "metrics/summary/fitted_contraction", reference=1.0)),
     Claim("g3", DR, "Algorithm 3 (DR-DPO) converges with averaging", "Theorem 3: 2/sqrt(T) + O(sqrt(log n / n))",
           "log-log slope of suboptimality vs T (claimed -1/2, margin 0.1)", "claimed slope -1/2", "fitted slope",
-          "theory", kind="equivalence", refs=("theory_alg3_dpo",),
+          "theory", refs=("theory_alg3_dpo",),
           measure=TheorySlope("alg3_dpo", -0.5, 0.1)),
     Claim("d", DIST, "d-DPO and e-DPO beat DPO and IPO under strong length bias", "Figure 2: p < .01 (Wald) for "
           "bias <= 0.5 and > 0.6 (plot only)", "oracle advantage over SFT", "DPO / IPO (beta chosen on validation)",
@@ -213,7 +213,7 @@ CLAIMS: tuple[Claim, ...] = (
           measure=ProbeVsDPO(("pdpo", "ddpo"))),
     Claim("f", DIST, "the transitive closure compresses IPO's solution and not p-DPO's", "Prop. 7: IPO spread "
           "ratio (n-1)/(2(n-1)/n) = 1.5 (n=3); p-DPO 'imperceptible'", "IPO spread ratio - p-DPO's", "p-DPO",
-          "IPO", "theory", kind="exact", refs=("theory_bandit_closure",),
+          "IPO", "theory", refs=("theory_bandit_closure",),
           measure=TheoryValue("bandit_closure", "metrics/summary/ipo_spread_ratio_min",
                               reference_key="metrics/summary/pdpo_max_spread_ratio")),
 )  # fmt: skip

@@ -1,28 +1,9 @@
 """Paper tables built from metrics JSON files: every number is read from a file, never typed in.
 
-A table spec (a JSON-able dict the workflow builds from the config) is::
-
-    {"name": "table1", "title": "...", "caption": "...", "row_header": "Reward Model",
-     "columns": [{"label": "Chat", "key": "rewardbench/sections/Chat", "scale": 100, "digits": 1}],
-     "rows": [{"label": "BTL RM", "group": None, "cells": {"Chat": CELL, ...}}, ...]}
-
-``key`` is a ``/``-separated path into a metrics JSON. A ``CELL`` is one of
-
-* ``{"files": [f_seed0, f_seed1, ...]}`` — one file per seed; the value is the seed mean
-  ``m = (1/n) sum_s v_s`` with the 95% Student-t interval ``m +- t_{.975, n-1} s / sqrt(n)``
-  when ``n > 1``; with one file and ``column["ci_keys"] = [lo, hi]`` the file's own interval
-  (e.g. a bootstrap interval) is used instead.
-* ``{"candidates": [{"label": "beta=0.1", "select": [files], "files": [files]}, ...],
-  "select_key": path, "select": "max"}`` — model selection (the distillation paper picks each
-  method's beta on the validation set): the candidate whose ``select`` files have the largest
-  (``"min"``: smallest) seed-mean of ``select_key`` is reported from its ``files``.
-* ``{"wald": [CELL_a, CELL_b], "samples_key": path}`` — the p-value of the two-sided paired
-  Wald test (distillation paper §6.2) of equal mean per-prompt oracle reward of the two sides,
-  ``z = mean(a - b) / (sd(a - b) / sqrt(m))``, ``p = 2 (1 - Phi(|z|))``; with several seeds each
-  prompt's reward is first averaged over the seeds.
-
-Each cell also collects the MLflow run ids of its files (``extra/run_id``: the job that wrote the
-file; ``extra/train_run_id``: the training run of the model it evaluates).
+A table is a :class:`core.report.spec_types.Table` (rows x columns of cell specs naming metrics
+files and JSON keys ``a/b/c``; the formulas of seed means, intervals, selection and the Wald test
+are stated there). Each cell also collects the MLflow run ids of its files (``extra/run_id``: the
+job that wrote the file; ``extra/train_run_id``: the training run of the model it evaluates).
 Outputs: a wide CSV (value, ``ci_low``, ``ci_high`` per column, ``n_seeds``, ``run_ids``) and a
 Markdown table with the same numbers rounded, written atomically.
 """
@@ -40,6 +21,7 @@ from typing import Any
 import pandas as pd
 
 from core.atomic import atomic_write_text
+from core.report.spec_types import Candidate, CellSpec, Column, SeedFiles, Selection, SettingsTable, Table, Wald
 
 __all__ = [
     "Cell",
@@ -153,99 +135,95 @@ def _per_prompt(files: Sequence[str], key: Any) -> list[float]:
     return [sum(float(a[i]) for a in arrays) / len(arrays) for i in range(len(arrays[0]))]
 
 
-def _wald_cell(spec: Mapping[str, Any]) -> Cell:
+def _wald_cell(spec: Wald) -> Cell:
     """Paired Wald test (core.eval.oracle.wald_test) of the two sides' per-prompt rewards."""
     from core.eval.oracle import wald_test
 
     sides, run_ids, ns = [], [], []
-    for sub in spec["wald"]:
-        files = _files_of(sub)
-        sides.append(_per_prompt(files, spec["samples_key"]))
+    for sub in spec.sides:
+        files = reported_files(sub)
+        sides.append(_per_prompt(files, spec.samples_key))
         run_ids += [r for r in _run_ids(files) if r not in run_ids]
         ns.append(len(files))
     test = wald_test(sides[0], sides[1], paired=True)
     return Cell(test.p_value, n=min(ns), run_ids=run_ids)
 
 
-def select_candidate(spec: Mapping[str, Any]) -> Mapping[str, Any]:
+def select_candidate(spec: Selection) -> Candidate:
     """The candidate with the best seed-mean of ``select_key`` (first one on ties)."""
-    sign = -1.0 if spec.get("select", "max") == "min" else 1.0
+    sign = -1.0 if spec.minimize else 1.0
     best, best_score = None, -math.inf
-    for cand in spec["candidates"]:
-        score = sign * sum(read_number(f, spec["select_key"]) for f in cand["select"]) / len(cand["select"])
+    for cand in spec.candidates:
+        score = sign * sum(read_number(f, spec.select_key) for f in cand.select) / len(cand.select)
         if best is None or score > best_score:
             best, best_score = cand, score
     if best is None:
-        raise ValueError(f"selection cell over {spec['select_key']!r} has no candidates")
+        raise ValueError(f"selection cell over {spec.select_key!r} has no candidates")
     return best
 
 
-def _files_of(cell: Mapping[str, Any]) -> list[str]:
-    if "candidates" in cell:
-        return list(select_candidate(cell)["files"])
-    return list(cell["files"])
+def reported_files(cell: SeedFiles | Selection) -> list[str]:
+    """The per-seed files a cell reports: its own, or its selected candidate's."""
+    return list(select_candidate(cell).files if isinstance(cell, Selection) else cell.files)
 
 
-def evaluate_cell(cell: Mapping[str, Any], column: Mapping[str, Any]) -> Cell:
+def evaluate_cell(cell: CellSpec, column: Column) -> Cell:
     """Number (with interval, seeds and run ids) of one cell spec under its column spec."""
-    scale = float(column.get("scale", 1.0))
-    key = cell.get("key", column.get("key"))
-    if "wald" in cell:
+    if isinstance(cell, Wald):
         return _wald_cell(cell)
-    if "candidates" in cell:
+    key = cell.key or column.key
+    if isinstance(cell, Selection):
         chosen = select_candidate(cell)
-        out = _mean_cell(chosen["files"], key, scale, column.get("ci_keys"))
-        out.run_ids += [r for r in _run_ids(chosen["select"]) if r not in out.run_ids]
-        out.selected = chosen.get("label")
+        out = _mean_cell(chosen.files, key, float(column.scale), column.ci_keys)
+        out.run_ids += [r for r in _run_ids(chosen.select) if r not in out.run_ids]
+        out.selected = chosen.label
         return out
-    return _mean_cell(cell["files"], key, scale, column.get("ci_keys"))
+    return _mean_cell(cell.files, key, float(column.scale), column.ci_keys)
 
 
-def build_table(spec: Mapping[str, Any]) -> tuple[pd.DataFrame, dict[tuple[int, str], Cell]]:
+def _record(spec: Table, row: Any, cells: dict[str, Cell]) -> dict[str, Any]:
+    """One row of the wide frame: value and interval per column, selections, seeds and runs."""
+    rec: dict[str, Any] = {"group": row.group or "", spec.row_header: row.label}
+    ns, runs = [], []
+    for col in spec.columns:
+        cell = cells.get(col.label)
+        rec[col.label] = math.nan if cell is None else cell.mean
+        rec[f"{col.label} ci_low"] = math.nan if cell is None else cell.ci_low
+        rec[f"{col.label} ci_high"] = math.nan if cell is None else cell.ci_high
+        if cell is None:
+            continue
+        if cell.selected is not None:
+            rec[f"{col.label} selected"] = cell.selected
+        ns.append(cell.n)
+        runs += [r for r in cell.run_ids if r not in runs]
+    rec["n_seeds"] = (str(ns[0]) if len(set(ns)) == 1 else f"{min(ns)}-{max(ns)}") if ns else ""
+    rec["run_ids"] = ";".join(runs)
+    return rec
+
+
+def build_table(spec: Table) -> tuple[pd.DataFrame, dict[tuple[int, str], Cell]]:
     """The wide table of ``spec`` and its cells keyed by (row index, column label)."""
-    columns = list(spec["columns"])
-    labels = [c["label"] for c in columns]
+    labels = [c.label for c in spec.columns]
     if len(set(labels)) != len(labels):
-        raise ValueError(f"table {spec.get('name')}: duplicate column labels {labels}")
-    records = []
-    cells: dict[tuple[int, str], Cell] = {}
-    any_selected = {c["label"]: False for c in columns}
-    for i, row in enumerate(spec["rows"]):
-        rec: dict[str, Any] = {"group": row.get("group") or "", spec.get("row_header", "model"): row["label"]}
-        ns, runs = [], []
-        for col in columns:
-            cell_spec = row["cells"].get(col["label"])
-            if cell_spec is None:
-                rec[col["label"]] = math.nan
-                rec[f"{col['label']} ci_low"] = math.nan
-                rec[f"{col['label']} ci_high"] = math.nan
+        raise ValueError(f"table {spec.name}: duplicate column labels {labels}")
+    records, cells = [], {}
+    for i, row in enumerate(spec.rows):
+        row_cells = {}
+        for col in spec.columns:
+            if col.label not in row.cells:
                 continue
             try:
-                cell = evaluate_cell(cell_spec, col)
+                row_cells[col.label] = cells[(i, col.label)] = evaluate_cell(row.cells[col.label], col)
             except ValueError as exc:
-                raise ValueError(
-                    f"table {spec.get('name')}, row {row['label']!r}, column {col['label']!r}: {exc}"
-                ) from None
-            cells[(i, col["label"])] = cell
-            rec[col["label"]] = cell.mean
-            rec[f"{col['label']} ci_low"] = cell.ci_low
-            rec[f"{col['label']} ci_high"] = cell.ci_high
-            if cell.selected is not None:
-                rec[f"{col['label']} selected"] = cell.selected
-                any_selected[col["label"]] = True
-            ns.append(cell.n)
-            runs += [r for r in cell.run_ids if r not in runs]
-        rec["n_seeds"] = (str(ns[0]) if len(set(ns)) == 1 else f"{min(ns)}-{max(ns)}") if ns else ""
-        rec["run_ids"] = ";".join(runs)
-        records.append(rec)
-    order = ["group", spec.get("row_header", "model")]
-    for col in columns:
-        order += [col["label"], f"{col['label']} ci_low", f"{col['label']} ci_high"]
-        if any_selected[col["label"]]:
-            order.append(f"{col['label']} selected")
+                raise ValueError(f"table {spec.name}, row {row.label!r}, column {col.label!r}: {exc}") from None
+        records.append(_record(spec, row, row_cells))
+    order = ["group", spec.row_header]
+    for col in spec.columns:
+        order += [col.label, f"{col.label} ci_low", f"{col.label} ci_high"]
+        if any(c.selected is not None for (_, lab), c in cells.items() if lab == col.label):
+            order.append(f"{col.label} selected")
     order += ["n_seeds", "run_ids"]
-    frame = pd.DataFrame.from_records(records)
-    return frame.reindex(columns=order), cells
+    return pd.DataFrame.from_records(records).reindex(columns=order), cells
 
 
 def _fmt(value: float, digits: int) -> str:
@@ -254,14 +232,14 @@ def _fmt(value: float, digits: int) -> str:
     return f"{value:.{digits}f}"
 
 
-def table_markdown(spec: Mapping[str, Any], frame: pd.DataFrame) -> str:
+def table_markdown(spec: Table, frame: pd.DataFrame) -> str:
     """Markdown rendering: title, caption, grouped rows, ``mean [lo, hi]`` cells, seeds, runs."""
-    header = spec.get("row_header", "model")
-    columns = list(spec["columns"])
-    heads = [header] + [c["label"] for c in columns] + ["seeds", "runs"]
-    lines = [f"### {spec.get('title', spec['name'])}", ""]
-    if spec.get("caption"):
-        lines += [spec["caption"], ""]
+    header = spec.row_header
+    columns = spec.columns
+    heads = [header] + [c.label for c in columns] + ["seeds", "runs"]
+    lines = [f"### {spec.title or spec.name}", ""]
+    if spec.caption:
+        lines += [spec.caption, ""]
     lines += ["| " + " | ".join(heads) + " |", "|" + "|".join("---" for _ in heads) + "|"]
     group = None
     for _, rec in frame.iterrows():
@@ -270,25 +248,27 @@ def table_markdown(spec: Mapping[str, Any], frame: pd.DataFrame) -> str:
             lines.append("| **" + str(group) + "** |" + " |" * (len(heads) - 1))
         cells = [str(rec[header])]
         for col in columns:
-            d = int(col.get("digits", 1))
-            text = _fmt(rec[col["label"]], d)
-            lo, hi = rec[f"{col['label']} ci_low"], rec[f"{col['label']} ci_high"]
+            d = int(col.digits)
+            text = _fmt(rec[col.label], d)
+            lo, hi = rec[f"{col.label} ci_low"], rec[f"{col.label} ci_high"]
             if not (math.isnan(lo) or math.isnan(hi)):
                 text += f" [{_fmt(lo, d)}, {_fmt(hi, d)}]"
-            sel = rec.get(f"{col['label']} selected")
+            sel = rec.get(f"{col.label} selected")
             if isinstance(sel, str) and sel:
                 text += f" ({sel})"
             cells.append(text)
         runs = [r[:8] for r in str(rec["run_ids"]).split(";") if r]
         cells += [str(rec["n_seeds"]), " ".join(runs) if len(runs) <= 4 else f"{' '.join(runs[:4])} +{len(runs) - 4}"]
         lines.append("| " + " | ".join(cells) + " |")
-    if spec.get("footnote"):
-        lines += ["", spec["footnote"]]
+    if spec.footnote:
+        lines += ["", spec.footnote]
     return "\n".join(lines) + "\n"
 
 
-def write_table(spec: Mapping[str, Any], csv_path: str, md_path: str) -> pd.DataFrame:
+def write_table(spec: Table | SettingsTable, csv_path: str, md_path: str) -> pd.DataFrame:
     """Build ``spec`` and write it as CSV (full precision) and Markdown (rounded), atomically."""
+    if isinstance(spec, SettingsTable):
+        return write_settings_table(spec, csv_path, md_path)
     _load.cache_clear()
     frame, _ = build_table(spec)
     atomic_write_text(csv_path, frame.to_csv(index=False))
@@ -296,18 +276,18 @@ def write_table(spec: Mapping[str, Any], csv_path: str, md_path: str) -> pd.Data
     return frame
 
 
-def write_settings_table(spec: Mapping[str, Any], csv_path: str, md_path: str) -> pd.DataFrame:
-    """A settings table (the papers' hyper-parameter Tables 7 and 13) read from the config:
-    ``spec["rows"] = [[setting, value_experiment_1, ...], ...]`` under ``spec["columns"]``."""
-    cols = list(spec["columns"])
-    rows = [list(r) for r in spec["rows"]]
+def write_settings_table(spec: SettingsTable, csv_path: str, md_path: str) -> pd.DataFrame:
+    """A settings table (the papers' hyper-parameter Tables 7 and 13) read from the config: one
+    row ``[setting, value_experiment_1, ...]`` per entry of ``spec.rows`` under ``spec.columns``."""
+    cols = list(spec.columns)
+    rows = [list(r) for r in spec.rows]
     for r in rows:
         if len(r) != len(cols):
-            raise ValueError(f"table {spec.get('name')}: row {r!r} has {len(r)} entries for columns {cols}")
+            raise ValueError(f"table {spec.name}: row {r!r} has {len(r)} entries for columns {cols}")
     frame = pd.DataFrame(rows, columns=cols)
-    lines = [f"### {spec.get('title', spec['name'])}", ""]
-    if spec.get("caption"):
-        lines += [spec["caption"], ""]
+    lines = [f"### {spec.title or spec.name}", ""]
+    if spec.caption:
+        lines += [spec.caption, ""]
     lines += ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     lines += ["| " + " | ".join("–" if v is None else str(v) for v in r) + " |" for r in rows]
     atomic_write_text(csv_path, frame.to_csv(index=False))
