@@ -1,19 +1,7 @@
-"""Rule `figure`: one figure of the distillation paper as PNG (core.report.figures), drawn from
-the same metrics files and table spec as its data table."""
+"""Rule `figure`: one figure as PNG from the metrics files of its spec (core.jobs.report.figure)."""
 
-from core.jobs.job import Job
 from core.jobs.launch import entrypoint
-
-
-def main(job: Job) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from core.report.figures import make_figure
-    from core.report.spec_types import from_data
-
-    make_figure(from_data(job.params["spec"]), job.out("0"))
-
+from core.jobs.report import figure
 
 if __name__ == "__main__":
-    entrypoint(main, globals())
+    entrypoint(figure, globals())

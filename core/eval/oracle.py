@@ -13,7 +13,9 @@ judged on prompts in and out of distribution), with the equal-weight mean over d
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -253,8 +255,6 @@ def sample_and_score(
 
 def heldout_prompts(ds: Any, n: int) -> list[Any]:
     """The first ``n`` distinct prompts of a split, in order (the same for every policy)."""
-    import json
-
     seen, out = set(), []
     for p in ds["prompt"]:
         key = json.dumps(p, sort_keys=True)
@@ -392,9 +392,6 @@ def load_oracle(path: str, kind: str, batch_size: int = 16, max_length: int = 10
     """The distillation experiments' oracle r*(x, y) as a batch scorer: the synthetic world's
     exact reward (``kind`` 'exact', ``path`` its oracle.json) or an oracle reward model trained on
     the full preference set (``kind`` 'model', ``path`` its folder; distillation paper §6.1)."""
-    import json
-    import os
-
     if kind == "exact":
         from core.data.synthetic_oracle import OracleConfig, oracle_reward
 

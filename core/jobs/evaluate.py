@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -24,8 +25,6 @@ def _benchmark_cache(job: Job, tok: Any, reference: str | None) -> dict:
     job (core.eval.benchmarks.evaluate_benchmark's ``cache``, kept in ``job.cache``): the cache of
     one tokenizer (by its whole definition: vocabulary, rules, special tokens, chat template) and
     reference model; a fresh one for a tokenizer without a fast backend."""
-    import hashlib
-
     backend = getattr(tok, "backend_tokenizer", None)
     if backend is None:
         return {}
@@ -78,7 +77,7 @@ def eval_pairs(job: Job) -> None:
                 extra={"benchmark": name, "label": bench.get("label", name)},
             )
             log_metrics_file(run, out, {name: metrics})
-        if "oracle_id" in job.output:  # PPO policies: the oracle reward of their samples per domain
+        if job.params.get("oracle_domains"):  # eval_ppo: the oracle reward of the policy's samples per domain
             score_oracle_domains(job, run, model, tok, train_run)
 
 
@@ -123,19 +122,19 @@ def sample_sft(job: Job) -> None:
     """Oracle rewards of the SFT policy's samples (rule ``sample_sft``: the advantage baseline)."""
     set_torch_threads(job)
     with tracked_run(job) as run:
-        score_oracle_splits(job, run, job.model_source("model"), train_run="")
+        score_oracle_splits(job, run, job.model_source("model"), train_run="", over_sft=False)
 
 
-def score_oracle_splits(job: Job, run: Any, model_path: str, train_run: str) -> None:
-    """Oracle reward of one seeded sample per held-out prompt of the val and test splits; with
-    ``sft_val``/``sft_test`` inputs also the paired-bootstrap advantage over SFT. Writes the
-    job's ``oracle_val`` / ``oracle_test`` outputs (``val`` / ``test`` for ``sample_sft``)."""
+def score_oracle_splits(job: Job, run: Any, model_path: str, train_run: str, over_sft: bool) -> None:
+    """Oracle reward of one seeded sample per held-out prompt of the val and test splits; a policy
+    (``over_sft``) also gets the paired-bootstrap advantage over the SFT policy's rewards (inputs
+    ``sft_val`` / ``sft_test``) and writes ``oracle_val`` / ``oracle_test``; the SFT policy itself
+    (``sample_sft``) writes ``val`` / ``test``."""
     from core.eval.generation import GenerationSettings
     from core.eval.oracle import heldout_prompts, load_oracle, oracle_advantage, sample_and_score
     from core.models import load_causal_lm, load_tokenizer
 
     p, ev = job.params, job.params["eval"]
-    policy = "sft_val" in job.input
     oracle = load_oracle(job.inp("oracle"), p["oracle"]["kind"], int(ev["batch_size"]), int(ev["max_length"]))
     settings = GenerationSettings.from_mapping(p["generation"])
     tok = load_tokenizer(model_path)
@@ -144,7 +143,7 @@ def score_oracle_splits(job: Job, run: Any, model_path: str, train_run: str) -> 
         prompts = heldout_prompts(read_pairs(job.inp(split)), int(p["n_prompts"]))
         sampled = sample_and_score(model, tok, prompts, oracle, settings)
         metrics = {"mean_reward": sampled.mean, "rewards": sampled.rewards.tolist()}
-        if policy:
+        if over_sft:
             with open(job.inp(f"sft_{split}"), encoding="utf-8") as fh:
                 sft_rewards = json.load(fh)["metrics"]["rewards"]
             boot = p["bootstrap"]
@@ -155,7 +154,7 @@ def score_oracle_splits(job: Job, run: Any, model_path: str, train_run: str) -> 
             {"prompt": q, "completion": c, "reward": float(r)}
             for q, c, r in zip(sampled.prompts[:5], sampled.completions[:5], sampled.rewards[:5], strict=True)
         ]
-        out = job.out(f"oracle_{split}" if policy else split)
+        out = job.out(f"oracle_{split}" if over_sft else split)
         write_job_metrics(job, out, metrics, model_path=model_path, dataset_path=job.inp(split),
                           counts={"prompts": len(prompts)}, seed=int(job.wildcards.get("seed", settings.seed)),
                           run_id=run.run_id, train_run_id=train_run,
@@ -169,7 +168,7 @@ def eval_reference(job: Job) -> None:
     from core.eval.oracle import load_oracle
 
     ev, benches = job.params["eval"], job.params["benches"]
-    oracle = load_oracle(job.inp("oracle"), "exact") if "oracle" in job.input else None
+    oracle = load_oracle(job.inp("oracle"), "exact") if "oracle" in job.params["rules"] else None
     with tracked_run(job) as run:
         for rule in job.params["rules"]:
             for name, bench in benches.items():

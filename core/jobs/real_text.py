@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,7 +102,6 @@ def text_keys(*sets: Any) -> list[tuple[str, str]]:
 def encode(plan: RealPlan, pool_path: str, hhh_path: str, out: Mapping[str, str]) -> dict[str, Any]:
     """The encoder's states of every text of the pool and of HHH (``states.npz``: cls, mean,
     n_tokens; ``texts.parquet``: prompt, response, row), written atomically, finite only."""
-    import time
 
     import pandas as pd
     import torch

@@ -17,6 +17,7 @@ complete checkpoint (core.jobs.trainer_setup; "[checkpoint] resumed from step N"
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -166,8 +167,6 @@ def sft_data(path: str) -> Any:
     """A causal-LM training set: a pretraining corpus (``.jsonl``, one JSON string per line) as
     ``text`` rows, or a dataset's demonstrations (:func:`demonstrations`)."""
     if path.endswith(".jsonl"):
-        import json
-
         import datasets
 
         with open(path, encoding="utf-8") as fh:
@@ -263,10 +262,10 @@ def train_dpo(job: Job) -> None:
             _finish(
                 job, metrics, run, out, {"pairs": len(data)}, seed, {k: v for k, v in metrics.items() if k != "curves"}
             )
-            if "oracle" in job.input:  # distillation policies: their oracle advantage, in the same process
+            if job.params.get("oracle"):  # the distillation rule's oracle settings: score the policy's samples
                 from core.jobs.evaluate import score_oracle_splits
 
-                score_oracle_splits(job, run, out, train_run=run.run_id)
+                score_oracle_splits(job, run, out, train_run=run.run_id, over_sft=True)
 
 
 def train_ppo(job: Job) -> None:

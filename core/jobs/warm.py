@@ -33,6 +33,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -173,8 +174,6 @@ def _child(conn: socket.socket, fds: list[int], request: dict[str, Any]) -> None
     except SystemExit as stop:
         code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
     except BaseException:  # run_job printed the traceback; anything before it prints here
-        import traceback
-
         traceback.print_exc()
         code = 1
     finally:

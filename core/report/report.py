@@ -9,6 +9,7 @@ numbers of the table files (which come from the metrics files).
 from __future__ import annotations
 
 import base64
+import json
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -32,8 +33,6 @@ def anchor(heading: str) -> str:
 def _summary_line(root: str, item: Mapping[str, Any]) -> str:
     """A theory experiment in one paragraph: what it checks, its headline numbers, and a link to
     its per-replicate table (CSV) instead of the table itself."""
-    import json
-
     path = os.path.join(root, item["summary"])
     if not os.path.exists(path):
         raise ValueError(f"report: summary {path} does not exist")
