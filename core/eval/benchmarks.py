@@ -16,6 +16,17 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
+from core.eval.encoding import encode_completion, encode_pairs, resolve_pad_id, rows_from
+from core.eval.hhh import score_hhh
+from core.eval.mtbench import score_mtbench
+from core.eval.pairwise import pair_logprobs, policy_pairwise, reward_model_pairwise, score_sequences, sequence_logprobs
+from core.eval.reference import REFERENCE_RULES, reference_correct, response_text
+from core.eval.rewardbench import score_rewardbench
+from core.eval.rewardbench2 import group_records, record_pairs, score_rewardbench2
+from core.eval.scoring import accuracy, grouped_accuracy, pairwise_outcomes
+
 __all__ = [
     "PAIRWISE_KINDS",
     "SCORED_MODES",
@@ -80,10 +91,6 @@ def benchmark_view(ds: Any, bench: Mapping[str, Any]) -> tuple[Any, list]:
 
 def score_benchmark(bench: Mapping[str, Any], labels: Sequence[Any], correct: Sequence[float]) -> dict[str, Any]:
     """``{"accuracy", "scores"}`` of one benchmark from per-pair outcomes and their subsets."""
-    from core.eval.hhh import score_hhh
-    from core.eval.mtbench import score_mtbench
-    from core.eval.rewardbench import score_rewardbench
-    from core.eval.scoring import accuracy, grouped_accuracy
 
     kind = bench["kind"]
     if kind not in PAIRWISE_KINDS:
@@ -122,8 +129,6 @@ def evaluate_benchmark(
     log-probs are computed once for both modes. ``cache``: a dict the caller keeps for one ``tok``
     and one ``ref`` (e.g. across the seeds of a job), holding each benchmark's encoding and pi_ref's
     log-probs of it, so they are computed once."""
-    from core.eval.encoding import encode_pairs, resolve_pad_id
-    from core.eval.pairwise import pair_logprobs, policy_pairwise, reward_model_pairwise
 
     ds, labels = benchmark_view(ds, bench)
     if bench["kind"] == "rewardbench2":
@@ -167,7 +172,6 @@ def spread(res: Any, degenerate_std: float = DEGENERATE_STD) -> dict[str, Any]:
 
 def pair_spread(score_chosen: Any, score_rejected: Any, degenerate_std: float = DEGENERATE_STD) -> dict[str, Any]:
     """:func:`spread` of the chosen and rejected scores of a set of pairs."""
-    import numpy as np
 
     chosen, rejected = np.asarray(score_chosen, float), np.asarray(score_rejected, float)
     scores = np.concatenate([chosen, rejected])
@@ -183,10 +187,6 @@ def _evaluate_records(ds: Any, labels: list, tok: Any, model: Any, ref: Any, opt
     log pi_ref(y|x)`` (``implicit``, beta = 1: every RewardBench 2 score is invariant to scaling). Each
     mode's metrics: ``scores`` (core.eval.rewardbench2.score_rewardbench2), ``accuracy`` (pairwise,
     over every (chosen, rejected) pair, ties per ``ties``) and ``spread``."""
-
-    from core.eval.encoding import encode_completion, resolve_pad_id, rows_from
-    from core.eval.pairwise import score_sequences, sequence_logprobs
-    from core.eval.rewardbench2 import group_records
 
     source, batch_size = opts["source"], opts["batch_size"]
     records, _ = group_records(rows_from(ds, source), labels)
@@ -215,10 +215,6 @@ def _evaluate_records(ds: Any, labels: list, tok: Any, model: Any, ref: Any, opt
 def _record_metrics(records: Any, flat: Any, ties: str, degenerate_std: float) -> dict[str, Any]:
     """RewardBench 2 metrics of one score per completion (``flat``, records' completions in order):
     ``accuracy`` (pairwise), ``scores`` (core.eval.rewardbench2) and ``spread``."""
-    import numpy as np
-
-    from core.eval.rewardbench2 import record_pairs, score_rewardbench2
-    from core.eval.scoring import accuracy, pairwise_outcomes
 
     bounds = np.cumsum([0] + [len(r.completions) for r in records])
     scores = [np.asarray(flat, dtype=float)[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
@@ -230,7 +226,6 @@ def _record_metrics(records: Any, flat: Any, ties: str, degenerate_std: float) -
 
 def _mean_metrics(draws: list[dict[str, Any]]) -> dict[str, Any]:
     """The leaf-wise mean of metrics dicts of one layout (numbers averaged, NaN kept, flags dropped)."""
-    import numpy as np
 
     first = draws[0]
     if isinstance(first, dict):
@@ -244,11 +239,6 @@ def _reference_records(ds: Any, labels: list, rule: str, ties: str, oracle: Any,
     """RewardBench 2 under a reference rule, one score per completion: ``longer`` its length in
     characters, ``oracle`` the oracle reward, ``random`` the mean over ``draws`` seeded draws of
     i.i.d. uniform scores (the expected best-of-n credit is 1/n; Ties has no closed form)."""
-    import numpy as np
-
-    from core.eval.encoding import rows_from
-    from core.eval.reference import REFERENCE_RULES, response_text
-    from core.eval.rewardbench2 import group_records
 
     records, _ = group_records(rows_from(ds, "reference"), labels)
     sizes = [len(r.completions) for r in records]
@@ -273,7 +263,6 @@ def evaluate_reference(
     """Metrics of a reference rule (core.eval.reference) in the layout of both a reward model's and
     a policy's metrics (the rule is the same in every scoring mode), and the pair count; RewardBench 2
     by :func:`_reference_records` (``random_draws`` draws for its random row)."""
-    from core.eval.reference import reference_correct
 
     ds, labels = benchmark_view(ds, bench)
     if bench["kind"] == "rewardbench2":
