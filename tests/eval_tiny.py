@@ -33,30 +33,21 @@ def tiny_tokenizer(chat_template: bool = False) -> PreTrainedTokenizerFast:
     return tok
 
 
-def _config(**kw) -> LlamaConfig:
-    return LlamaConfig(
-        vocab_size=len(SPECIALS) + len(CHARS),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        pad_token_id=0,
-        bos_token_id=1,
-        eos_token_id=2,
-        **kw,
-    )
+def tiny_config(**kw) -> LlamaConfig:
+    defaults = dict(vocab_size=len(SPECIALS) + len(CHARS), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                    num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, pad_token_id=0,
+                    bos_token_id=1, eos_token_id=2)  # fmt: skip
+    return LlamaConfig(**{**defaults, **kw})
 
 
 def tiny_lm(seed: int = 0) -> LlamaForCausalLM:
     torch.manual_seed(seed)
-    return LlamaForCausalLM(_config()).eval()
+    return LlamaForCausalLM(tiny_config()).eval()
 
 
 def tiny_rm(seed: int = 0) -> LlamaForSequenceClassification:
     torch.manual_seed(seed)
-    return LlamaForSequenceClassification(_config(num_labels=1)).eval()
+    return LlamaForSequenceClassification(tiny_config(num_labels=1)).eval()
 
 
 ROWS = [

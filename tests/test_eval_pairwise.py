@@ -6,7 +6,7 @@ import copy
 
 import pytest
 import torch
-from eval_tiny import ROWS, tiny_lm, tiny_rm, tiny_tokenizer
+from eval_tiny import ROWS, tiny_config, tiny_lm, tiny_rm, tiny_tokenizer
 
 from core.eval.encoding import encode_pairs
 from core.eval.pairwise import pair_logprobs, policy_pairwise, reward_model_pairwise
@@ -174,8 +174,8 @@ def test_benchmark_cache_computes_encoding_and_reference_once_with_the_same_metr
     plain = [benchmarks.evaluate_benchmark(ds, bench, tok, p, ref, **kw) for p in policies]
     forwards, encodes = [], []
     real_lp, real_enc = pairwise.pair_logprobs, encoding.encode_pairs
-    monkeypatch.setattr(pairwise, "pair_logprobs", lambda m, *a: forwards.append(m) or real_lp(m, *a))
-    monkeypatch.setattr(encoding, "encode_pairs", lambda *a, **k: encodes.append(1) or real_enc(*a, **k))
+    monkeypatch.setattr(benchmarks, "pair_logprobs", lambda m, *a: forwards.append(m) or real_lp(m, *a))
+    monkeypatch.setattr(benchmarks, "encode_pairs", lambda *a, **k: encodes.append(1) or real_enc(*a, **k))
     cache = {}
     cached = [benchmarks.evaluate_benchmark(ds, bench, tok, p, ref, cache=cache, **kw) for p in policies]
     assert cached == plain
@@ -186,3 +186,38 @@ def test_benchmark_cache_computes_encoding_and_reference_once_with_the_same_metr
         benchmarks.evaluate_benchmark(ds, bench, tok, rm, None, **kw)
     )
     assert len(encodes) == 2  # the uncached call only
+
+
+def test_long_large_vocabulary_logprobs_are_chunked_with_the_same_values(tok):
+    """A 64K-vocabulary model (hub-sized vocabulary, tiny trunk): computed with a logit budget 64
+    times smaller than the batch's logits, the response log-probs equal the one-forward values
+    within 1e-6, no output-layer call ever holds more logits than the budget, and a PEFT policy
+    (LoRA on the trunk) takes the same path."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaForCausalLM
+
+    from core.eval.pairwise import sequence_logprobs
+
+    torch.manual_seed(0)
+    big = LlamaForCausalLM(tiny_config(vocab_size=65536)).eval()
+    encoded = encode_pairs(ROWS[:4], tok)
+    seqs = encoded.chosen + encoded.rejected
+    whole = sequence_logprobs(big, seqs, pad_id=0, batch_size=8)
+    width = max(len(s.ids) for s in seqs)
+    budget = 8 * (width - 1) * 65536 // 64
+    sizes = []
+    hook = big.get_output_embeddings().register_forward_hook(lambda m, i, o: sizes.append(o.numel()))
+    chunked = sequence_logprobs(big, seqs, pad_id=0, batch_size=8, max_logits=budget)
+    hook.remove()
+    assert len(sizes) >= 64 and max(sizes) <= budget
+    assert chunked.total == pytest.approx(whole.total, abs=1e-6) and (chunked.n_tokens == whole.n_tokens).all()
+    assert chunked.sq == pytest.approx(whole.sq, abs=1e-5)
+    policy = get_peft_model(copy.deepcopy(big), LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"]))
+    with torch.no_grad():
+        for name, p in policy.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)
+    lora_whole = sequence_logprobs(policy, seqs, pad_id=0, batch_size=8)
+    lora_chunked = sequence_logprobs(policy, seqs, pad_id=0, batch_size=8, max_logits=budget)
+    assert lora_chunked.total == pytest.approx(lora_whole.total, abs=1e-6)
+    assert not lora_whole.total == pytest.approx(whole.total, abs=1e-3)  # the adapters are in the chunked path

@@ -49,6 +49,9 @@ __all__ = [
 ]
 
 POLICY_MODES = ("implicit", "ref_free", "likelihood")
+#: at most this many float32 logits (rows x positions x vocabulary: 4 GiB) exist at once when
+#: :func:`token_logprobs` scores a batch; gemma's 256K vocabulary x 2,048 tokens x 16 rows would be 34 GiB
+LOGIT_BUDGET = 2**30
 REF_FREE_NORMS = ("sum", "avg", "norm")
 
 
@@ -178,11 +181,52 @@ class SequenceLogProbs:
         raise ValueError(f"norm must be one of {REF_FREE_NORMS}, got {norm!r}")
 
 
+def _next_token_logprobs(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``log softmax(logits)[target]`` per position, in float32: the logit of the next token minus
+    the logsumexp over the whole vocabulary."""
+    logits = logits.float()
+    return logits.gather(-1, target.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
+
+
+def token_logprobs(
+    model: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor, max_logits: int = LOGIT_BUDGET
+) -> torch.Tensor:
+    """``log pi(ids[:, t] | ids[:, :t])`` for ``t = 1 .. T-1`` (``[B, T-1]``, float32) under a causal LM.
+
+    When the batch's ``B (T-1) V`` logits fit in ``max_logits`` they come from one forward; otherwise
+    from the trunk's last hidden states, ``ceil(B (T-1) V / max_logits)`` chunks of positions
+    through the output layer (with the model's final logit soft-capping, if any), each chunk's
+    logits freed before the next: the same values (the normaliser of every position is still over
+    the whole vocabulary), with peak memory bounded by ``max_logits`` instead of vocabulary x length."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model  # a PEFT model's own
+    head = inner.get_output_embeddings()
+    rows, width = ids.shape
+    target = ids[:, 1:]
+    if rows * (width - 1) * head.weight.shape[0] <= max_logits:
+        return _next_token_logprobs(model(input_ids=ids, attention_mask=mask, use_cache=False).logits[:, :-1], target)
+    hidden = inner.get_decoder()(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state[:, :-1]
+    cap = getattr(inner.config, "final_logit_softcapping", None)
+    step = max(1, max_logits // (rows * head.weight.shape[0]))
+    parts = []
+    for s in range(0, width - 1, step):
+        logits = head(hidden[:, s : s + step])
+        if cap:
+            logits = torch.tanh(logits.float() / cap) * cap
+        parts.append(_next_token_logprobs(logits, target[:, s : s + step]))
+        del logits
+    return torch.cat(parts, dim=1)
+
+
 def sequence_logprobs(
-    model: torch.nn.Module, seqs: Sequence[EncodedSequence], pad_id: int, batch_size: int = 8
+    model: torch.nn.Module,
+    seqs: Sequence[EncodedSequence],
+    pad_id: int,
+    batch_size: int = 8,
+    max_logits: int = LOGIT_BUDGET,
 ) -> SequenceLogProbs:
     """Log-likelihood of each sequence's response tokens ``ids[start:]`` under a causal LM
-    (token ``t`` is predicted from position ``t-1``; a response token at position 0 is unscored)."""
+    (token ``t`` is predicted from position ``t-1``; a response token at position 0 is unscored),
+    at most ``max_logits`` logits at once (:func:`token_logprobs`)."""
     n = len(seqs)
     total, count, sq = np.zeros(n), np.zeros(n), np.zeros(n)
     device = _device(model)
@@ -190,9 +234,7 @@ def sequence_logprobs(
         for batch in length_sorted_batches([len(s.ids) for s in seqs], batch_size):
             ids, mask = pad_sequences([seqs[i].ids for i in batch], pad_id)
             ids, mask = ids.to(device), mask.to(device)
-            logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits[:, :-1].float()
-            target = ids[:, 1:]
-            tok_logp = logits.gather(-1, target.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
+            tok_logp = token_logprobs(model, ids, mask, max_logits)
             pos = torch.arange(1, ids.shape[1], device=device).unsqueeze(0)
             starts = torch.tensor([max(seqs[i].start, 1) for i in batch], device=device).unsqueeze(1)
             resp = (pos >= starts) & mask[:, 1:].bool()
