@@ -467,8 +467,9 @@ def test_validation_curve_leaves_training_unchanged(tmp_path, extra):
     [("dpo", {"divergence": "tv", "rho": 0.3}), ("ddpo", {}), ("pdpo", {"gamma_schedule": "linear"}), ("edpo", {})],
 )
 def test_precomputed_reference_log_probs_train_and_validate_the_same(tmp_path, loss_type, extra):
-    """The workflow precomputes pi_ref's log-probs once (core.jobs.train.train_dpo): the
-    training losses, validation losses and weights equal those of a reference forward at every step."""
+    """The workflow precomputes pi_ref's log-probs once (core.jobs.train.train_dpo) and the trainer
+    then drops pi_ref: the training losses, validation losses and weights equal those of a
+    reference forward at every step."""
     ensemble = 3 if loss_type == "edpo" else 0
     runs = []
     for pre in (False, True):
@@ -477,6 +478,7 @@ def test_precomputed_reference_log_probs_train_and_validate_the_same(tmp_path, l
             loss_type=loss_type, max_steps=6, precompute_ref_log_probs=pre, eval_strategy="steps", eval_steps=3,
             per_device_eval_batch_size=4, **extra,
         )  # fmt: skip
+        assert (trainer.ref_model is None) == pre  # precomputed: pi_ref is dropped before training
         trainer.train()
         runs.append((logged(trainer, "loss"), logged(trainer, "eval_loss"), params(trainer.model)))
     (loss_a, eval_a, params_a), (loss_b, eval_b, params_b) = runs
@@ -530,3 +532,13 @@ def test_reference_log_probs_key_follows_row_order():
     assert _token_fingerprint(ds.select([0, 1])) == _token_fingerprint(ds.select(range(2)))
     assert _token_fingerprint(ds.select([0, 1])) != _token_fingerprint(ds)
     assert _token_fingerprint(ds.remove_columns("target")) == _token_fingerprint(ds)
+
+
+def test_reference_kept_only_where_training_samples_from_it(tmp_path):
+    """p-DPO's ``ref_samples`` estimator samples from pi_ref at every step: there the trainer keeps
+    pi_ref after the precompute; with the dataset estimator it drops it."""
+    kept = dpo_trainer(tmp_path / "a", loss_type="pdpo", forward_kl_estimator="ref_samples",
+                       precompute_ref_log_probs=True)  # fmt: skip
+    dropped = dpo_trainer(tmp_path / "b", loss_type="pdpo", forward_kl_estimator="dataset",
+                          precompute_ref_log_probs=True)  # fmt: skip
+    assert kept.ref_model is not None and dropped.ref_model is None

@@ -388,10 +388,11 @@ def oracle_by_domain(
     }
 
 
-def load_oracle(path: str, kind: str, batch_size: int = 16, max_length: int = 1024) -> OracleFn:
+def load_oracle(path: str, kind: str, batch_size: int = 16, max_length: int = 1024, device: Any = None) -> OracleFn:
     """The distillation experiments' oracle r*(x, y) as a batch scorer: the synthetic world's
     exact reward (``kind`` 'exact', ``path`` its oracle.json) or an oracle reward model trained on
-    the full preference set (``kind`` 'model', ``path`` its folder; distillation paper §6.1)."""
+    the full preference set (``kind`` 'model', ``path`` its folder; distillation paper §6.1) on
+    ``device`` (the job's: core.jobs.run.job_device; the CPU when None)."""
     if kind == "exact":
         from core.data.synthetic_oracle import OracleConfig, oracle_reward
 
@@ -406,5 +407,5 @@ def load_oracle(path: str, kind: str, batch_size: int = 16, max_length: int = 10
         raise ValueError(f"oracle reward model folder {path} does not exist")
     from core.models import load_reward_model, load_tokenizer
 
-    model = load_reward_model(path).eval()
+    model = load_reward_model(path).to(device or "cpu").eval()
     return reward_model_oracle(model, load_tokenizer(path), batch_size=batch_size, max_length=max_length)

@@ -16,7 +16,7 @@ import core.data as stages
 from core.data.io import read_pairs, write_dropped_rows, write_pairs
 from core.jobs.job import Job
 from core.jobs.metrics import log_metrics_file, tracked_run, write_job_metrics, write_json
-from core.jobs.run import set_torch_threads
+from core.jobs.run import job_device, set_torch_threads
 
 #: a data source inside the BIG-bench tasks, fetched once per machine (core.data.fetch_bigbench_tasks)
 BIGBENCH_PREFIX = "bigbench:"
@@ -104,7 +104,8 @@ def relabel(job: Job) -> None:
     ds = read_pairs(job.inp("data"))
     ds = ds.select_columns([c for c in stages.NORMALISED_COLUMNS if c in ds.column_names])
     ev = job.params["eval"]
-    scorer = load_oracle(job.inp("oracle"), job.params["oracle"]["kind"], int(ev["batch_size"]), int(ev["max_length"]))
+    scorer = load_oracle(job.inp("oracle"), job.params["oracle"]["kind"], int(ev["batch_size"]), int(ev["max_length"]),
+                         job_device(job))  # fmt: skip
     with tracked_run(job) as run:
         out, flip_rate, ties = stages.oracle_relabel(ds, scorer, batch_size=int(ev["batch_size"]))
         write_pairs(out, job.out("data"))
@@ -168,7 +169,7 @@ def score_targets(job: Job) -> None:
             tok = load_tokenizer(path)
             if enc is None:
                 enc = encode_pairs(ds, tok, max_length=int(ev["max_length"]), source=job.inp("data"))
-            model = load_reward_model(path).eval()
+            model = load_reward_model(path).to(job_device(job)).eval()
             res = reward_model_pairwise(model, tok, enc, batch_size=int(ev["batch_size"]))
             ds = ds.add_column(f"target_chosen{suffix}", [float(x) for x in res.score_chosen])
             ds = ds.add_column(f"target_rejected{suffix}", [float(x) for x in res.score_rejected])

@@ -17,7 +17,7 @@ from typing import Any
 from core.data.io import read_pairs
 from core.jobs.job import Job
 from core.jobs.metrics import log_metrics_file, run_id_of, tracked_run, write_job_metrics
-from core.jobs.run import set_torch_threads
+from core.jobs.run import job_device, set_torch_threads
 
 
 def _benchmark_cache(job: Job, tok: Any, reference: str | None) -> dict:
@@ -38,13 +38,13 @@ def eval_pairs(job: Job) -> None:
     from core.eval.benchmarks import evaluate_benchmark
     from core.models import load_causal_lm, load_reward_model, load_tokenizer
 
-    model_dir, ev = job.inp("model"), job.params["eval"]
+    model_dir, ev, device = job.inp("model"), job.params["eval"], job_device(job)
     tok = load_tokenizer(model_dir)
     if job.params["kind"] == "reward_model":
-        model, ref = load_reward_model(model_dir).eval(), None
+        model, ref = load_reward_model(model_dir).to(device).eval(), None
     else:
-        model = load_causal_lm(model_dir).eval()
-        ref = load_causal_lm(job.model_source("reference")).eval()
+        model = load_causal_lm(model_dir).to(device).eval()
+        ref = load_causal_lm(job.model_source("reference")).to(device).eval()
     cache = _benchmark_cache(job, tok, None if ref is None else job.model_source("reference"))
     train_run = run_id_of(job.inp("train"))
     seed = int(job.wildcards.get("seed", 0))
@@ -92,7 +92,8 @@ def score_oracle_domains(job: Job, run: Any, model: Any, tok: Any, train_run: st
     from core.models import load_causal_lm, load_tokenizer
 
     p, ev, spec = job.params, job.params["eval"], job.params["oracle_domains"]
-    oracle = load_oracle(job.inp("oracle"), p["oracle"]["kind"], int(ev["batch_size"]), int(ev["max_length"]))
+    device = job_device(job)
+    oracle = load_oracle(job.inp("oracle"), p["oracle"]["kind"], int(ev["batch_size"]), int(ev["max_length"]), device)
     settings = GenerationSettings.from_mapping(p["generation"])
     boot, n = p["bootstrap"], int(spec["n_per_domain"])
     reference = job.model_source("reference")
@@ -101,7 +102,7 @@ def score_oracle_domains(job: Job, run: Any, model: Any, tok: Any, train_run: st
         rows = read_pairs(job.inp(bench))
         key = (reference, job.inp(bench))
         if key not in reference_rewards:
-            ref_model = load_causal_lm(reference).eval()
+            ref_model = load_causal_lm(reference).to(device).eval()
             reference_rewards[key] = oracle_by_domain(ref_model, load_tokenizer(reference), rows, oracle, settings,
                                                        n_per_domain=n, n_resamples=int(boot["n_resamples"]),
                                                        seed=int(boot["seed"]))  # fmt: skip
@@ -134,11 +135,11 @@ def score_oracle_splits(job: Job, run: Any, model_path: str, train_run: str, ove
     from core.eval.oracle import heldout_prompts, load_oracle, oracle_advantage, sample_and_score
     from core.models import load_causal_lm, load_tokenizer
 
-    p, ev = job.params, job.params["eval"]
-    oracle = load_oracle(job.inp("oracle"), p["oracle"]["kind"], int(ev["batch_size"]), int(ev["max_length"]))
+    p, ev, device = job.params, job.params["eval"], job_device(job)
+    oracle = load_oracle(job.inp("oracle"), p["oracle"]["kind"], int(ev["batch_size"]), int(ev["max_length"]), device)
     settings = GenerationSettings.from_mapping(p["generation"])
     tok = load_tokenizer(model_path)
-    model = load_causal_lm(model_path).eval()
+    model = load_causal_lm(model_path).to(device).eval()
     for split in ("val", "test"):
         prompts = heldout_prompts(read_pairs(job.inp(split)), int(p["n_prompts"]))
         sampled = sample_and_score(model, tok, prompts, oracle, settings)

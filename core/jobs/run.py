@@ -16,6 +16,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
+from typing import Any
 
 from core.jobs.checkpoints import (
     finished_outputs_kept,
@@ -68,6 +69,33 @@ def set_torch_threads(job: Job) -> None:
     import torch
 
     torch.set_num_threads(max(1, job.threads))
+
+
+def job_device(job: Job) -> Any:
+    """The one place a job's device is decided: the first CUDA device the job sees (its own GPU:
+    the profile sets ``CUDA_VISIBLE_DEVICES`` per job) when its rule's resources ask for one
+    (``resources.<kind>.gpu`` > 0), else the CPU. A job that asks for a GPU where torch sees none
+    fails naming its rule, rather than running on the CPU for days."""
+    import torch
+
+    if job.use_cpu:
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise RuntimeError(
+            f"rule {job.rule}: its resources ask for a GPU (resources.*.gpu > 0) but torch sees no CUDA device "
+            f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}); set gpu: 0 to run it on the CPU"
+        )
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", torch.cuda.current_device())))  # a process's own
+
+
+def model_dtype(requested: str | None, device: Any) -> str | None:
+    """The dtype a model is loaded in on ``device``: the config's (``models.<role>.dtype``), except
+    bfloat16 on a GPU without bfloat16 arithmetic (before Ampere), which falls back to float32."""
+    import torch
+
+    if requested == "bfloat16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return "float32"
+    return requested
 
 
 def _relaunch(job: Job) -> None:

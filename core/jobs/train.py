@@ -25,7 +25,7 @@ from core.data.io import read_pairs
 from core.jobs.checkpoints import checkpoint_dir, checkpoint_step, complete_checkpoints_callback, latest_checkpoint
 from core.jobs.job import Job, rank
 from core.jobs.metrics import log_metrics_file, run_id_of, tracked_run, write_job_metrics
-from core.jobs.run import set_torch_threads
+from core.jobs.run import job_device, model_dtype, set_torch_threads
 from core.jobs.trainer_setup import (
     checkpoint_args,
     curves,
@@ -138,12 +138,13 @@ def train_reward(job: Job) -> None:
     from core.trainers.reward import DRRewardConfig, DRRewardTrainer
 
     seed, dr, spec = int(job.params["seed"]), job.params["dr"], job.params["model_spec"]
+    dtype = model_dtype(spec.get("dtype"), job_device(job))  # the config's, where the device computes it
     base = job.model_source("base")
     tok = load_tokenizer(base)
     load = _encoded_like_eval(tok, _pairs)
     data = load(job.inp("data"))
     val = _validation(job, load)
-    model = load_reward_model(base, dtype=spec.get("dtype"), lora=spec.get("lora"), seed=seed)
+    model = load_reward_model(base, dtype=dtype, lora=spec.get("lora"), seed=seed)
     out = job.out("model")
     with tracked_run(job) as run:
         classes = (DRRewardTrainer, DRRewardConfig)
@@ -191,11 +192,12 @@ def train_sft(job: Job) -> None:
     from core.models import load_causal_lm, load_tokenizer
 
     seed, spec, base = int(job.params["seed"]), job.params["model_spec"], job.model_source("base")
+    dtype = model_dtype(spec.get("dtype"), job_device(job))  # the config's, where the device computes it
     tok = load_tokenizer(base)
     load = _sft_loader(tok)
     data = load(job.inp("data"))
     val = _validation(job, load)
-    model = load_causal_lm(base, dtype=spec.get("dtype"), lora=spec.get("lora"))
+    model = load_causal_lm(base, dtype=dtype, lora=spec.get("lora"))
     out = job.out("model")
     with tracked_run(job) as run:
         classes = (SFTTrainer, SFTConfig)
@@ -227,6 +229,7 @@ def train_dpo(job: Job) -> None:
     from core.trainers.dpo import DRDPOConfig, DRDPOTrainer, resolve_target_columns
 
     seed, loss, spec = int(job.params["seed"]), dict(job.params["loss"]), job.params["model_spec"]
+    dtype = model_dtype(spec.get("dtype"), job_device(job))  # the config's, where the device computes it
     members = list(job.params.get("members") or [])
     reference = job.model_source("reference")
     tok = load_tokenizer(reference)
@@ -236,8 +239,8 @@ def train_dpo(job: Job) -> None:
     # prompt/chosen/rejected only: without target rewards, d-/dp-/e-DPO are validated by the DPO
     # loss of the labelled pair (core.trainers.dpo, "Evaluation")
     val = _validation(job, _encoded_like_eval(tok, _pairs))
-    policy = load_causal_lm(reference, dtype=spec.get("dtype"), lora=spec.get("lora"))
-    ref = load_causal_lm(reference, dtype=spec.get("dtype")).eval()
+    policy = load_causal_lm(reference, dtype=dtype, lora=spec.get("lora"))
+    ref = load_causal_lm(reference, dtype=dtype).to(job_device(job)).eval()  # probes are built on it
     out = job.out("model")
     with tracked_run(job) as run:
         probe_cb = _probe_callback(job, ref, tok, seed, run) if job.params.get("probes") else None
@@ -250,6 +253,7 @@ def train_dpo(job: Job) -> None:
         classes = (DRDPOTrainer, DRDPOConfig)
         trainer = _trainer(job, classes, out, data, val, callbacks, model=policy, ref_model=ref, processing_class=tok,
                            ref_logps_cache=job.cache.setdefault("ref_logps", {}), fields=loss)  # fmt: skip
+        del ref  # the trainer holds pi_ref only where it samples from it (DRDPOTrainer._release_reference)
         metrics = _fit(job, trainer, tok, out, plain_final=True)
         if metrics is not None:
             if probe_cb is not None and probe_cb.history:
@@ -277,6 +281,7 @@ def train_ppo(job: Job) -> None:
     from core.trainers.ppo import DRPPOConfig, DRPPOTrainer, tokenize_prompts
 
     seed, dr, spec = int(job.params["seed"]), job.params["dr"], job.params["model_spec"]
+    dtype = model_dtype(spec.get("dtype"), job_device(job))  # the config's, where the device computes it
     reference, reward_dir = job.model_source("reference"), job.inp("reward")
     train = dict(job.params["train"])
     max_prompt = train.pop("max_prompt_length", None)
@@ -284,8 +289,8 @@ def train_ppo(job: Job) -> None:
     tok.padding_side = "left"
     load = _encoded_like_eval(tok, lambda path: read_pairs(path).select_columns(["prompt"]), completions=())
     prompts = tokenize_prompts(load(job.inp("data")), tok, max_prompt_length=max_prompt)
-    policy = load_causal_lm(reference, dtype=spec.get("dtype"), lora=spec.get("lora"))
-    ref = None if spec.get("lora") else load_causal_lm(reference, dtype=spec.get("dtype")).eval()
+    policy = load_causal_lm(reference, dtype=dtype, lora=spec.get("lora"))
+    ref = None if spec.get("lora") else load_causal_lm(reference, dtype=dtype).eval()
     reward = load_reward_model(reward_dir).eval()
     value = load_reward_model(reward_dir)
     out = job.out("model")

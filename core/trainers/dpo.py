@@ -46,6 +46,7 @@ Training data always needs the targets.
 from __future__ import annotations
 
 import contextlib
+import gc
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -337,6 +338,21 @@ class DRDPOTrainer(RobustMinibatchMixin, DPOTrainer):
             self._check_datasets_targets()
             self.data_collator = TargetRewardCollator(self.data_collator, self._target_chosen, self._target_rejected)
         self._init_robust(args.average_iterates, args.ema_decay)
+        self._release_reference()
+
+    def _release_reference(self) -> None:
+        """With pi_ref's log-probs of every training and validation pair precomputed (trl's
+        ``precompute_ref_log_probs``, done in ``__init__``), pi_ref is needed again only to sample
+        the forward-KL completions (``forward_kl_estimator='ref_samples'``): otherwise it is dropped
+        here, so training holds one model on the device, not two."""
+        if not self.args.precompute_ref_log_probs or self.ref_model is None:
+            return
+        if self._loss_type in PESSIMISTIC_LOSS_TYPES and self.args.forward_kl_estimator == "ref_samples":
+            return
+        self.ref_model = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
     def _precompute_ref_logps(self, dataset: Any, name: str, batch_size: int) -> Any:
         """trl's precompute of log pi_ref(y|x), once per ``ref_logps_cache`` for a given set of token
