@@ -177,3 +177,29 @@ def test_ppo_prompt_rows_encode_as_generation_prompts():
     rows2 = training_rows(datasets.Dataset.from_list([{"prompt": prompts[1]}]), tok, completions=())
     for p, ds in zip(prompts, (rows, rows2), strict=True):
         assert tokenize_prompts(ds, tok)["input_ids"] == [encode_prompt(tok, p)]
+
+
+def test_a_turn_ends_at_eos_or_the_templates_end_of_turn_token_and_generation_stops_there():
+    """gemma-it ends a turn with <end_of_turn>, ChatML with <|im_end|>: stop_token_ids finds the
+    first special token the template writes after an assistant message (eos first), and sampling
+    (core.eval.generation) stops at either; without such a token (or a template) eos alone."""
+    from eval_tiny import tiny_lm
+
+    from core.eval.encoding import stop_token_ids
+    from core.eval.generation import GenerationSettings, generate_completions
+
+    plain, templated = tiny_tokenizer(), tiny_tokenizer(chat_template=True)
+    assert stop_token_ids(plain) == stop_token_ids(templated) == [plain.eos_token_id]
+    chatml = tiny_tokenizer()
+    chatml.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
+    chatml.chat_template = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+                            "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")  # fmt: skip
+    end = chatml.convert_tokens_to_ids("<|im_end|>")
+    assert stop_token_ids(chatml) == [chatml.eos_token_id, end]
+    model, seen = tiny_lm(0), []
+    model.resize_token_embeddings(len(chatml))
+    real = model.generate
+    model.generate = lambda **kw: seen.append(kw["generation_config"].eos_token_id) or real(**kw)
+    generate_completions(model, chatml, ["hi"], GenerationSettings(max_new_tokens=3))
+    generate_completions(model, plain, ["hi"], GenerationSettings(max_new_tokens=3))
+    assert seen == [[plain.eos_token_id, end], plain.eos_token_id]

@@ -128,3 +128,52 @@ def test_the_error_names_the_first_five_tensors():
             layer.bias.fill_(float("nan"))
     with pytest.raises(NonFiniteError, match=r"8 of 8 tensors .*first 5: \['0.weight', '0.bias', '1.weight', "):
         raise_if_nonfinite_parameters(model)
+
+
+def test_the_guard_refuses_gradients_it_cannot_see_by_name():
+    """Under DeepSpeed ZeRO stage 2-3 gradients live in the engine's partitions, not in .grad: the
+    guard (and DR-PPO's gradient check) would check nothing, so the combination is refused by
+    name; ZeRO stage 0-1 and plain runs are guarded."""
+    from types import SimpleNamespace
+
+    from core.trainers.guards import NonFiniteGuard
+
+    def trainer(deepspeed: bool, stage: int) -> SimpleNamespace:
+        plugin = SimpleNamespace(zero_stage=stage)
+        return SimpleNamespace(is_deepspeed_enabled=deepspeed, accelerator=SimpleNamespace(
+            state=SimpleNamespace(deepspeed_plugin=plugin)), training_step=lambda *a: None,
+            add_callback=lambda cb: None)  # fmt: skip
+
+    for stage in (2, 3):
+        with pytest.raises(ValueError, match=f"DeepSpeed ZeRO stage {stage}: the non-finite gradient guard"):
+            NonFiniteGuard().attach(trainer(True, stage))
+    for ok in (trainer(True, 1), trainer(False, 3)):
+        assert NonFiniteGuard().attach(ok) is ok
+
+
+def test_lora_is_merged_in_float32_so_a_small_update_is_kept(tmp_path):
+    """A LoRA update far below bf16's resolution of the base weights survives the merge: the model
+    is saved in float32 with W + s B A computed in float32 (in bf16 it would round to W)."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from core.models import build_tiny_llama
+
+    tok_dir = tmp_path / "tok"
+    tokenizer().save_pretrained(tok_dir)
+    build_tiny_llama(str(tok_dir), str(tmp_path / "base"), seed=0, hidden_size=16, intermediate_size=32,
+                     num_layers=1, num_heads=2)  # fmt: skip
+    base = AutoModelForCausalLM.from_pretrained(tmp_path / "base", dtype=torch.bfloat16)
+    w0 = base.model.layers[0].self_attn.q_proj.weight.detach().float().clone()
+    model = get_peft_model(base, LoraConfig(r=2, lora_alpha=2, target_modules=["q_proj"]))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_A" in name:
+                p.fill_(1e-3)
+            if "lora_B" in name:
+                p.fill_(1e-3)  # s B A = 2e-6 per entry: far below bf16's step at |w| ~ 0.02
+    save_final(model, tokenizer(), str(tmp_path / "out"))
+    saved = AutoModelForCausalLM.from_pretrained(tmp_path / "out")
+    w = saved.model.layers[0].self_attn.q_proj.weight.detach()
+    assert w.dtype == torch.float32
+    assert torch.allclose(w - w0, torch.full_like(w, 2e-6), atol=1e-9)

@@ -662,3 +662,22 @@ def test_logs_robust_weight_statistics_per_update(tmp_path, tok, initial):
             callbacks=[untracked.callback()],
             **robust,
         )
+
+
+def test_gradient_checkpointing_is_honoured_with_the_same_update(tmp_path, tok, initial, monkeypatch):
+    """``gradient_checkpointing: true`` recomputes the policy's and value model's activations in
+    the backward pass (this loop replaces Trainer.train, which would enable it) and gives the same
+    update; the rollouts are sampled in eval mode, where generation keeps its KV cache."""
+    from core.trainers import ppo
+
+    modes, real = [], ppo.batch_generation
+    monkeypatch.setattr(ppo, "batch_generation", lambda policy, *a: modes.append(policy.training) or real(policy, *a))
+    data = make_prompts(tok, 16)
+    plain = run(tmp_path / "a", tok, initial, data, updates=2, gradient_checkpointing=False)
+    checkpointed = run(tmp_path / "b", tok, initial, data, updates=2, gradient_checkpointing=True)
+    assert checkpointed.policy_model.is_activation_checkpointing
+    assert checkpointed.value_model.is_activation_checkpointing
+    assert not plain.policy_model.is_activation_checkpointing
+    assert max_abs_diff(weights(checkpointed), weights(plain)) < 1e-5
+    assert modes == [True, True, False, False]  # plain: as before; checkpointed: sampled in eval mode
+    assert checkpointed.policy_model.training  # and back in train mode for the update

@@ -64,6 +64,7 @@ __all__ = [
     "prompt_separator",
     "resolve_pad_id",
     "merge_turns",
+    "stop_token_ids",
     "rows_from",
     "training_rows",
 ]
@@ -196,6 +197,28 @@ def _chat_ids(tokenizer: Any, messages: list[dict], add_generation_prompt: bool)
 def has_chat_template(tokenizer: Any) -> bool:
     """True when the tokenizer carries a chat template (the rule then renders every row through it)."""
     return bool(getattr(tokenizer, "chat_template", None))
+
+
+def stop_token_ids(tokenizer: Any) -> list[int]:
+    """The ids that end an assistant turn: the tokenizer's eos, then the first special token its
+    chat template writes after an assistant message's content where that is another token (gemma's
+    ``<end_of_turn>``, ChatML's ``<|im_end|>``, Llama 3's ``<|eot_id|>``): generation stops at
+    either, so a response does not run on past its turn to the length cap."""
+    ids = [] if getattr(tokenizer, "eos_token_id", None) is None else [int(tokenizer.eos_token_id)]
+    if not has_chat_template(tokenizer):
+        return ids
+    mark = "\u2591reply\u2591"
+    try:
+        text = tokenizer.apply_chat_template([{"role": "user", "content": "q"}, {"role": "assistant", "content": mark}],
+                                             tokenize=False)  # fmt: skip
+    except Exception:  # a template that refuses this conversation: eos only  # noqa: BLE001
+        return ids
+    if not isinstance(text, str) or mark not in text:
+        return ids
+    special = set(getattr(tokenizer, "all_special_ids", [])) | set(tokenizer.get_added_vocab().values())
+    suffix = tokenizer(text.split(mark, 1)[1], add_special_tokens=False)["input_ids"]
+    end = next((int(t) for t in suffix if int(t) in special), None)
+    return ids + ([end] if end is not None and end not in ids else [])
 
 
 def _as_messages(value: str | list, role: str) -> list[dict]:

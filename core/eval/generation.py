@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.eval.encoding import encode_prompt, pad_sequences, prompt_separator, resolve_pad_id
+from core.eval.encoding import encode_prompt, pad_sequences, prompt_separator, resolve_pad_id, stop_token_ids
 
 __all__ = ["GenerationSettings", "generate_completions"]
 
@@ -78,7 +78,8 @@ def generate_completions(
 
     settings = settings or GenerationSettings()
     pad_id = resolve_pad_id(tokenizer, model)
-    eos_id = getattr(tokenizer, "eos_token_id", None)
+    stops = stop_token_ids(tokenizer)
+    eos_id = stops if len(stops) > 1 else getattr(tokenizer, "eos_token_id", None)
     gen_cfg = GenerationConfig(
         max_new_tokens=settings.max_new_tokens,
         do_sample=settings.do_sample,

@@ -277,6 +277,7 @@ def train_ppo(job: Job) -> None:
     value model start from pi_ref and that reward model (which shares the policy's tokenizer)."""
     set_torch_threads(job)
     from core.atomic import atomic_directory
+    from core.eval.encoding import stop_token_ids
     from core.models import load_causal_lm, load_reward_model, load_tokenizer
     from core.trainers.ppo import DRPPOConfig, DRPPOTrainer, tokenize_prompts
 
@@ -292,11 +293,16 @@ def train_ppo(job: Job) -> None:
     policy = load_causal_lm(reference, dtype=dtype, lora=spec.get("lora"))
     ref = None if spec.get("lora") else load_causal_lm(reference, dtype=dtype).eval()
     reward = load_reward_model(reward_dir).eval()
-    value = load_reward_model(reward_dir)
+    # the critic trains all its weights: float32 master weights (a bf16 config computes in bf16 by
+    # autocast), so AdamW's small updates are not rounded away as they would be in bf16 weights
+    value = load_reward_model(reward_dir, dtype="float32")
     out = job.out("model")
     with tracked_run(job, {"reward_model_run": run_id_of(job.inp("reward_metrics"))}) as run:
         saving = ppo_checkpoint_args(train, job.nproc)
-        args = trainer_args(job, DRPPOConfig, checkpoint_dir(out), seed, train=train, stop_token="eos", **saving, **dr)
+        # a response ends at its turn's end: the chat template's end-of-turn token where it is not eos
+        stops = stop_token_ids(tok)
+        stop = {"stop_token": "eos"} if len(stops) == 1 else {"stop_token_id": stops[-1]}
+        args = trainer_args(job, DRPPOConfig, checkpoint_dir(out), seed, train=train, **stop, **saving, **dr)
         trainer = DRPPOTrainer(
             args=args,
             processing_class=tok,

@@ -139,7 +139,9 @@ def guard(trainer: Any) -> Any:
 
 
 def save_final(model: Any, tokenizer: Any, out: str, trainer: Any = None) -> None:
-    """Write the trained model (LoRA merged) and tokenizer to ``out`` atomically (rank 0). A model
+    """Write the trained model and tokenizer to ``out`` atomically (rank 0). LoRA is merged in
+    float32 (``W + s B A`` added in bf16 would round most of a small update away, and evaluation
+    would read the rounded model), so a LoRA model of bf16 weights is saved in float32. A model
     with a nan/inf tensor is refused before anything is written (``NonFiniteError`` naming the
     first 5 tensors): the job fails and leaves no model folder."""
     if trainer is not None:
@@ -148,7 +150,9 @@ def save_final(model: Any, tokenizer: Any, out: str, trainer: Any = None) -> Non
     if rank() != 0:
         return
     if hasattr(model, "merge_and_unload"):
-        model = model.merge_and_unload()
+        import torch
+
+        model = model.to(torch.float32).merge_and_unload()
     from core.atomic import atomic_directory
     from core.trainers.guards import raise_if_nonfinite_parameters
 

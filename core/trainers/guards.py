@@ -43,6 +43,7 @@ __all__ = [
     "NonFiniteGuard",
     "gradient_norm",
     "guard_trainer",
+    "refuse_partitioned_gradients",
     "nonfinite_gradients",
     "nonfinite_tensors",
     "raise_if_nonfinite_parameters",
@@ -96,6 +97,23 @@ def nonfinite_gradients(model: Any) -> list[str]:
     return nonfinite_tensors(named)[0]
 
 
+def refuse_partitioned_gradients(trainer: Any) -> None:
+    """Refuse, by name, a trainer whose gradients the non-finite check cannot see: under DeepSpeed
+    ZeRO stage 2 or 3 they live in the engine's partitions, not in each parameter's ``.grad``, so
+    the check before every optimiser step would pass without looking (the ``grad_norm`` Trainer logs
+    there is computed after the step). ZeRO stage 0-1, DDP and single-process runs are checked."""
+    if not getattr(trainer, "is_deepspeed_enabled", False):
+        return
+    plugin = getattr(getattr(getattr(trainer, "accelerator", None), "state", None), "deepspeed_plugin", None)
+    stage = int(getattr(plugin, "zero_stage", 0) or 0)
+    if stage >= 2:
+        raise ValueError(
+            f"{type(trainer).__name__} under DeepSpeed ZeRO stage {stage}: the non-finite gradient guard "
+            "(core.trainers.guards) cannot see gradients partitioned by the engine, so it would check nothing; "
+            "use ZeRO stage 0 or 1, DDP, or one process"
+        )
+
+
 def _world_max(flags: torch.Tensor) -> torch.Tensor:
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         dist.all_reduce(flags, op=dist.ReduceOp.MAX)
@@ -112,6 +130,7 @@ class NonFiniteGuard(TrainerCallback):
 
     def attach(self, trainer: Any) -> Any:
         """Wrap ``trainer.training_step`` to watch the losses and add this callback; returns ``trainer``."""
+        refuse_partitioned_gradients(trainer)
         inner = trainer.training_step
 
         def training_step(model: Any, inputs: Any, num_items_in_batch: Any = None) -> Any:

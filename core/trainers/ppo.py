@@ -54,6 +54,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from accelerate.utils import is_peft_model
 from datasets import Dataset
 from safetensors.torch import load_model, save_model
 from transformers import GenerationConfig, TrainerCallback
@@ -62,7 +63,13 @@ from trl.models.utils import unwrap_model_for_generation
 from trl.trainer.utils import selective_log_softmax
 
 from core.atomic import atomic_directory, atomic_write_json, staging_directory
-from core.trainers.guards import NonFiniteError, gradient_norm, nonfinite_gradients, raise_if_nonfinite_parameters
+from core.trainers.guards import (
+    NonFiniteError,
+    gradient_norm,
+    nonfinite_gradients,
+    raise_if_nonfinite_parameters,
+    refuse_partitioned_gradients,
+)
 from core.trainers.ppo_utils import (
     KL_ESTIMATORS,
     PromptStream,
@@ -268,6 +275,7 @@ class DRPPOTrainer(PPOTrainer):
             callbacks=callbacks,
             peft_config=peft_config,
         )
+        refuse_partitioned_gradients(self)  # its gradient check (_stop_if_gradient_not_finite) reads .grad
         self._micro_size = min(args.per_device_train_batch_size, args.local_mini_batch_size)
         if args.local_mini_batch_size % self._micro_size:
             raise ValueError(
@@ -308,6 +316,7 @@ class DRPPOTrainer(PPOTrainer):
         self.state.compute_steps(args, self.state.max_steps)
         if resume_from_checkpoint:
             self._load_checkpoint(self._resolve_checkpoint(resume_from_checkpoint))
+        self._enable_gradient_checkpointing()
         self.control = self.callback_handler.on_train_begin(args, self.state, self.control)
         self.model.train()
         metrics: dict[str, float] = {}
@@ -321,6 +330,19 @@ class DRPPOTrainer(PPOTrainer):
                 break
         self.control = self.callback_handler.on_train_end(args, self.state, self.control)
         return metrics
+
+    def _enable_gradient_checkpointing(self) -> None:
+        """``gradient_checkpointing: true`` (as Trainer.train does, which this loop replaces): the policy's
+        and the value model's activations are recomputed in the backward pass instead of kept; the
+        rollouts are sampled in eval mode (:meth:`_rollout`), where generation keeps its KV cache."""
+        if not self.args.gradient_checkpointing:
+            return
+        kwargs = self.args.gradient_checkpointing_kwargs or {"use_reentrant": False}
+        wrapper = self.accelerator.unwrap_model(self.model)
+        for module in (wrapper.policy, wrapper.value_model):
+            module.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+            if is_peft_model(module):
+                module.enable_input_require_grads()
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
         """Save the policy (HF folder, safetensors) and the tokenizer to ``output_dir``.
@@ -372,9 +394,17 @@ class DRPPOTrainer(PPOTrainer):
             gather_deepspeed3_params=args.ds3_gather_for_generation,
             generation_kwargs=self._generation_kwargs,
         ) as unwrapped:
-            query_responses, sampling_logits = batch_generation(
-                unwrapped.policy, queries, chunk, pad, GenerationConfig(**self._generation_kwargs)
-            )
+            # with gradient checkpointing a model in train mode generates without its KV cache
+            # (transformers); dropout is off in PPO, so eval mode samples the same tokens
+            training = unwrapped.policy.training
+            if args.gradient_checkpointing:
+                unwrapped.policy.eval()
+            try:
+                query_responses, sampling_logits = batch_generation(
+                    unwrapped.policy, queries, chunk, pad, GenerationConfig(**self._generation_kwargs)
+                )
+            finally:
+                unwrapped.policy.train(training)
         value_model = self.accelerator.unwrap_model(self.model).value_model
         parts: dict[str, list[torch.Tensor]] = defaultdict(list)
         for start in range(0, queries.shape[0], chunk):
