@@ -149,6 +149,7 @@ def run(
     reward=None,
     callbacks=None,
     resume=None,
+    throughput=None,
     **overrides,
 ):
     """Train DR-PPO from deep copies of the initial models; returns the trainer."""
@@ -166,6 +167,9 @@ def run(
         value_model=copy.deepcopy(initial["value"]),
         callbacks=callbacks,
     )
+    if throughput is not None:
+        trainer.throughput = throughput
+        trainer.add_callback(throughput)
     trainer.train(resume_from_checkpoint=resume)
     return trainer
 
@@ -681,3 +685,17 @@ def test_gradient_checkpointing_is_honoured_with_the_same_update(tmp_path, tok, 
     assert max_abs_diff(weights(checkpointed), weights(plain)) < 1e-5
     assert modes == [True, True, False, False]  # plain: as before; checkpointed: sampled in eval mode
     assert checkpointed.policy_model.training  # and back in train mode for the update
+
+
+def test_ppo_throughput_counts_each_rollout(tmp_path, tok, initial):
+    """DR-PPO's own loop reports its rollouts' rows and non-padding tokens per update
+    (core.trainers.throughput), beside the run and not into log_history."""
+    from core.trainers.throughput import ThroughputMeter
+
+    logged = []
+    meter = ThroughputMeter(lambda metrics, step: logged.append((step, dict(metrics))))
+    trainer = run(tmp_path, tok, initial, make_prompts(tok, 16), updates=2, throughput=meter)
+    assert [step for step, _ in logged] == [1, 2]
+    for _, m in logged:
+        assert m["perf/samples_per_s"] > 0 and m["perf/tokens_per_s"] > m["perf/samples_per_s"]
+    assert not any(k.startswith("perf/") for entry in trainer.state.log_history for k in entry)

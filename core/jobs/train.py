@@ -111,24 +111,27 @@ def _encoded_like_eval(tok: Any, load: Callable[[str], Any], **kw: Any) -> Calla
     return lambda path: training_rows(load(path), tok, **kw)
 
 
-def _trainer(job: Job, classes: tuple[Any, Any], out: str, data: Any, val: Any, callbacks: list, **kw: Any) -> Any:
+def _trainer(job: Job, classes: tuple[Any, Any], out: str, data: Any, val: Any, run: Any, **kw: Any) -> Any:
     """A Trainer of ``classes = (trainer class, its config class)`` for this job: arguments from the
     config slice plus validation (``val``), checkpoints in the job's checkpoint folder and ``fields``
-    (the trainer's own settings), the run's callbacks, and the non-finite guard. ``kw`` holds the
-    trainer's other arguments (model, processing_class, ref_model) and ``fields``. The models run
-    their forward in ``resources.train.length_buckets`` length buckets (core.trainers.bucketing)."""
+    (the trainer's own settings), the MLflow ``run``'s step callback, its throughput and memory
+    (core.trainers.throughput) and ``callbacks``, and the non-finite guard. ``kw`` holds the
+    trainer's other arguments (model, processing_class, ref_model), ``fields`` and ``callbacks``. The
+    models run their forward in ``resources.train.length_buckets`` length buckets (core.trainers.bucketing)."""
     from core.trainers.bucketing import bucket_forward
+    from core.trainers.throughput import ThroughputMeter
 
     trainer_cls, config_cls = classes
     seed, fields = int(job.params["seed"]), kw.pop("fields", {})
     evaluation = _eval_fields(job, config_cls, val, len(data))
     saving = checkpoint_args(job, config_cls, len(data))
     args = trainer_args(job, config_cls, checkpoint_dir(out), seed, **evaluation, **saving, **fields)
-    callbacks = [*callbacks, complete_checkpoints_callback()]
+    callbacks = [run.callback(), *kw.pop("callbacks", []), complete_checkpoints_callback()]
     for role in ("model", "ref_model"):
         if kw.get(role) is not None:
             bucket_forward(kw[role], job.length_buckets)
-    return guard(trainer_cls(args=args, train_dataset=data, eval_dataset=val, callbacks=callbacks, **kw))
+    trainer = guard(trainer_cls(args=args, train_dataset=data, eval_dataset=val, callbacks=callbacks, **kw))
+    return ThroughputMeter(run.log_step_metrics).attach(trainer)
 
 
 def train_reward(job: Job) -> None:
@@ -148,7 +151,7 @@ def train_reward(job: Job) -> None:
     out = job.out("model")
     with tracked_run(job) as run:
         classes = (DRRewardTrainer, DRRewardConfig)
-        trainer = _trainer(job, classes, out, data, val, [run.callback()], model=model, processing_class=tok, fields=dr)
+        trainer = _trainer(job, classes, out, data, val, run, model=model, processing_class=tok, fields=dr)
         metrics = _fit(job, trainer, tok, out)
         if metrics is not None:
             logged = {k: metrics[k] for k in ("train_loss", "steps", "dr")}
@@ -201,7 +204,7 @@ def train_sft(job: Job) -> None:
     out = job.out("model")
     with tracked_run(job) as run:
         classes = (SFTTrainer, SFTConfig)
-        trainer = _trainer(job, classes, out, data, val, [run.callback()], model=model, processing_class=tok)
+        trainer = _trainer(job, classes, out, data, val, run, model=model, processing_class=tok)
         metrics = _fit(job, trainer, tok, out)
         if metrics is not None:
             logged = {k: metrics[k] for k in ("train_loss", "steps")}
@@ -244,15 +247,16 @@ def train_dpo(job: Job) -> None:
     out = job.out("model")
     with tracked_run(job) as run:
         probe_cb = _probe_callback(job, ref, tok, seed, run) if job.params.get("probes") else None
-        callbacks = [run.callback()] + ([probe_cb] if probe_cb is not None else [])
+        callbacks = [probe_cb] if probe_cb is not None else []
         loss["loss_type"] = [loss["loss_type"]]
         # pi_ref is frozen: its log-probs of every training and validation pair once (trl), not at
         # every step and evaluation (the same values; a config's train block may say otherwise)
         if "precompute_ref_log_probs" not in job.params["train"]:
             loss["precompute_ref_log_probs"] = True
         classes = (DRDPOTrainer, DRDPOConfig)
-        trainer = _trainer(job, classes, out, data, val, callbacks, model=policy, ref_model=ref, processing_class=tok,
-                           ref_logps_cache=job.cache.setdefault("ref_logps", {}), fields=loss)  # fmt: skip
+        trainer = _trainer(job, classes, out, data, val, run, model=policy, ref_model=ref, processing_class=tok,
+                           ref_logps_cache=job.cache.setdefault("ref_logps", {}), fields=loss,
+                           callbacks=callbacks)  # fmt: skip
         del ref  # the trainer holds pi_ref only where it samples from it (DRDPOTrainer._release_reference)
         metrics = _fit(job, trainer, tok, out, plain_final=True)
         if metrics is not None:
@@ -280,6 +284,7 @@ def train_ppo(job: Job) -> None:
     from core.eval.encoding import stop_token_ids
     from core.models import load_causal_lm, load_reward_model, load_tokenizer
     from core.trainers.ppo import DRPPOConfig, DRPPOTrainer, tokenize_prompts
+    from core.trainers.throughput import ThroughputMeter
 
     seed, dr, spec = int(job.params["seed"]), job.params["dr"], job.params["model_spec"]
     dtype = model_dtype(spec.get("dtype"), job_device(job))  # the config's, where the device computes it
@@ -313,6 +318,8 @@ def train_ppo(job: Job) -> None:
             value_model=value,
             callbacks=[run.callback(), complete_checkpoints_callback()],
         )
+        trainer.throughput = ThroughputMeter(run.log_step_metrics)  # each rollout's rows and tokens
+        trainer.add_callback(trainer.throughput)
         final = trainer.train(resume_from_checkpoint=_resume_point(trainer, out))
         if rank() != 0:
             # collective under DeepSpeed/FSDP; only rank 0 writes (others at most create the folder)

@@ -298,6 +298,8 @@ class DRPPOTrainer(PPOTrainer):
             "do_sample": True,
         }
         self._last_checkpoint: str | None = None
+        #: a core.trainers.throughput.ThroughputMeter (among the callbacks) counting each rollout, or None
+        self.throughput: Any = None
 
     # ------------------------------------------------------------------ public API
     def train(self, resume_from_checkpoint: str | bool | None = None) -> dict[str, float]:
@@ -373,6 +375,9 @@ class DRPPOTrainer(PPOTrainer):
         self.state.episode += args.batch_size
         batch = next(self._prompts)
         rollout = self._rollout(batch["input_ids"].to(self.accelerator.device))
+        if self.throughput is not None:
+            pad = self.processing_class.pad_token_id
+            self.throughput.count(rollout.query_responses.shape[0], int((rollout.query_responses != pad).sum()))
         self._shape(rollout, update)
         stats = self._optimise(rollout, update)
         metrics = self._metrics(rollout, stats)
