@@ -220,8 +220,12 @@ def _probe_callback(job: Job, ref: Any, tok: Any, seed: int, run: Any) -> Any:
     p, max_length = job.params["probes"], job.params["train"].get("max_length")
     rows = read_pairs(job.inp("probes"))
     rows = rows.select(range(min(int(p["n"]), len(rows))))
-    settings = GenerationSettings(max_new_tokens=int(max_length or 128) // 4, seed=seed, batch_size=int(p["n"]))
-    probes = build_probe_set(ref, tok, rows, sample_settings=settings, batch_size=int(p["n"]), max_length=max_length)
+    # batches of at most the evaluation's (scoring) and the sampler's (generation) batch size, not
+    # all probes at once: memory bounded whatever probes.n is
+    score_batch = min(int(p["n"]), int(job.params["eval"]["batch_size"]))
+    sample_batch = min(int(p["n"]), int(job.params["generation"]["batch_size"]))
+    settings = GenerationSettings(max_new_tokens=int(max_length or 128) // 4, seed=seed, batch_size=sample_batch)
+    probes = build_probe_set(ref, tok, rows, sample_settings=settings, batch_size=score_batch, max_length=max_length)
     return LikelihoodProbeCallback(probes, int(p["every"]), log_fn=lambda m, s: run.log_step_metrics(m, step=s))
 
 
