@@ -125,14 +125,16 @@ rule eval_reference:
     output:
         **P.reference_outputs("{variant}"),
     params:
-        **EVAL,
+        # no model: the light resources (no GPU reserved for rules of thumb)
+        eval=P.eval_settings(),
+        **P.control("light"),
         rules=P.reference_rules(),
         benches={b: P.benchmark_spec(b) for b in P.dr_benchmarks()},
     log:
         PATHS.log("reference/{variant}"),
-    threads: P.threads("eval")
+    threads: P.threads("light")
     resources:
-        **P.resources("eval"),
+        **P.resources("light"),
     conda:
         P.conda_env("eval")
     script:

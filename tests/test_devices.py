@@ -76,3 +76,59 @@ def test_policy_evaluation_puts_the_policy_and_its_reference_on_the_job_device(t
     assert moved == [("LlamaForCausalLM", torch.device("cpu"))] * 2  # the policy and pi_ref
     metrics = json.loads((tmp_path / "out" / "id.json").read_text())["metrics"]
     assert set(metrics) >= {"likelihood", "implicit"}
+
+
+def test_concurrent_jobs_of_one_machine_claim_their_own_gpus(tmp_path, monkeypatch):
+    """profiles/local: a job without CUDA_VISIBLE_DEVICES claims free GPUs by lock file (another
+    process holding GPU 0 here), sets CUDA_VISIBLE_DEVICES to them, and fails naming its rule when
+    the machine has too few or none comes free; a scheduler's CUDA_VISIBLE_DEVICES stands."""
+    import os
+    import subprocess
+    import sys
+
+    from core.jobs.gpus import claim_gpus, free_port, release_gpus
+
+    monkeypatch.setenv("ROBUST_RLHF_GPUS", "0,1")
+    monkeypatch.setenv("ROBUST_RLHF_GPU_LOCKS", str(tmp_path))
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    hold = ("import fcntl, sys, time; f = open(sys.argv[1], 'a'); fcntl.flock(f, fcntl.LOCK_EX); "
+            "print(1, flush=True); time.sleep(60)")  # fmt: skip
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(tmp_path / "gpu0.lock")], stdout=subprocess.PIPE,
+                              text=True)  # fmt: skip
+    try:
+        holder.stdout.readline()
+        assert claim_gpus(1, "rule train_ppo") == ["1"] and os.environ["CUDA_VISIBLE_DEVICES"] == "1"
+        release_gpus()
+        with pytest.raises(RuntimeError, match=r"rule train_dpo_dr: no 2 free GPU\(s\) of \['0', '1'\]"):
+            claim_gpus(2, "rule train_dpo_dr", wait=0)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert claim_gpus(2, "rule train_dpo_dr") == ["0", "1"]  # the holder exited: its GPU is free
+    release_gpus()
+    with pytest.raises(RuntimeError, match=r"rule sft: asks for 3 GPU\(s\) but this machine has 2"):
+        claim_gpus(3, "rule sft")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5")  # SLURM's (or the user's) choice
+    assert claim_gpus(1, "rule sft") == [] and os.environ["CUDA_VISIBLE_DEVICES"] == "5"
+    assert 0 < free_port() < 65536
+
+
+def test_run_job_starts_a_gpu_job_on_its_claimed_gpu(tmp_path, monkeypatch):
+    """core.jobs.run.run_job claims the job's GPUs before its function runs (before torch starts
+    CUDA), so the job function sees only its own CUDA_VISIBLE_DEVICES."""
+    import os
+
+    from core.jobs.gpus import release_gpus
+    from core.jobs.run import run_job
+
+    monkeypatch.setenv("ROBUST_RLHF_GPUS", "3")
+    monkeypatch.setenv("ROBUST_RLHF_GPU_LOCKS", str(tmp_path))
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    seen = []
+    try:
+        run_job(lambda job: seen.append(os.environ.get("CUDA_VISIBLE_DEVICES")), _job(1, rule="train_ppo"))
+    finally:
+        release_gpus()
+    assert seen == ["3"]
+    run_job(lambda job: seen.append(os.environ.get("CUDA_VISIBLE_DEVICES")), _job(0))
+    assert seen == ["3", None]  # a CPU job claims nothing

@@ -482,7 +482,7 @@ def test_the_plan_imports_no_torch_and_the_jobs_import_each_other_one_way():
     warm, run, metrics, checkpoints) too; and no two modules of core.jobs import each other, even
     inside a function."""
     plan = sorted(f"core.plan.{p.stem}" for p in (REPO / "core" / "plan").glob("*.py") if p.stem != "__init__")
-    adapter = [f"core.jobs.{m}" for m in ("job", "launch", "warm", "run", "metrics", "checkpoints")]
+    adapter = [f"core.jobs.{m}" for m in ("job", "launch", "warm", "run", "metrics", "checkpoints", "gpus")]
     probe = (
         f"import sys; import {', '.join(plan + adapter)}; "
         "print(sorted({m.split('.')[0] for m in sys.modules} & "

@@ -114,3 +114,62 @@ def test_the_slurm_executor_warns_about_sqlite_tracking_before_submitting(tmp_pa
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
     )  # fmt: skip
     assert local.returncode == 0 and "SQLite file" not in local.stdout + local.stderr
+
+
+SLURM_ROUTING = textwrap.dedent(
+    """
+    import os
+    import yaml
+    from core.plan import Pipeline
+
+    cfg = yaml.safe_load(open(os.path.join(REPO, "tests", "smoke.yaml")))
+    cfg["resources"]["train"]["gpu"] = 1
+    cfg["resources"]["gpu_partition"] = "gpu-a100"
+    cfg["resources"]["max_runtime"] = 50
+    P = Pipeline(cfg)
+
+    rule all:
+        input: "gpu.txt", "cpu.txt"
+
+    rule gpu_job:
+        output: "gpu.txt"
+        resources: **P.resources("train", seeds=30)
+        shell: "touch {output}"
+
+    rule cpu_job:
+        output: "cpu.txt"
+        resources: **P.resources("light")
+        shell: "touch {output}"
+    """
+)
+
+
+def test_slurm_profile_routes_gpu_jobs_caps_runtime_and_requeues(tmp_path):
+    """profiles/slurm as submitted (``sbatch`` is a stub that records its arguments and refuses):
+    a job that asks for a GPU goes to ``resources.gpu_partition`` with ``--gpus``, its runtime stops
+    at ``resources.max_runtime``, every job is requeued on preemption; a CPU job keeps the
+    profile's partition and asks for no GPU."""
+    (tmp_path / "Snakefile").write_text(f"REPO = {str(REPO)!r}\n" + SLURM_ROUTING)
+    stubs = tmp_path / "stubs"
+    stubs.mkdir()
+    for name in ("sacct", "squeue", "scancel", "sacctmgr", "srun"):
+        (stubs / name).write_text("#!/bin/sh\nexit 1\n")
+        (stubs / name).chmod(0o755)
+    (stubs / "sinfo").write_text('#!/bin/sh\necho PARTITION\necho "cpu*"\necho gpu-a100\n')  # "cpu": the default
+    (stubs / "sbatch").write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "sbatch.log"}\nexit 1\n')
+    for name in ("sinfo", "sbatch"):
+        (stubs / name).chmod(0o755)
+    path = os.pathsep.join([str(stubs), str(Path(sys.executable).parent), os.environ["PATH"]])
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}, "PYTHONPATH": str(REPO), "PATH": path}
+    subprocess.run(
+        [sys.executable, "-m", "snakemake", "--profile", str(REPO / "profiles" / "slurm"), "--jobs", "2",
+         "--retries", "0", "--latency-wait", "1", "--keep-going"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    lines = (tmp_path / "sbatch.log").read_text().splitlines()
+    gpu = next(line.split(" --wrap")[0].split() for line in lines if "rule_gpu_job" in line)
+    cpu = next(line.split(" --wrap")[0].split() for line in lines if "rule_cpu_job" in line)
+    assert "-p" in gpu and gpu[gpu.index("-p") + 1] == "gpu-a100" and "--gpus=1" in gpu
+    assert gpu[gpu.index("-t") + 1] == "50"  # 30 seeds x the runtime, capped
+    assert "--requeue" in gpu and "--requeue" in cpu
+    assert cpu[cpu.index("-p") + 1] == "cpu" and not any(a.startswith("--gpus") for a in cpu)

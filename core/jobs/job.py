@@ -156,8 +156,13 @@ class Job:
         return int(self.params.get("job", {}).get("nproc", 1))
 
     @property
+    def gpus(self) -> int:
+        """GPUs the job's rule asks for (``resources.<kind>.gpu``)."""
+        return int(self.params.get("job", {}).get("gpu", 0))
+
+    @property
     def use_cpu(self) -> bool:
-        return int(self.params.get("job", {}).get("gpu", 0)) == 0
+        return self.gpus == 0
 
     @property
     def length_buckets(self) -> int:

@@ -24,6 +24,7 @@ from core.jobs.checkpoints import (
     remove_checkpoints,
     restore_finished_outputs,
 )
+from core.jobs.gpus import claim_gpus, free_port
 from core.jobs.job import Job, rank
 
 #: set in the processes ``accelerate launch`` starts (they run the job instead of relaunching it)
@@ -116,6 +117,8 @@ def _relaunch(job: Job) -> None:
         "no",
         "--dynamo_backend",
         "no",
+        "--main_process_port",
+        str(free_port()),
         job.script,
         "--job",
         spec,
@@ -168,6 +171,10 @@ def run_job(main: Callable[[Job], None], job: Job) -> None:
     start = time.time()
     print(f"[workflow] {job.run_name} rank {rank()} started {time.strftime('%H:%M:%S')}", flush=True)
     try:
+        if not os.environ.get(LAUNCHED_ENV):  # a launched process inherits its job's GPUs
+            claimed = claim_gpus(job.gpus, f"rule {job.rule}")
+            if claimed:
+                print(f"[workflow] {job.run_name} on GPU(s) {','.join(claimed)} (CUDA_VISIBLE_DEVICES)", flush=True)
         if job.nproc > 1 and not os.environ.get(LAUNCHED_ENV):
             _relaunch(job)
         else:

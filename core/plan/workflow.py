@@ -18,17 +18,18 @@ from core.vocab import DISTILLED_LOSS_TYPES, PESSIMISTIC_LOSS_TYPES
 RESULTS = "results"
 
 
-def by_attempt(base: int) -> Callable[..., int]:
+def by_attempt(base: int, cap: int | None = None) -> Callable[..., int]:
     """A Snakemake resource value that grows with the try: ``base`` times ``attempt`` (1 on the first
     try, 2 on the retry of ``--retries 1``), so a job killed for memory or time asks for twice as
-    much when it is resubmitted. Snakemake calls it with the job's wildcards and ``attempt``; the
-    config's number is ``.base``."""
+    much when it is resubmitted, never more than ``cap`` (a partition's time limit). Snakemake calls
+    it with the job's wildcards and ``attempt``; the config's number is ``.base``."""
 
     def value(wildcards: Any = None, attempt: int = 1) -> int:
-        return int(base) * int(attempt)
+        grown = int(base) * int(attempt)
+        return grown if cap is None else min(grown, int(cap))
 
     value.base = int(base)  # type: ignore[attr-defined]
-    value.__name__ = value.__qualname__ = f"by_attempt({int(base)})"
+    value.__name__ = value.__qualname__ = f"by_attempt({int(base)})" if cap is None else f"by_attempt({base}, {cap})"
     return value
 
 
@@ -63,11 +64,14 @@ class Pipeline(Grids):
         and ``runtime`` are :func:`by_attempt` callables: a retried job (``retries`` in the
         profiles) gets ``attempt`` times the config's memory and time (rules' resources override
         a profile's ``default-resources``, so the scaling has to be here)."""
-        r = self.cfg["resources"][kind]
-        out = {"mem_mb": by_attempt(r["mem_mb"] * r.get("nproc", 1)), "runtime": by_attempt(r["runtime"] * seeds),
+        r, cap = self.cfg["resources"][kind], self.cfg["resources"].get("max_runtime")
+        runtime = r["runtime"] * seeds if cap is None else min(r["runtime"] * seeds, cap)
+        out = {"mem_mb": by_attempt(r["mem_mb"] * r.get("nproc", 1)), "runtime": by_attempt(runtime, cap),
                "cpus_per_task": self.threads(kind)}  # fmt: skip
         if r.get("gpu", 0):
             out["gpu"] = r["gpu"]
+            if self.cfg["resources"].get("gpu_partition"):  # SLURM: every GPU job to the GPU partition
+                out["slurm_partition"] = self.cfg["resources"]["gpu_partition"]
         return out
 
     def conda_env(self, kind: str) -> str:
