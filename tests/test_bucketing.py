@@ -109,6 +109,7 @@ def test_training_jobs_bucket_their_models_as_the_config_says(tmp_path):
     from core.jobs.job import Job
     from core.jobs.train import _trainer
     from core.plan.workflow import Pipeline
+    from core.tracking import RunLogger
     from core.trainers.dpo import DRDPOConfig, DRDPOTrainer
 
     with open("config.yaml", encoding="utf-8") as fh:
@@ -121,6 +122,6 @@ def test_training_jobs_bucket_their_models_as_the_config_says(tmp_path):
     params = {"seed": 0, "train": {"max_steps": 1, "per_device_train_batch_size": 4}, "job": {"length_buckets": 3}}
     job = Job(rule="r", input={}, output={}, params=params, wildcards={})
     fields = {"loss_type": "dpo", "beta": 0.1, "divergence": "none", "rho": 0.0}
-    trainer = _trainer(job, (DRDPOTrainer, DRDPOConfig), str(tmp_path / "m"), dataset(8), None, [],
+    trainer = _trainer(job, (DRDPOTrainer, DRDPOConfig), str(tmp_path / "m"), dataset(8), None, RunLogger(),
                        model=policy, ref_model=ref, processing_class=tok, fields=fields)  # fmt: skip
     assert length_buckets(trainer.model) == 3 and length_buckets(trainer.ref_model) == 3
