@@ -43,6 +43,10 @@ if config["data"]["kind"] == "synthetic":
 
 else:
 
+    # a hub dataset downloads where Snakemake runs (a cluster's login node, with network access)
+    localrules:
+        load_dataset,
+
     rule load_dataset:
         """Load a hub id or local file in its native format and normalise it (core.data); the
         dropped rows (file, line, reason) go to <pairs>.dropped.jsonl, the counts to .report.json."""
@@ -60,6 +64,21 @@ else:
             P.conda_env("light")
         script:
             "../workflow_scripts/load_dataset.py"
+
+
+rule prefetch:
+    """Every hub model the config names, downloaded once into the Hugging Face cache on the machine
+    Snakemake runs on (a cluster's login node: `huggingface-cli login` there for gated models);
+    the jobs then load them with HF_HUB_OFFLINE=1 (no hub access on compute nodes)."""
+    output:
+        PATHS.prefetch(),
+    params:
+        models=P.hub_models(),
+    log:
+        PATHS.log("hub/prefetch"),
+    threads: 1
+    script:
+        "../workflow_scripts/prefetch.py"
 
 
 rule base_model:
@@ -185,6 +204,7 @@ rule bias_subsample:
     """D_bias: a training set in which the longer response is preferred in a `bias` fraction of
     pairs ("longer" = at least 10% more tokens; distillation paper §6.1)."""
     input:
+        hub=P.hub_input(),
         data=PATHS.data(PATHS.distill_data("train")),
         tokenizer=P.base_model_input("policy"),
     output:
@@ -206,6 +226,7 @@ rule bias_subsample:
 rule ensemble_subsets:
     """D_{bias,b} for every b of the ensemble: the e-DPO reward models' training sets."""
     input:
+        hub=P.hub_input(),
         data=PATHS.data(PATHS.distill_data("train", "{bias}")),
         tokenizer=P.base_model_input("policy"),
     output:

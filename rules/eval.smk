@@ -37,6 +37,7 @@ rule eval_ppo:
     per domain in and out of distribution, with the advantage over pi_ref's samples."""
     input:
         unpack(bench_inputs),
+        hub=P.hub_input(),
         **P.per_seed(lambda s: {"model": PATHS.model(PATHS.ppo("{variant}", "{version}", "{div}", "{rho}", s)),
                                 "train": PATHS.metrics(PATHS.ppo("{variant}", "{version}", "{div}", "{rho}", s), "train")}),
         reference=P.reference_input("dr"),
@@ -69,6 +70,7 @@ rule eval_dpo_dr:
     (RewardBench's DPO mode) and plain likelihood."""
     input:
         unpack(bench_inputs),
+        hub=P.hub_input(),
         **P.per_seed(lambda s: {"model": PATHS.model(PATHS.dpo("{variant}", "{div}", "{rho}", s)),
                                 "train": PATHS.metrics(PATHS.dpo("{variant}", "{div}", "{rho}", s), "train")}),
         reference=P.reference_input("dr"),
@@ -95,6 +97,7 @@ rule sample_sft:
     """Oracle rewards of the SFT policy's samples on the validation and test prompts (the
     advantage baseline)."""
     input:
+        hub=P.hub_input(),
         model=P.reference_input("distill"),
         val=PATHS.data(PATHS.distill_data("val")),
         test=PATHS.data(PATHS.distill_data("test")),

@@ -34,6 +34,7 @@ rule sft:
     demonstrations."""
     priority: 1
     input:
+        hub=P.hub_input(),
         data=PATHS.raw(config["sft"]["dataset"]),
         base=P.sft_base_input(),
     output:
@@ -58,6 +59,7 @@ rule train_ppo:
     r - beta log(pi/pi_ref), scaling rewards/advantages (vA) or the policy loss (vB)."""
     input:
         unpack(ppo_rewards),
+        hub=P.hub_input(),
         data=PATHS.data(PATHS.dr_data("{variant}", "sub_ppo")),
         reference=P.reference_input("dr"),
     output:
@@ -86,6 +88,7 @@ rule train_ppo:
 rule train_dpo_dr:
     """DPO (rho = 0) or DR-DPO: the DPO per-example loss reweighted by q* (DR paper Alg. 3)."""
     input:
+        hub=P.hub_input(),
         data=PATHS.data(PATHS.dr_data("{variant}", "sub_dpo")),
         val=PATHS.data(PATHS.dr_data("{variant}", "val")),
         reference=P.reference_input("dr"),
@@ -117,6 +120,7 @@ rule train_distill_policy:
     oracle-reward advantage over SFT on the validation prompts (model selection, Figure B.4) and
     test prompts (Figure 2) with bootstrap 95% intervals, scored in the same job."""
     input:
+        hub=P.hub_input(),
         data=lambda wc: P.distill_policy_data(wc.method, wc.bias),
         reference=P.reference_input("distill"),
         probes=PATHS.data(PATHS.distill_data("val")),

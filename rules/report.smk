@@ -5,6 +5,7 @@
 
 
 localrules:
+    prefetch,
     claims,
     table,
     figure,

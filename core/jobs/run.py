@@ -171,6 +171,8 @@ def run_job(main: Callable[[Job], None], job: Job) -> None:
     start = time.time()
     print(f"[workflow] {job.run_name} rank {rank()} started {time.strftime('%H:%M:%S')}", flush=True)
     try:
+        if job.params.get("hub_offline"):  # hub models come from what `prefetch` downloaded
+            os.environ["HF_HUB_OFFLINE"] = "1"
         if not os.environ.get(LAUNCHED_ENV):  # a launched process inherits its job's GPUs
             claimed = claim_gpus(job.gpus, f"rule {job.rule}")
             if claimed:

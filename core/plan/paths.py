@@ -81,6 +81,10 @@ class Paths:
         data = self.raw(dataset)
         return {"data": data, "report": f"{data}.report.json", "dropped": f"{data}.dropped.jsonl"}
 
+    def prefetch(self) -> str:
+        """What ``prefetch`` downloaded once into the Hugging Face cache (hub models and their commits)."""
+        return f"{self.root}/hub/prefetch.json"
+
     def model(self, rel: str) -> str:
         return f"{self.root}/models/{rel}"
 

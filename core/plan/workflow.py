@@ -98,8 +98,20 @@ class Pipeline(Grids):
         return {"uri": self.cfg["tracking"]["uri"], "experiment": self.cfg["name"]}
 
     def control(self, kind: str) -> dict[str, Any]:
-        """The params every job gets besides its own: launch settings and MLflow tracking."""
-        return {"job": self.job(kind), "tracking": self.tracking()}
+        """The params every job gets besides its own: launch settings and MLflow tracking; with hub
+        models, ``hub_offline``: the job runs with ``HF_HUB_OFFLINE=1`` on what ``prefetch`` fetched."""
+        out = {"job": self.job(kind), "tracking": self.tracking()}
+        return {**out, "hub_offline": True} if self.hub_models() else out
+
+    # ----------------------------------------------------------------------- hub
+    def hub_models(self) -> list[str]:
+        """Every hub model id the config names (``models.<role>.source: hub``), for ``prefetch``."""
+        models = [m for m in self.cfg["models"].values() if isinstance(m, dict)]
+        return sorted({m["path"] for m in models if m.get("source") == "hub"})
+
+    def hub_input(self) -> list[str]:
+        """``prefetch``'s record as an input of every rule that loads a hub model (none without one)."""
+        return [self.paths.prefetch()] if self.hub_models() else []
 
     # -------------------------------------------------------------------- models
     def materialised(self, role: str) -> bool:
