@@ -77,6 +77,10 @@ rule prefetch:
     log:
         PATHS.log("hub/prefetch"),
     threads: 1
+    resources:
+        **P.resources("light"),
+    conda:
+        P.conda_env("light")
     script:
         "../workflow_scripts/prefetch.py"
 
