@@ -163,13 +163,14 @@ def score_targets(job: Job) -> None:
     ev = job.params["eval"]
     ds = read_pairs(job.inp("data"))
     models = [("", job.inp("full"))] + [(f"_{k}", path) for k, path in enumerate(job.inputs("members"))]
+    device = job_device(job)
     with tracked_run(job) as run:
         enc = None
         for suffix, path in models:
             tok = load_tokenizer(path)
             if enc is None:
                 enc = encode_pairs(ds, tok, max_length=int(ev["max_length"]), source=job.inp("data"))
-            model = load_reward_model(path).to(job_device(job)).eval()
+            model = load_reward_model(path).to(device).eval()
             res = reward_model_pairwise(model, tok, enc, batch_size=int(ev["batch_size"]))
             ds = ds.add_column(f"target_chosen{suffix}", [float(x) for x in res.score_chosen])
             ds = ds.add_column(f"target_rejected{suffix}", [float(x) for x in res.score_rejected])

@@ -236,7 +236,8 @@ def train_dpo(job: Job) -> None:
     from core.trainers.dpo import DRDPOConfig, DRDPOTrainer, resolve_target_columns
 
     seed, loss, spec = int(job.params["seed"]), dict(job.params["loss"]), job.params["model_spec"]
-    dtype = model_dtype(spec.get("dtype"), job_device(job))  # the config's, where the device computes it
+    device = job_device(job)
+    dtype = model_dtype(spec.get("dtype"), device)  # the config's, where the device computes it
     members = list(job.params.get("members") or [])
     reference = job.model_source("reference")
     tok = load_tokenizer(reference)
@@ -247,7 +248,7 @@ def train_dpo(job: Job) -> None:
     # loss of the labelled pair (core.trainers.dpo, "Evaluation")
     val = _validation(job, _encoded_like_eval(tok, _pairs))
     policy = load_causal_lm(reference, dtype=dtype, lora=spec.get("lora"))
-    ref = load_causal_lm(reference, dtype=dtype).to(job_device(job)).eval()  # probes are built on it
+    ref = load_causal_lm(reference, dtype=dtype).to(device).eval()  # probes are built on it
     out = job.out("model")
     with tracked_run(job) as run:
         probe_cb = _probe_callback(job, ref, tok, seed, run) if job.params.get("probes") else None

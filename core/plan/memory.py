@@ -35,7 +35,8 @@ RUNTIME_GIB = 4.0
 #: the GPU a GPU config is planned for (an 80 GB A100 / H100)
 GPU_GIB = 80.0
 GIB = 2**30
-_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4, None: 4, "auto": 2}
+#: bytes per value of a model dtype (``auto``: the checkpoint's own, bfloat16 for gemma)
+_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4, "auto": 2}
 
 
 @dataclass(frozen=True)
@@ -71,8 +72,7 @@ def model_shapes(arch: dict[str, Any], lora: dict[str, Any] | None, classifier: 
     if lora:
         from peft import LoraConfig, get_peft_model
 
-        peft = get_peft_model(model, LoraConfig(**{k: v for k, v in lora.items()},
-                                                task_type="SEQ_CLS" if classifier else None))  # fmt: skip
+        peft = get_peft_model(model, LoraConfig(**lora, task_type="SEQ_CLS" if classifier else None))
         lora_params = sum(p.numel() for n, p in peft.named_parameters() if "lora_" in n)
     return Shapes(params, lora_params, config.num_hidden_layers, config.hidden_size, config.intermediate_size,
                   config.vocab_size)  # fmt: skip
@@ -110,7 +110,7 @@ def _plan(rule: str, gpu: dict[str, float], host_models: float) -> Plan:
 
 
 def rule_plans(cfg: dict[str, Any], arch: dict[str, Any] | None = None) -> list[Plan]:
-    """The plan of every rule of ``cfg`` that runs a model on a GPU (``resources.<kind>.gpu`` > 0)."""
+    """The plan of every rule of ``cfg`` that runs a model (:data:`RULE_KIND`), with ``arch``'s shapes."""
     arch = arch or GEMMA_2B
     pol, rwd = cfg["models"]["policy"], cfg["models"]["reward"]
     pb, rb = _BYTES[pol.get("dtype")], _BYTES[rwd.get("dtype")]
@@ -118,16 +118,17 @@ def rule_plans(cfg: dict[str, Any], arch: dict[str, Any] | None = None) -> list[
     ev = cfg["eval"]
     plans = []
 
-    def train(rule: str, s: Shapes, wb: int, section: dict, pairs: bool, extra: dict | None = None) -> None:
+    def train(rule: str, s: Shapes, wb: int, section: dict, pairs: bool, reference: bool = False) -> None:
+        """A Trainer job: a causal LM's logits (``s`` is the policy's), pi_ref's weights beside it."""
         t = section["train"]
         rows, length = int(t["per_device_train_batch_size"]) * (2 if pairs else 1), int(t.get("max_length", 1024))
-        trainable = s.lora_params or s.params
-        gpu = {"weights": s.params * wb, "training state": 16 * trainable,
+        gpu = {"weights": s.params * wb, "training state": 16 * (s.lora_params or s.params),
                "activations": _activations(s, rows, length, wb)}  # fmt: skip
         if s is lm:
             gpu["logits"] = _training_logits(s, rows, length, wb)
-        gpu.update(extra or {})
-        plans.append(_plan(rule, gpu, s.params * wb * (1 + bool(extra and "reference" in extra))))
+        if reference:
+            gpu["reference"] = s.params * wb
+        plans.append(_plan(rule, gpu, s.params * wb * (2 if reference else 1)))
 
     train("train_rm_dr", cls, rb, cfg["dr"]["reward"], pairs=True)
     train("train_distill_rm", cls, rb, cfg["distill"]["reward"], pairs=True)
@@ -137,8 +138,8 @@ def rule_plans(cfg: dict[str, Any], arch: dict[str, Any] | None = None) -> list[
         train("sft", lm, pb, cfg["sft"], pairs=False)
     # pi_ref sits beside the policy until its log-probs are precomputed (and through training where
     # p-DPO samples from it): planned as a second set of weights
-    train("train_dpo_dr", lm, pb, cfg["dr"]["dpo"], pairs=True, extra={"reference": lm.params * pb})
-    train("train_distill_policy", lm, pb, cfg["distill"]["policy"], pairs=True, extra={"reference": lm.params * pb})
+    train("train_dpo_dr", lm, pb, cfg["dr"]["dpo"], pairs=True, reference=True)
+    train("train_distill_policy", lm, pb, cfg["distill"]["policy"], pairs=True, reference=True)
     t = cfg["dr"]["ppo"]["train"]
     rows, length = int(t["per_device_train_batch_size"]), int(t["max_prompt_length"]) + int(t["response_length"])
     sampled = rows * int(t["response_length"]) * lm.vocab * 4  # the rollouts' sampling logits, float32

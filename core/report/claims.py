@@ -63,8 +63,8 @@ def verdict(ci_low: float, ci_high: float, available: bool = True) -> str:
 
 def _side_values(side: SeedFiles | Selection, key: str, scale: float) -> tuple[list[float], str | None]:
     """Per-seed values of one side (plain files or a selection), and the selected label."""
-    label = select_candidate(side).label if isinstance(side, Selection) else None
-    return [scale * read_number(f, key) for f in reported_files(side)], label
+    chosen = select_candidate(side) if isinstance(side, Selection) else side
+    return [scale * read_number(f, key) for f in chosen.files], getattr(chosen, "label", None)
 
 
 def _paired(cell: PairedCell, direction: int) -> dict[str, Any]:
