@@ -280,6 +280,16 @@ class RunLogger:
             chunk = items[start : start + _METRICS_PER_BATCH]
             call_with_retry(lambda chunk=chunk: self._client.log_batch(self.run_id, metrics=chunk))
 
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        """Set (or overwrite) the run's tags, as strings."""
+        if not self.enabled:
+            return
+        from mlflow.entities import RunTag
+
+        items = [RunTag(k, str(v)) for k, v in tags.items()]
+        if items:
+            call_with_retry(lambda: self._client.log_batch(self.run_id, tags=items))
+
     def log_step_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         """Queue the finite numeric entries of ``metrics`` at ``step`` and return at once: a
         background thread sends them (module docstring); :meth:`close` flushes."""

@@ -11,10 +11,12 @@ from eval_tiny import ROWS, tiny_tokenizer
 from core.eval import encode_example
 from core.eval.encoding import (
     MERGE_JOINER,
+    Batching,
     chat_conversation,
     encode_completion,
     encode_pairs,
     encode_prompt,
+    length_sorted_batches,
     pad_sequences,
     training_rows,
 )
@@ -203,3 +205,17 @@ def test_a_turn_ends_at_eos_or_the_templates_end_of_turn_token_and_generation_st
     generate_completions(model, chatml, ["hi"], GenerationSettings(max_new_tokens=3))
     generate_completions(model, plain, ["hi"], GenerationSettings(max_new_tokens=3))
     assert seen == [[plain.eos_token_id, end], plain.eos_token_id]
+
+
+def test_batches_bounded_by_rows_and_padded_tokens():
+    lengths = [5, 40, 12, 40, 7, 30, 3, 12]
+    assert length_sorted_batches(lengths, 3) == [[1, 3, 5], [2, 7, 4], [0, 6]]  # rows only, longest first
+    batches = length_sorted_batches(lengths, Batching(rows=3, tokens=80))
+    assert sorted(i for b in batches for i in b) == list(range(8))  # every row once
+    assert all(len(b) * max(lengths[i] for i in b) <= 80 and len(b) <= 3 for b in batches)
+    assert batches == [[1, 3], [5, 2], [7, 4, 0], [6]]
+    assert length_sorted_batches([100, 2], Batching(rows=4, tokens=10)) == [[0], [1]]  # too long: alone
+    assert Batching.of({"batch_size": 16, "max_batch_tokens": 4096}, rows=8) == Batching(8, 4096)
+    assert Batching.of({"batch_size": 16}) == Batching(16, None)
+    with pytest.raises(ValueError, match="rows >= 1"):
+        Batching(0)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import pytest
 import torch
 from eval_tiny import ROWS, tiny_config, tiny_lm, tiny_rm, tiny_tokenizer
 
-from core.eval.encoding import encode_pairs
+from core.eval.encoding import Batching, encode_pairs
 from core.eval.pairwise import pair_logprobs, policy_pairwise, reward_model_pairwise
 
 torch.set_num_threads(1)
@@ -221,3 +222,24 @@ def test_long_large_vocabulary_logprobs_are_chunked_with_the_same_values(tok):
     lora_chunked = sequence_logprobs(policy, seqs, pad_id=0, batch_size=8, max_logits=budget)
     assert lora_chunked.total == pytest.approx(lora_whole.total, abs=1e-6)
     assert not lora_whole.total == pytest.approx(whole.total, abs=1e-3)  # the adapters are in the chunked path
+
+
+def test_a_token_budget_bounds_every_scoring_batch_with_the_same_scores(tok, lm, rm):
+    """eval.max_batch_tokens (core.eval.encoding.Batching): no forward sees more padded tokens than
+    the budget, and the log-probs and rewards equal the row-batched ones."""
+    enc = encode_pairs(ROWS, tok)
+    widths = []
+    hook = lm.register_forward_pre_hook(lambda m, args, kw: widths.append(kw["input_ids"].numel()), with_kwargs=True)
+    budget = max(len(s.ids) for s in enc.chosen + enc.rejected) + 1  # one longest sequence per batch
+    try:
+        bounded = pair_logprobs(lm, enc, pad_id=0, batch_size=Batching(rows=8, tokens=budget))
+    finally:
+        hook.remove()
+    assert max(widths) <= budget and len(widths) > 2  # 10 sequences would be 2 batches of 8 rows
+    rows = pair_logprobs(lm, enc, pad_id=0, batch_size=8)
+    np.testing.assert_allclose(bounded.chosen.total, rows.chosen.total, atol=1e-5)
+    np.testing.assert_allclose(bounded.rejected.total, rows.rejected.total, atol=1e-5)
+    res = reward_model_pairwise(rm, tok, ROWS, batch_size=Batching(rows=8, tokens=budget))
+    np.testing.assert_allclose(
+        res.score_chosen, reward_model_pairwise(rm, tok, ROWS, batch_size=8).score_chosen, atol=1e-5
+    )

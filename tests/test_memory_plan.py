@@ -62,3 +62,13 @@ def test_a_request_below_its_plan_fails(tmp_path):
     out = subprocess.run([sys.executable, "benchmarks/memory_plan.py", "--configfile", str(path)], cwd=REPO,
                          capture_output=True, text=True, timeout=600)  # fmt: skip
     assert out.returncode == 1 and "eval_dpo_dr" in out.stdout and "OVER" in out.stdout
+
+
+def test_the_token_budget_bounds_evaluation_batches():
+    """paper.yaml's eval.max_batch_tokens (16K) halves a scoring batch of 16 rows x 2,048 tokens."""
+    cfg = _paper()
+    unbounded = copy.deepcopy(cfg)
+    del unbounded["eval"]["max_batch_tokens"]
+    plans, base = ({p.rule: p for p in rule_plans(c)} for c in (unbounded, cfg))
+    for rule in ("eval_dpo_dr", "eval_rm_dr", "relabel"):
+        assert plans[rule].terms["activations"] == 2 * base[rule].terms["activations"]

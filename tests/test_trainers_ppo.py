@@ -698,4 +698,12 @@ def test_ppo_throughput_counts_each_rollout(tmp_path, tok, initial):
     assert [step for step, _ in logged] == [1, 2]
     for _, m in logged:
         assert m["perf/samples_per_s"] > 0 and m["perf/tokens_per_s"] > m["perf/samples_per_s"]
+        # rollout and optimisation time within the step; the share of responses ending at eos
+        assert 0 < m["perf/rollout_s"] and 0 < m["perf/optimise_s"]
+        assert m["perf/rollout_s"] + m["perf/optimise_s"] <= m["perf/s_per_step"]
+        assert 0.0 <= m["perf/stopped_share"] <= 1.0
+    eos = [e["val/num_eos_tokens"] for e in trainer.state.log_history if "val/num_eos_tokens" in e]
+    assert [m["perf/stopped_share"] > 0 for _, m in logged] == [n > 0 for n in eos]
+    assert set(meter.placement) == {"cpu float32"}  # policy and critic
+    assert meter.placement["cpu float32"] == sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     assert not any(k.startswith("perf/") for entry in trainer.state.log_history for k in entry)

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from core.eval.encoding import encode_completion, encode_pairs, resolve_pad_id, rows_from
+from core.eval.encoding import Batching, encode_completion, encode_pairs, resolve_pad_id, rows_from
 from core.eval.hhh import score_hhh
 from core.eval.mtbench import score_mtbench
 from core.eval.pairwise import pair_logprobs, policy_pairwise, reward_model_pairwise, score_sequences, sequence_logprobs
@@ -116,7 +116,7 @@ def evaluate_benchmark(
     model: Any,
     ref: Any,
     *,
-    batch_size: int,
+    batch_size: int | Batching,
     max_length: int,
     ties: str,
     source: str,

@@ -51,6 +51,7 @@ __all__ = [
     "NO_TEMPLATE_SEPARATOR",
     "TEXT_KEYS",
     "TRUNCATION_MODES",
+    "Batching",
     "EncodedPairs",
     "EncodedSequence",
     "chat_conversation",
@@ -489,9 +490,37 @@ def pad_sequences(seqs: Sequence[Sequence[int]], pad_id: int, side: str = "right
     return ids, mask
 
 
-def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
-    """Indices grouped into batches of similar length (stable sort, longest first) to limit padding."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+@dataclass(frozen=True)
+class Batching:
+    """A scoring batch's bounds: at most ``rows`` sequences and, when ``tokens`` is set, at most
+    ``tokens`` padded positions (rows x the batch's longest sequence; a longer sequence than
+    ``tokens`` is scored alone). The config's ``eval.batch_size`` and ``eval.max_batch_tokens``."""
+
+    rows: int
+    tokens: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.rows < 1 or (self.tokens is not None and self.tokens < 1):
+            raise ValueError(f"Batching needs rows >= 1 and tokens >= 1 (or None), got {self}")
+
+    @classmethod
+    def of(cls, ev: Mapping[str, Any], rows: int | None = None) -> Batching:
+        """The ``eval`` config block's bounds (``rows`` caps its ``batch_size``)."""
+        tokens = ev.get("max_batch_tokens")
+        size = int(ev["batch_size"]) if rows is None else min(int(rows), int(ev["batch_size"]))
+        return cls(size, None if tokens is None else int(tokens))
+
+
+def length_sorted_batches(lengths: Sequence[int], batch_size: int | Batching) -> list[list[int]]:
+    """Indices grouped into batches of similar length (stable sort, longest first) to limit padding,
+    each of at most ``batch_size`` rows (an int, or a :class:`Batching`, which also bounds its
+    padded tokens: a batch starting at a sequence of length ``L`` holds ``max(1, tokens // L)`` rows)."""
+    limit = batch_size if isinstance(batch_size, Batching) else Batching(int(batch_size))
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    batches, start = [], 0
+    while start < len(order):
+        longest = max(int(lengths[order[start]]), 1)
+        size = limit.rows if limit.tokens is None else max(1, min(limit.rows, limit.tokens // longest))
+        batches.append(order[start : start + size])
+        start += size
+    return batches

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from core.eval.encoding import encode_completion, resolve_pad_id
+from core.eval.encoding import Batching, encode_completion, resolve_pad_id
 from core.eval.generation import GenerationSettings, generate_completions
 
 __all__ = [
@@ -202,7 +202,7 @@ def reward_model_oracle(
     model: Any,
     tokenizer: Any,
     *,
-    batch_size: int = 8,
+    batch_size: int | Batching = 8,
     max_length: int | None = None,
     truncation: str = "keep_end",
     add_eos: bool = True,
@@ -388,7 +388,9 @@ def oracle_by_domain(
     }
 
 
-def load_oracle(path: str, kind: str, batch_size: int = 16, max_length: int = 1024, device: Any = None) -> OracleFn:
+def load_oracle(
+    path: str, kind: str, batch_size: int | Batching = 16, max_length: int = 1024, device: Any = None
+) -> OracleFn:
     """The distillation experiments' oracle r*(x, y) as a batch scorer: the synthetic world's
     exact reward (``kind`` 'exact', ``path`` its oracle.json) or an oracle reward model trained on
     the full preference set (``kind`` 'model', ``path`` its folder; distillation paper §6.1) on

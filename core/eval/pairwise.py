@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from core.eval.encoding import (
+    Batching,
     EncodedPairs,
     EncodedSequence,
     encode_pairs,
@@ -142,7 +143,7 @@ def _device(model: torch.nn.Module) -> torch.device:
 
 
 def score_sequences(
-    model: torch.nn.Module, seqs: Sequence[EncodedSequence], pad_id: int, batch_size: int = 8
+    model: torch.nn.Module, seqs: Sequence[EncodedSequence], pad_id: int, batch_size: int | Batching = 8
 ) -> np.ndarray:
     """Scalar reward ``r = model(ids).logits[:, 0]`` of every sequence (sequence-classification
     head, pooled by the model at its last non-pad token), batched by length, float64.  When
@@ -221,7 +222,7 @@ def sequence_logprobs(
     model: torch.nn.Module,
     seqs: Sequence[EncodedSequence],
     pad_id: int,
-    batch_size: int = 8,
+    batch_size: int | Batching = 8,
     max_logits: int = LOGIT_BUDGET,
 ) -> SequenceLogProbs:
     """Log-likelihood of each sequence's response tokens ``ids[start:]`` under a causal LM
@@ -274,7 +275,9 @@ def _adapters_disabled(model: torch.nn.Module) -> Iterator[None]:
         yield
 
 
-def pair_logprobs(model: torch.nn.Module, encoded: EncodedPairs, pad_id: int, batch_size: int = 8) -> PairLogProbs:
+def pair_logprobs(
+    model: torch.nn.Module, encoded: EncodedPairs, pad_id: int, batch_size: int | Batching = 8
+) -> PairLogProbs:
     """Chosen and rejected response log-likelihoods in one length-batched pass."""
     lp = sequence_logprobs(model, encoded.chosen + encoded.rejected, pad_id, batch_size)
     return _split(lp, len(encoded))
@@ -308,7 +311,7 @@ def reward_model_pairwise(
     tokenizer: Any,
     data: Any,
     *,
-    batch_size: int = 8,
+    batch_size: int | Batching = 8,
     max_length: int | None = None,
     truncation: str = "keep_end",
     add_eos: bool = True,
@@ -340,7 +343,7 @@ def policy_pairwise(
     norm: str = "avg",
     length_normalize: bool = False,
     beta: float = 1.0,
-    batch_size: int = 8,
+    batch_size: int | Batching = 8,
     max_length: int | None = None,
     truncation: str = "keep_end",
     add_eos: bool = True,

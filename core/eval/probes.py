@@ -28,6 +28,7 @@ from transformers import TrainerCallback
 
 from core.atomic import atomic_write_text
 from core.eval.encoding import (
+    Batching,
     EncodedPairs,
     EncodedSequence,
     encode_completion,
@@ -50,7 +51,7 @@ class ProbeSet:
     ref_samples: list[EncodedSequence]
     ref_sample_logprobs: np.ndarray
     pad_id: int
-    batch_size: int = 8
+    batch_size: int | Batching = 8
 
 
 def build_probe_set(
@@ -60,7 +61,7 @@ def build_probe_set(
     *,
     ref_samples: Sequence[tuple[Any, str]] | None = None,
     sample_settings: GenerationSettings | None = None,
-    batch_size: int = 8,
+    batch_size: int | Batching = 8,
     max_length: int | None = None,
     add_eos: bool = True,
 ) -> ProbeSet:

@@ -98,13 +98,14 @@ def relabel(job: Job) -> None:
     """Rule ``relabel``: every pair relabelled by the oracle (distillation paper §6.1): chosen = the
     response with the higher oracle reward, exact ties dropped, the flip rate recorded; only the
     normalised columns are kept."""
+    from core.eval.encoding import Batching
     from core.eval.oracle import load_oracle
 
     set_torch_threads(job)
     ds = read_pairs(job.inp("data"))
     ds = ds.select_columns([c for c in stages.NORMALISED_COLUMNS if c in ds.column_names])
     ev = job.params["eval"]
-    scorer = load_oracle(job.inp("oracle"), job.params["oracle"]["kind"], int(ev["batch_size"]), int(ev["max_length"]),
+    scorer = load_oracle(job.inp("oracle"), job.params["oracle"]["kind"], Batching.of(ev), int(ev["max_length"]),
                          job_device(job))  # fmt: skip
     with tracked_run(job) as run:
         out, flip_rate, ties = stages.oracle_relabel(ds, scorer, batch_size=int(ev["batch_size"]))
@@ -156,7 +157,7 @@ def score_targets(job: Job) -> None:
     ``target_chosen`` / ``target_rejected`` from r_bias, ``target_chosen_k`` / ``target_rejected_k``
     from the k-th ensemble member r_{bias,b_k} (the order of ``distill.ensemble_b``)."""
     set_torch_threads(job)
-    from core.eval.encoding import encode_pairs
+    from core.eval.encoding import Batching, encode_pairs
     from core.eval.pairwise import reward_model_pairwise
     from core.models import load_reward_model, load_tokenizer
 
@@ -171,7 +172,7 @@ def score_targets(job: Job) -> None:
             if enc is None:
                 enc = encode_pairs(ds, tok, max_length=int(ev["max_length"]), source=job.inp("data"))
             model = load_reward_model(path).to(device).eval()
-            res = reward_model_pairwise(model, tok, enc, batch_size=int(ev["batch_size"]))
+            res = reward_model_pairwise(model, tok, enc, batch_size=Batching.of(ev))
             ds = ds.add_column(f"target_chosen{suffix}", [float(x) for x in res.score_chosen])
             ds = ds.add_column(f"target_rejected{suffix}", [float(x) for x in res.score_rejected])
             run.log_metrics({f"target_accuracy{suffix or '_full'}": res.accuracy})

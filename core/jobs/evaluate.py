@@ -36,6 +36,7 @@ def eval_pairs(job: Job) -> None:
     """Score the job's model (``params.kind``: reward_model or policy) on ``params.benches``."""
     set_torch_threads(job)
     from core.eval.benchmarks import evaluate_benchmark
+    from core.eval.encoding import Batching
     from core.models import load_causal_lm, load_reward_model, load_tokenizer
 
     model_dir, ev, device = job.inp("model"), job.params["eval"], job_device(job)
@@ -56,7 +57,7 @@ def eval_pairs(job: Job) -> None:
                 tok,
                 model,
                 ref,
-                batch_size=int(ev["batch_size"]),
+                batch_size=Batching.of(ev),
                 max_length=int(ev["max_length"]),
                 ties=ev["ties"],
                 source=job.inp(name),
@@ -87,13 +88,14 @@ def score_oracle_domains(job: Job, run: Any, model: Any, tok: Any, train_run: st
     distribution (``oracle_ood``), each domain's mean with its bootstrap interval, the mean over
     domains, and the advantage over pi_ref's samples on the same prompts (paired by prompt); pi_ref's
     are computed once for every seed of the job (``job.cache``)."""
+    from core.eval.encoding import Batching
     from core.eval.generation import GenerationSettings
     from core.eval.oracle import load_oracle, oracle_by_domain
     from core.models import load_causal_lm, load_tokenizer
 
     p, ev, spec = job.params, job.params["eval"], job.params["oracle_domains"]
     device = job_device(job)
-    oracle = load_oracle(job.inp("oracle"), p["oracle"]["kind"], int(ev["batch_size"]), int(ev["max_length"]), device)
+    oracle = load_oracle(job.inp("oracle"), p["oracle"]["kind"], Batching.of(ev), int(ev["max_length"]), device)
     settings = GenerationSettings.from_mapping(p["generation"])
     boot, n = p["bootstrap"], int(spec["n_per_domain"])
     reference = job.model_source("reference")
@@ -131,12 +133,13 @@ def score_oracle_splits(job: Job, run: Any, model_path: str, train_run: str, ove
     (``over_sft``) also gets the paired-bootstrap advantage over the SFT policy's rewards (inputs
     ``sft_val`` / ``sft_test``) and writes ``oracle_val`` / ``oracle_test``; the SFT policy itself
     (``sample_sft``) writes ``val`` / ``test``."""
+    from core.eval.encoding import Batching
     from core.eval.generation import GenerationSettings
     from core.eval.oracle import heldout_prompts, load_oracle, oracle_advantage, sample_and_score
     from core.models import load_causal_lm, load_tokenizer
 
     p, ev, device = job.params, job.params["eval"], job_device(job)
-    oracle = load_oracle(job.inp("oracle"), p["oracle"]["kind"], int(ev["batch_size"]), int(ev["max_length"]), device)
+    oracle = load_oracle(job.inp("oracle"), p["oracle"]["kind"], Batching.of(ev), int(ev["max_length"]), device)
     settings = GenerationSettings.from_mapping(p["generation"])
     tok = load_tokenizer(model_path)
     model = load_causal_lm(model_path).to(device).eval()

@@ -131,7 +131,7 @@ def _trainer(job: Job, classes: tuple[Any, Any], out: str, data: Any, val: Any, 
         if kw.get(role) is not None:
             bucket_forward(kw[role], job.length_buckets)
     trainer = guard(trainer_cls(args=args, train_dataset=data, eval_dataset=val, callbacks=callbacks, **kw))
-    return ThroughputMeter(run.log_step_metrics).attach(trainer)
+    return ThroughputMeter(run.log_step_metrics, run.set_tags).attach(trainer)
 
 
 def train_reward(job: Job) -> None:
@@ -214,15 +214,16 @@ def train_sft(job: Job) -> None:
 def _probe_callback(job: Job, ref: Any, tok: Any, seed: int, run: Any) -> Any:
     """Figure B.1's probes: log-likelihoods of preferred / dispreferred validation responses and
     KL(pi_ref || pi) on samples of pi_ref, every ``probes.every`` steps."""
+    from core.eval.encoding import Batching
     from core.eval.generation import GenerationSettings
     from core.eval.probes import LikelihoodProbeCallback, build_probe_set
 
     p, max_length = job.params["probes"], job.params["train"].get("max_length")
     rows = read_pairs(job.inp("probes"))
     rows = rows.select(range(min(int(p["n"]), len(rows))))
-    # batches of at most the evaluation's (scoring) and the sampler's (generation) batch size, not
-    # all probes at once: memory bounded whatever probes.n is
-    score_batch = min(int(p["n"]), int(job.params["eval"]["batch_size"]))
+    # batches of at most the evaluation's (scoring: its rows and tokens) and the sampler's
+    # (generation) batch size, not all probes at once: memory bounded whatever probes.n is
+    score_batch = Batching.of(job.params["eval"], rows=int(p["n"]))
     sample_batch = min(int(p["n"]), int(job.params["generation"]["batch_size"]))
     settings = GenerationSettings(max_new_tokens=int(max_length or 128) // 4, seed=seed, batch_size=sample_batch)
     probes = build_probe_set(ref, tok, rows, sample_settings=settings, batch_size=score_batch, max_length=max_length)
@@ -323,7 +324,7 @@ def train_ppo(job: Job) -> None:
             value_model=value,
             callbacks=[run.callback(), complete_checkpoints_callback()],
         )
-        trainer.throughput = ThroughputMeter(run.log_step_metrics)  # each rollout's rows and tokens
+        trainer.throughput = ThroughputMeter(run.log_step_metrics, run.set_tags)  # rollouts, phases, stops
         trainer.add_callback(trainer.throughput)
         final = trainer.train(resume_from_checkpoint=_resume_point(trainer, out))
         if rank() != 0:

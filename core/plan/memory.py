@@ -98,10 +98,10 @@ def _training_logits(s: Shapes, rows: int, length: int, dtype_bytes: int) -> flo
     return rows * length * s.vocab * (dtype_bytes + 4 + dtype_bytes)  # logits, float32 log-softmax, gradient
 
 
-def _eval_logits(s: Shapes, rows: int, length: int) -> float:
+def _eval_logits(s: Shapes, tokens: int) -> float:
     from core.eval.pairwise import LOGIT_BUDGET
 
-    return 2 * 4 * min(rows * length * s.vocab, LOGIT_BUDGET)
+    return 2 * 4 * min(tokens * s.vocab, LOGIT_BUDGET)
 
 
 def _plan(rule: str, gpu: dict[str, float], host_models: float) -> Plan:
@@ -148,13 +148,15 @@ def rule_plans(cfg: dict[str, Any], arch: dict[str, Any] | None = None) -> list[
            "activations (policy and critic)": _activations(lm, rows, length, pb) + _activations(cls, rows, length, pb),
            "logits": _training_logits(lm, rows, length, pb) + sampled}  # fmt: skip
     plans.append(_plan("train_ppo", ppo, lm.params * pb + cls.params * rb + cls.params * 4))
-    rows, length = int(ev["batch_size"]), int(ev["max_length"])
+    # a scoring batch's padded tokens: rows x max_length, at most eval.max_batch_tokens (core.eval.encoding.Batching)
+    tokens = int(ev["batch_size"]) * int(ev["max_length"])
+    tokens = min(tokens, int(ev.get("max_batch_tokens") or tokens))
     for rule in ("eval_dpo_dr", "eval_ppo", "sample_sft"):
-        gpu = {"policy and reference weights": 2 * lm.params * pb, "logits (chunked)": _eval_logits(lm, rows, length),
-               "activations": rows * length * (4 * lm.hidden + 3 * lm.intermediate) * pb}  # fmt: skip
+        gpu = {"policy and reference weights": 2 * lm.params * pb, "logits (chunked)": _eval_logits(lm, tokens),
+               "activations": tokens * (4 * lm.hidden + 3 * lm.intermediate) * pb}  # fmt: skip
         plans.append(_plan(rule, gpu, 2 * lm.params * pb))
     for rule in ("eval_rm_dr", "relabel", "score_targets"):
-        gpu = {"weights": cls.params * rb, "activations": rows * length * (4 * cls.hidden + 3 * cls.intermediate) * rb}
+        gpu = {"weights": cls.params * rb, "activations": tokens * (4 * cls.hidden + 3 * cls.intermediate) * rb}
         plans.append(_plan(rule, gpu, cls.params * rb))
     return plans
 

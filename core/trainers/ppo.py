@@ -374,12 +374,17 @@ class DRPPOTrainer(PPOTrainer):
         args = self.args
         self.state.episode += args.batch_size
         batch = next(self._prompts)
-        rollout = self._rollout(batch["input_ids"].to(self.accelerator.device))
-        if self.throughput is not None:
+        meter = self.throughput
+        with meter.phase("rollout") if meter is not None else nullcontext():
+            rollout = self._rollout(batch["input_ids"].to(self.accelerator.device))
+        if meter is not None:
             pad = self.processing_class.pad_token_id
-            self.throughput.count(rollout.query_responses.shape[0], int((rollout.query_responses != pad).sum()))
-        self._shape(rollout, update)
-        stats = self._optimise(rollout, update)
+            meter.count(rollout.query_responses.shape[0], int((rollout.query_responses != pad).sum()))
+            if self.stop_token_id is not None:  # responses that end at their stop token before the cap
+                meter.note("stopped_share", (rollout.responses == self.stop_token_id).any(1).float().mean().item())
+        with meter.phase("optimise") if meter is not None else nullcontext():
+            self._shape(rollout, update)
+            stats = self._optimise(rollout, update)
         metrics = self._metrics(rollout, stats)
         self.state.global_step += 1
         self.state.epoch = self.state.episode / self.train_dataset_len
