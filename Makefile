@@ -7,7 +7,7 @@ CORES ?= 2
 CONFIG ?= config.yaml
 TARGET ?= all
 
-.PHONY: install install-dev small-real demo all-tables prefetch test lint bench clean-results
+.PHONY: install install-dev small-real demo all-tables prefetch mlflow-ui test lint bench clean-results
 
 # The CPU torch wheel is pinned first so that nothing pulls the multi-GB CUDA build.
 $(BIN)/python:
@@ -51,6 +51,11 @@ all-tables: $(VENV)/.installed
 # cluster's login node, e.g. `make prefetch CONFIG=configs/paper.yaml`); the jobs then run offline.
 prefetch: $(VENV)/.installed
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores 1 prefetch --configfile $(CONFIG)
+
+# The MLflow UI on the config's runs: prints the link that opens its experiment on the runs list.
+PORT ?= 5000
+mlflow-ui: $(VENV)/.installed
+	$(BIN)/python -m core.mlflow_ui --configfile $(CONFIG) --port $(PORT)
 
 # The test suite CI runs (.ci/run calls exactly this).
 test: $(VENV)/.installed-dev

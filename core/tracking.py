@@ -8,7 +8,15 @@ run is a no-op and mlflow is never imported, so everything works without MLflow 
 SQLite backends (``sqlite:///results/mlflow.db``) are shared by parallel Snakemake jobs: every
 MLflow call is retried with jittered exponential backoff on SQLite's "database is locked" and on
 the races of two processes creating the schema or the same experiment at once.  Artifacts of a
-SQLite-backed experiment go to ``<db dir>/mlartifacts/<experiment>`` (not the working directory).
+SQLite-backed experiment go to ``<db dir>/mlartifacts/<experiment>``, stored relative to the
+working directory when the store's URI is (``sqlite:///results/mlflow.db``): a copied ``results/``
+keeps its artifacts wherever the UI is started beside it, as it keeps its store.
+
+What a researcher sees (README, MLflow): every experiment opens on its runs (the
+:data:`EXPERIMENT_KIND` tag); a job that FINISHED supersedes every earlier run of the same job
+(``supersede``: tag ``superseded_by``, then deleted, restorable with ``mlflow runs restore``), so
+the experiment's runs hold one run per job; an evaluation run links the run that trained its model
+(:meth:`RunLogger.link_training_run`: tag ``train_run_id`` and a link in each run's description).
 
 A run is never lost nor left RUNNING by a job that stops:
 
@@ -51,6 +59,7 @@ __all__ = [
     "RunLogger",
     "Terminated",
     "call_with_retry",
+    "experiment_url",
     "make_step_callback",
     "mlflow_run",
     "raise_on_sigterm",
@@ -75,6 +84,12 @@ FLUSH_S = 120.0
 KILLED_FLUSH_S = 10.0
 #: step metrics held while the store is unreachable; beyond this the oldest are dropped (with a warning)
 MAX_PENDING_METRICS = 200_000
+#: MLflow 3 opens an experiment of this kind on its runs (without it: on a GenAI traces overview)
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+#: a run's description in the MLflow UI (markdown)
+NOTE_TAG = "mlflow.note.content"
+#: the tag naming a run's job (rule and wildcards): the runs of one job supersede each other
+JOB_TAG = "job"
 
 
 def _warn(message: str) -> None:
@@ -132,12 +147,13 @@ def _numeric_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
 
 
 def _sqlite_artifact_location(uri: str, experiment: str) -> str | None:
+    """``<db dir>/mlartifacts/<experiment>`` of a SQLite store: relative (to the working directory)
+    when the store's path is, as MLflow resolves both; None for other stores (their server decides)."""
     if not uri.startswith("sqlite:///"):
         return None
     db_path = uri[len("sqlite:///") :]
     folder = re.sub(r"[^A-Za-z0-9._-]+", "_", experiment) or "default"
-    root = os.path.join(os.path.dirname(os.path.abspath(db_path)), "mlartifacts", folder)
-    return "file://" + root
+    return os.path.join(os.path.dirname(db_path), "mlartifacts", folder)
 
 
 # ------------------------------------------------------------------------- termination
@@ -245,6 +261,22 @@ class _StepQueue:
         return unsent
 
 
+def _run_path(experiment_id: str, run_id: str) -> str:
+    """A run's page in the MLflow UI, relative to the UI's address (its links are hash routes)."""
+    return f"#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def _run_link(info: Any) -> str:
+    return f"[{info.run_name}]({_run_path(info.experiment_id, info.run_id)})"
+
+
+def _tag(key: str, value: Any) -> Any:
+    """An MLflow ``RunTag`` (mlflow imported only when tracking is on)."""
+    from mlflow.entities import RunTag
+
+    return RunTag(key, str(value))
+
+
 class RunLogger:
     """An open MLflow run (or a no-op one when tracking is off)."""
 
@@ -284,11 +316,31 @@ class RunLogger:
         """Set (or overwrite) the run's tags, as strings."""
         if not self.enabled:
             return
-        from mlflow.entities import RunTag
-
-        items = [RunTag(k, str(v)) for k, v in tags.items()]
+        items = [_tag(k, v) for k, v in tags.items()]
         if items:
             call_with_retry(lambda: self._client.log_batch(self.run_id, tags=items))
+
+    def link_training_run(self, train_run_id: str, rule: str) -> None:
+        """This (evaluation) run evaluates the model trained in run ``train_run_id``: tag
+        ``train_run_id`` and a link in this run's description; on the training run, the tag
+        ``evaluation.<rule>`` = this run and a description linking each of its evaluations. A store
+        that refuses is reported, never raised."""
+        if not self.enabled or not train_run_id:
+            return
+        try:
+            train = call_with_retry(lambda: self._client.get_run(train_run_id))
+            mine = call_with_retry(lambda: self._client.get_run(self.run_id))
+            self.set_tags({"train_run_id": train_run_id,
+                           NOTE_TAG: f"Evaluates the model trained in run {_run_link(train.info)}."})  # fmt: skip
+            evaluations = {k: v for k, v in train.data.tags.items() if k.startswith("evaluation.")}
+            evaluations[f"evaluation.{rule}"] = self.run_id
+            links = [f"- {k.removeprefix('evaluation.')}: [{v[:8]}]({_run_path(mine.info.experiment_id, v)})"
+                     for k, v in sorted(evaluations.items())]  # fmt: skip
+            tags = {f"evaluation.{rule}": self.run_id, NOTE_TAG: "\n".join(["Evaluated in:", *links])}
+            items = [_tag(k, v) for k, v in tags.items()]
+            call_with_retry(lambda: self._client.log_batch(train_run_id, tags=items))
+        except Exception as exc:
+            _warn(f"could not link MLflow run {self.run_id} to its training run {train_run_id}: {exc!r}")
 
     def log_step_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         """Queue the finite numeric entries of ``metrics`` at ``step`` and return at once: a
@@ -379,14 +431,37 @@ def _open_client(uri: str) -> Any:
     return call_with_retry(attempt)
 
 
-def _get_or_create_experiment(client: Any, name: str, artifact_location: str | None) -> str:
+def _get_or_create_experiment(client: Any, uri: str, name: str) -> str:
+    """The experiment ``name`` (created if needed, serialised across processes by the store's lock),
+    of the model-training kind (:data:`EXPERIMENT_KIND`, set on older experiments too)."""
+    location = _sqlite_artifact_location(uri, name)
+
     def attempt() -> str:
         found = client.get_experiment_by_name(name)
-        if found is not None:
+        if found is not None and found.tags.get(EXPERIMENT_KIND[0]) == EXPERIMENT_KIND[1]:
             return found.experiment_id
-        return client.create_experiment(name, artifact_location=artifact_location)
+        with _schema_lock(uri):
+            found = client.get_experiment_by_name(name)
+            if found is not None:
+                client.set_experiment_tag(found.experiment_id, *EXPERIMENT_KIND)
+                return found.experiment_id
+            experiment_id = client.create_experiment(name, artifact_location=location, tags=dict([EXPERIMENT_KIND]))
+            if location is not None and not os.path.isabs(location):
+                _keep_relative_location(client, experiment_id, location)
+            return experiment_id
 
     return call_with_retry(attempt)
+
+
+def _keep_relative_location(client: Any, experiment_id: str, location: str) -> None:
+    """Store ``location`` as given: MLflow's SQL store makes a new experiment's location absolute
+    (``resolve_uri_if_local``); its runs' artifact URIs are then relative to the working directory."""
+    from mlflow.store.tracking.dbmodels.models import SqlExperiment
+
+    store = client._tracking_client.store
+    with store.ManagedSessionMaker() as session:
+        query = session.query(SqlExperiment).filter(SqlExperiment.experiment_id == int(experiment_id))
+        query.update({"artifact_location": location})
 
 
 def resume_run_id(path: str | os.PathLike[str]) -> str | None:
@@ -433,6 +508,41 @@ def _continue_run(client: Any, run_id: str, experiment_id: str, params: dict[str
     return {k: v for k, v in params.items() if k not in run.data.params}
 
 
+def experiment_url(uri: str, experiment: str, address: str) -> str | None:
+    """The UI address of ``experiment``'s runs list (``<address>/#/experiments/<id>``, with MLflow
+    3's workflow switch on "Model training"), or None when the store has no such experiment."""
+    from mlflow.tracking import MlflowClient
+
+    found = MlflowClient(tracking_uri=uri).get_experiment_by_name(experiment)
+    if found is None:
+        return None
+    return f"{address.rstrip('/')}/#/experiments/{found.experiment_id}?workflowType=machine_learning"
+
+
+def supersede(client: Any, experiment_id: str, run_id: str, job: str) -> list[str]:
+    """Every other active run of ``job`` (tag :data:`JOB_TAG`) in the experiment gets the tag
+    ``superseded_by`` = ``run_id`` and is deleted (MLflow's soft delete: ``mlflow runs restore
+    --run-id`` brings it back, ``mlflow gc`` removes it), so the experiment's runs hold one run per
+    job: the one whose outputs the tables read. Returns the superseded run ids; a store that refuses
+    is reported, never raised (the job's outputs are written)."""
+    from mlflow.entities import ViewType
+
+    quoted = job.replace("\\", "\\\\").replace("'", "\\'")
+    try:
+        runs = call_with_retry(lambda: client.search_runs([experiment_id], f"tags.{JOB_TAG} = '{quoted}'",
+                                                          ViewType.ACTIVE_ONLY, max_results=1000))  # fmt: skip
+        old = [r.info.run_id for r in runs if r.info.run_id != run_id]
+        for other in old:
+            call_with_retry(lambda other=other: client.set_tag(other, "superseded_by", run_id))
+            call_with_retry(lambda other=other: client.delete_run(other))
+    except Exception as exc:
+        _warn(f"could not mark the earlier MLflow runs of {job} superseded: {exc!r}")
+        return []
+    if old:
+        print(f"[tracking] run {run_id} supersedes the earlier run(s) {', '.join(old)} of {job}", flush=True)
+    return old
+
+
 @contextlib.contextmanager
 def mlflow_run(
     experiment: str,
@@ -441,13 +551,16 @@ def mlflow_run(
     tracking_uri: str | None = None,
     tags: Mapping[str, Any] | None = None,
     run_file: str | os.PathLike[str] | None = None,
+    job: str | None = None,
 ) -> Iterator[RunLogger]:
     """Open an MLflow run in ``experiment`` (created if needed); a no-op logger when tracking is off.
 
     The run ends FINISHED, FAILED when the body raises, KILLED on :class:`Terminated` (SIGTERM, see
     :func:`raise_on_sigterm`) or ``KeyboardInterrupt``; the exception propagates. Buffered step
     metrics are flushed first. With ``run_file``, a run named there that is not FINISHED is
-    continued instead of opening a new one (module docstring, :func:`resume_run_id`).
+    continued instead of opening a new one (module docstring, :func:`resume_run_id`). With ``job``
+    (the job's identity, tag :data:`JOB_TAG`), a FINISHED run supersedes the other runs of that job
+    (:func:`supersede`).
     """
     uri = resolve_tracking_uri(tracking_uri)
     if uri is None:
@@ -456,12 +569,12 @@ def mlflow_run(
     if not experiment or not run_name:
         raise ValueError(f"mlflow_run needs a non-empty experiment and run_name, got {experiment!r}, {run_name!r}")
     client = _open_client(uri)
-    experiment_id = _get_or_create_experiment(client, experiment, _sqlite_artifact_location(uri, experiment))
+    experiment_id = _get_or_create_experiment(client, uri, experiment)
     flat = _flatten(params or {})
     previous = resume_run_id(run_file) if run_file is not None else None
     missing = _continue_run(client, previous, experiment_id, flat) if previous else None
     if missing is None:
-        run_tags = {k: str(v) for k, v in (tags or {}).items()}
+        run_tags = {k: str(v) for k, v in (tags or {}).items()} | ({JOB_TAG: job} if job else {})
         if previous:
             run_tags["previous_run_id"] = previous
         run = call_with_retry(lambda: client.create_run(experiment_id, run_name=run_name, tags=run_tags))
@@ -484,5 +597,7 @@ def mlflow_run(
     finally:
         logger.close(KILLED_FLUSH_S if status == "KILLED" else FLUSH_S)
         _end_run(client, run_id, status)
+        if status == "FINISHED" and job:
+            supersede(client, experiment_id, run_id, job)
         if status == "FINISHED" and run_file is not None:
             Path(run_file).unlink(missing_ok=True)

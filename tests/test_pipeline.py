@@ -450,6 +450,7 @@ LAYER = {
     "theory": 5,
     "report": 6,
     "tracking": 7,
+    "mlflow_ui": 7,
     "plan": 8,
     "jobs": 9,
 }

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -105,7 +106,7 @@ def test_sqlite_tracking_with_parallel_processes_and_trainer(tmp_path):
 
     client = MlflowClient(tracking_uri=uri)
     experiment = client.get_experiment_by_name("shared")
-    assert experiment.artifact_location.startswith("file://" + str(tmp_path / "results" / "mlartifacts"))
+    assert experiment.artifact_location == str(tmp_path / "results" / "mlartifacts" / "shared")  # absolute store
     runs = {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
     assert set(runs) == {"writer0", "dr-reward", "failing"}
     assert runs["failing"].info.status == "FAILED"
@@ -117,6 +118,89 @@ def test_sqlite_tracking_with_parallel_processes_and_trainer(tmp_path):
     assert [a.path for a in client.list_artifacts(ours.info.run_id)] == ["note.txt"]
     values = client.get_metric_history(runs["writer0"].info.run_id, "value")
     assert sorted((m.step, m.value) for m in values) == [(s, s * 1.5) for s in range(5)]
+
+
+# ------------------------------------------------------------------ what a researcher sees
+def test_an_experiment_opens_on_its_runs_and_keeps_artifacts_relative(tmp_path, monkeypatch):
+    """The experiment is of MLflow 3's model-training kind (also one created before); a relative
+    store keeps relative artifact locations, so a copied results/ finds its artifacts."""
+    import shutil
+
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.chdir(tmp_path)
+    uri = "sqlite:///results/mlflow.db"
+    MlflowClient(tracking_uri=uri).create_experiment("older")  # created without the kind tag
+    for name in ("shared", "older"):
+        with mlflow_run(name, "one", tracking_uri=uri) as run:
+            (tmp_path / "note.txt").write_text("hello")
+            run.log_artifact(tmp_path / "note.txt")
+    client = MlflowClient(tracking_uri=uri)
+    for name in ("shared", "older"):
+        assert client.get_experiment_by_name(name).tags["mlflow.experimentKind"] == "custom_model_development"
+    experiment = client.get_experiment_by_name("shared")
+    assert experiment.artifact_location == "results/mlartifacts/shared"
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.artifact_uri == f"results/mlartifacts/shared/{run.info.run_id}/artifacts"
+    shutil.copytree(tmp_path / "results", tmp_path / "copy" / "results")
+    shutil.rmtree(tmp_path / "results")
+    monkeypatch.chdir(tmp_path / "copy")
+    moved = MlflowClient(tracking_uri=uri)
+    assert [a.path for a in moved.list_artifacts(run.info.run_id)] == ["note.txt"]
+    assert Path(moved.download_artifacts(run.info.run_id, "note.txt", str(tmp_path))).read_text() == "hello"
+
+
+def test_a_finished_rerun_supersedes_the_earlier_runs_of_its_job(tmp_path):
+    """Forcing a job again: its earlier run gets superseded_by and leaves the active runs, so a
+    filter returns one run per job; another job's run is untouched, and a failed rerun supersedes nothing."""
+    from mlflow.entities import ViewType
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    ids = {}
+    for name, job in (("first", "r[seed=0]"), ("other", "r[seed=1]"), ("second", "r[seed=0]")):
+        with mlflow_run("exp", name, tracking_uri=uri, job=job) as run:
+            ids[name] = run.run_id
+    with pytest.raises(RuntimeError), mlflow_run("exp", "failed", tracking_uri=uri, job="r[seed=0]") as run:
+        ids["failed"] = run.run_id
+        raise RuntimeError("boom")
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("exp").experiment_id
+    active = {
+        r.info.run_name
+        for r in client.search_runs([experiment], "tags.job = 'r[seed=0]' and attributes.status = 'FINISHED'")
+    }
+    assert active == {"second"}
+    old = client.get_run(ids["first"])
+    assert old.info.lifecycle_stage == "deleted" and old.data.tags["superseded_by"] == ids["second"]
+    assert client.get_run(ids["other"]).info.lifecycle_stage == "active"
+    assert client.get_run(ids["failed"]).info.lifecycle_stage == "active"  # not finished: supersedes nothing
+    deleted = client.search_runs([experiment], run_view_type=ViewType.DELETED_ONLY)
+    assert [r.info.run_id for r in deleted] == [ids["first"]]
+
+
+def test_an_evaluation_run_links_its_training_run_both_ways(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with mlflow_run("exp", "rm tv ρ=0.2 s0", tracking_uri=uri) as train:
+        pass
+    ids = {}
+    for rule in ("eval_rm_dr", "eval_other"):
+        with mlflow_run("exp", f"{rule} s0", tracking_uri=uri) as run:
+            run.link_training_run(train.run_id, rule)
+            ids[rule] = run.run_id
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("exp").experiment_id
+    evaluation = client.get_run(ids["eval_other"]).data.tags
+    assert evaluation["train_run_id"] == train.run_id
+    assert f"[rm tv ρ=0.2 s0](#/experiments/{experiment}/runs/{train.run_id})" in evaluation["mlflow.note.content"]
+    trained = client.get_run(train.run_id).data.tags
+    assert (
+        trained["evaluation.eval_rm_dr"] == ids["eval_rm_dr"] and trained["evaluation.eval_other"] == ids["eval_other"]
+    )
+    for rule, run_id in ids.items():  # the training run's description links each of its evaluations
+        assert f"- {rule}: [{run_id[:8]}](#/experiments/{experiment}/runs/{run_id})" in trained["mlflow.note.content"]
 
 
 # ------------------------------------------------------------------ buffered step metrics
@@ -291,3 +375,15 @@ def test_sigterm_ends_the_run_killed_and_the_next_try_continues_it(tmp_path):
 
     history = MlflowClient(tracking_uri=uri).get_metric_history(run_id, "loss")
     assert sorted(m.step for m in history) == [1, 1, 2]  # both tries' steps in the one run
+
+
+def test_run_names_lead_with_what_tells_runs_apart():
+    from core.jobs.metrics import run_title
+
+    wc = {"variant": "unfiltered", "div": "tv", "rho": "0.2", "seed": "3"}
+    assert run_title("train_rm_dr", wc) == "rm tv ρ=0.2 s3 unfiltered"
+    assert run_title("eval_ppo", {**wc, "version": "vA"}) == "eval ppo vA tv ρ=0.2 s3 unfiltered"
+    distill = {"method": "edpo", "bias": "0.3", "beta": "0.1", "gamma": "anneal", "seed": "0"}
+    assert run_title("train_distill_policy", distill) == "distill edpo bias=0.3 β=0.1 anneal s0"
+    assert run_title("sft", {}) == "sft" and run_title("table", {"name": "table1"}) == "table table1"
+    assert run_title("train_x", {"zeta": "1"}) == "x zeta=1"

@@ -49,7 +49,7 @@ def eval_pairs(job: Job) -> None:
     cache = _benchmark_cache(job, tok, None if ref is None else job.model_source("reference"))
     train_run = run_id_of(job.inp("train"))
     seed = int(job.wildcards.get("seed", 0))
-    with tracked_run(job) as run:
+    with tracked_run(job, train_run_id=train_run) as run:
         for name, bench in job.params["benches"].items():
             metrics, n = evaluate_benchmark(
                 read_pairs(job.inp(name)),

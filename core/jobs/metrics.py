@@ -35,13 +35,37 @@ def run_file(job: Job) -> str:
     return f"{first}.mlflow_run"
 
 
+#: a rule's words in its runs' names (else the rule without ``train_``, underscores as spaces)
+RULE_WORDS = {"train_rm_dr": "rm", "eval_rm_dr": "eval rm", "train_dpo_dr": "dpo", "eval_dpo_dr": "eval dpo",
+              "train_ppo": "ppo", "eval_ppo": "eval ppo", "train_distill_policy": "distill",
+              "train_distill_rm": "distill rm", "train_oracle_rm": "oracle rm"}  # fmt: skip
+#: wildcards in the order a run's name shows them (what tells the runs of one table apart first;
+#: the variant, which picks the table, last), and their formats
+WILDCARD_ORDER = ("method", "version", "div", "rho", "bias", "beta", "gamma", "member", "name", "seed", "variant")
+WILDCARD_FORMAT = {"rho": "ρ={}", "beta": "β={}", "bias": "bias={}", "seed": "s{}"}
+
+
+def run_title(rule: str, wildcards: Mapping[str, Any]) -> str:
+    """A run's name in MLflow, leading with what tells it apart: ``rm tv ρ=0.2 s3 unfiltered`` for
+    ``train_rm_dr[div=tv,rho=0.2,seed=3,variant=unfiltered]`` (the rule and every wildcard stay in
+    the run's tags and params)."""
+    keys = sorted(wildcards, key=lambda k: (WILDCARD_ORDER.index(k) if k in WILDCARD_ORDER else len(WILDCARD_ORDER), k))
+    words = [WILDCARD_FORMAT.get(k, "{}" if k in WILDCARD_ORDER else f"{k}={{}}").format(wildcards[k]) for k in keys]
+    return " ".join([RULE_WORDS.get(rule, rule.removeprefix("train_").replace("_", " ")), *words])
+
+
 @contextlib.contextmanager
 def tracked_run(
-    job: Job, extra_params: Mapping[str, Any] | None = None, run_id_file: str | None = None
+    job: Job,
+    extra_params: Mapping[str, Any] | None = None,
+    run_id_file: str | None = None,
+    train_run_id: str | None = None,
 ) -> Iterator[Any]:
-    """One MLflow run for this job (rank 0; other ranks get a no-op logger). Its id is kept in
-    ``run_id_file`` (default :func:`run_file`) until it FINISHED, so a job started again continues
-    the run instead of opening another (``core.tracking.mlflow_run``)."""
+    """One MLflow run for this job (rank 0; other ranks get a no-op logger), named by
+    :func:`run_title`, tagged with its rule, wildcards and job (its FINISHED run supersedes the job's
+    earlier runs). Its id is kept in ``run_id_file`` (default :func:`run_file`) until it FINISHED, so
+    a job started again continues the run instead of opening another (``core.tracking.mlflow_run``).
+    ``train_run_id``: the run that trained the model this job evaluates, linked both ways."""
     from core.tracking import RunLogger, mlflow_run
 
     tracking = job.params.get("tracking") or {}
@@ -60,12 +84,14 @@ def tracked_run(
     tags = {"rule": job.rule, **{f"wildcard.{k}": v for k, v in job.wildcards.items()}}
     with mlflow_run(
         tracking["experiment"],
-        job.run_name,
+        run_title(job.rule, job.wildcards),
         params=params,
         tracking_uri=tracking["uri"],
         tags=tags,
         run_file=run_id_file or run_file(job),
+        job=job.run_name,
     ) as run:
+        run.link_training_run(train_run_id or "", job.rule)
         yield run
 
 
