@@ -2,7 +2,8 @@
 trained through the workflow on one GPU, then what a GPU practitioner checks before a first
 paper.yaml run, printed and written to ``results/<name>/gpu_smoke.json``:
 
-* the device and dtype of every trainable parameter of each trainer (its run's ``perf.trainable``);
+* the device and dtype of every trainable parameter of each trainer (its run's ``perf.trainable``):
+  all on the GPU, none in 16-bit weights (float32 master weights; bf16 is the compute dtype);
 * s/step, tokens/s and peak device memory per trainer (its run's ``perf/*``, core.trainers.throughput);
 * DR-PPO's rollout vs optimisation time and the share of responses that stop before the cap;
 * chunked log-probs (core.eval.pairwise.token_logprobs under a small logit budget) equal to one
@@ -175,6 +176,8 @@ def failures(report: dict, device: str) -> list[str]:
     for name, t in report["trainers"].items():
         if not t["trainable"] or any(not part.startswith(device) for part in t["trainable"].split("; ")):
             out.append(f"{name}: a trainable parameter off the {device}: {t['trainable']!r}")
+        if "float16" in t["trainable"]:  # bfloat16 too: AdamW's small updates round away in 16-bit weights
+            out.append(f"{name}: trainable parameters in 16-bit weights (no float32 master copy): {t['trainable']!r}")
         if "s_per_step" not in t:
             out.append(f"{name}: no perf/s_per_step in its run")
     if not report["resume"]["resumed"]:

@@ -84,3 +84,25 @@ def test_the_smoke_run_reports_every_check_on_the_cpu(tmp_path):
 def test_without_a_gpu_it_refuses_by_name(tmp_path):
     proc = run_smoke(tmp_path, "--configfile", str(REPO / "configs" / "gpu-small.yaml"), "--directory", str(tmp_path))
     assert proc.returncode != 0 and "torch sees no CUDA device (pass --allow-cpu" in proc.stderr
+
+
+def test_the_checks_name_a_parameter_off_the_gpu_or_in_16_bit_weights():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_smoke", SMOKE)
+    smoke = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(smoke)
+    good = {"trainable": "cuda:0 float32: 1,000", "s_per_step": 0.1}
+    trainers = {"SFT": good, "DPO": {**good, "trainable": "cuda:0 bfloat16: 1,000"},
+                "DR-PPO": {"trainable": "cpu float32: 10; cuda:0 float32: 990"}}  # fmt: skip
+    report = {"trainers": trainers, "resume": {"resumed": "[checkpoint] resumed from step 10"},
+              "chunked_logprob_max_abs_diff": 2e-5}  # fmt: skip
+    failures = smoke.failures(report, "cuda")
+    assert len(failures) == 4, failures
+    assert any(f.startswith("DPO: trainable parameters in 16-bit weights") for f in failures)
+    assert any(f.startswith("DR-PPO: a trainable parameter off the cuda") for f in failures)
+    assert any(f.startswith("DR-PPO: no perf/s_per_step") for f in failures)
+    assert any(f.startswith("chunked log-probs differ by 2.00e-05") for f in failures)
+    assert smoke.failures({**report, "trainers": {"SFT": good}, "chunked_logprob_max_abs_diff": 0.0}, "cuda") == []
+    unresumed = {**report, "trainers": {"SFT": good}, "resume": {"resumed": None}, "chunked_logprob_max_abs_diff": 0.0}
+    assert smoke.failures(unresumed, "cuda") == ["DR-DPO: the rerun after SIGTERM did not resume from its checkpoint"]
