@@ -152,7 +152,11 @@ def load_tokenizer(
 
 
 def apply_lora(model: Any, lora: Mapping[str, Any] | Any, task_type: str) -> Any:
-    """Wrap ``model`` with a peft LoRA adapter; ``lora`` is a ``LoraConfig`` or its keyword dict."""
+    """Wrap ``model`` with a peft LoRA adapter; ``lora`` is a ``LoraConfig`` or its keyword dict.
+    Every trainable parameter is float32 (peft keeps the adapters so; a sequence classifier's new
+    head, trained whole, is cast too): AdamW's small updates would round away in 16-bit weights, and
+    the frozen base stays in its dtype."""
+    import torch
     from peft import LoraConfig, get_peft_model
 
     if isinstance(lora, LoraConfig):
@@ -166,7 +170,20 @@ def apply_lora(model: Any, lora: Mapping[str, Any] | Any, task_type: str) -> Any
             raise ValueError(f"lora config {dict(lora)!r}: {err}") from err
     else:
         raise ValueError(f"lora: expected a mapping or peft.LoraConfig, got {type(lora).__name__}")
-    return get_peft_model(model, cfg)
+    wrapped = get_peft_model(model, cfg)
+    for module in wrapped.modules():
+        own = [p for p in module.parameters(recurse=False) if p.requires_grad and p.dtype != torch.float32]
+        for param in own:
+            param.data = param.data.float()
+        if own:  # outside autocast its 16-bit inputs meet float32 weights: computed in float32
+            module.register_forward_pre_hook(_inputs_to_float32)
+    return wrapped
+
+
+def _inputs_to_float32(module: Any, args: tuple) -> tuple:
+    import torch
+
+    return tuple(a.float() if torch.is_tensor(a) and a.is_floating_point() else a for a in args)
 
 
 def _plain_copy(model: Any) -> Any:

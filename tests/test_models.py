@@ -110,6 +110,22 @@ def test_lora_wraps_causal_lm_and_reward_model(tok_dir, tiny_rm_dir, tmp_path):
         models.load_causal_lm(lm_dir, lora={"rank": 4})
 
 
+def test_lora_on_16_bit_weights_trains_float32_parameters(tok_dir, tiny_rm_dir, tmp_path):
+    """On a bf16 base (configs/paper.yaml), every trainable parameter is float32 (LoRA adapters and the
+    reward model's new head, where AdamW's small updates would round away), the frozen base stays
+    bf16, and the model still runs without autocast."""
+    from core.trainers.throughput import trainable_placement
+
+    lora = {"r": 4, "lora_alpha": 8, "target_modules": ["q_proj"]}
+    lm_dir = models.build_tiny_llama(tok_dir, tmp_path / "lm", **TINY)
+    ids = torch.tensor([[1, 5, 9, 2]])
+    for model in (models.load_causal_lm(lm_dir, dtype="bfloat16", lora=lora),
+                  models.load_reward_model(tiny_rm_dir, dtype="bfloat16", lora=lora)):  # fmt: skip
+        assert set(trainable_placement(model)) == {"cpu float32"}
+        assert {p.dtype for p in model.parameters() if not p.requires_grad} == {torch.bfloat16}
+        assert torch.isfinite(model(input_ids=ids).logits.float()).all()
+
+
 def test_dtype_option_and_refusals(tiny_rm_dir):
     rm = models.load_reward_model(tiny_rm_dir, dtype="bfloat16")
     assert next(rm.parameters()).dtype == torch.bfloat16
