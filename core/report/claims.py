@@ -14,13 +14,16 @@ this config; :func:`claims_table` computes
 * ``verdict`` from the interval, never typed by hand: ``reproduced`` (interval above 0),
   ``opposite`` (below 0), ``inconclusive`` (contains 0, or no interval), ``n/a`` (not in this
   config);
-* ``flags`` — degenerate models (near-constant scores) and failed sanity gates the claim rests on.
-  A flag never changes the verdict: a collapse is a finding, shown beside it.
+* ``flags`` — degenerate models (near-constant scores), summarised per model (:func:`degenerate_summary`:
+  ``degenerate: tv ρ=0.6 seeds 0,1,3,4; tv ρ=1 all``), and failed sanity gates the claim rests on;
+  the degenerate models' files in ``flag_files`` (the CSV only). A flag never changes the verdict:
+  a collapse is a finding, shown beside it.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -41,11 +44,16 @@ from core.report.spec_types import (
 )
 from core.report.tables import read_metric, read_number, reported_files, select_candidate, t_quantile
 
-__all__ = ["VERDICTS", "claim_row", "claims_table", "evaluate_gates", "verdict", "write_claims"]
+__all__ = ["VERDICTS", "claim_row", "claims_table", "degenerate_summary", "evaluate_gates", "verdict", "write_claims"]
 
 VERDICTS = ("reproduced", "opposite", "inconclusive", "n/a")
 COLUMNS = ["claim", "paper", "says", "paper_number", "metric", "benchmark", "baseline", "treatment", "effect",
-           "ci_low", "ci_high", "n_seeds", "verdict", "flags", "refs"]  # fmt: skip
+           "ci_low", "ci_high", "n_seeds", "verdict", "flags", "refs", "flag_files"]  # fmt: skip
+#: a seed's metrics file: ``<model>/seed<N>/<benchmark>.json`` (or ``<model>_s<N>_...``)
+SEED_FILE = re.compile(r"^(?P<model>.*?)[/_]s(?:eed)?(?P<seed>[0-9]+)(?=[/_.])")
+#: grid coordinates in a model's path, as the tables write them
+COORDINATE = re.compile(r"^(?P<name>rho|beta|tau|bias)(?P<value>-?[0-9][0-9.e-]*)$")
+SYMBOL = {"rho": "ρ", "beta": "β", "tau": "τ", "bias": "bias"}
 
 
 def verdict(ci_low: float, ci_high: float, available: bool = True) -> str:
@@ -122,6 +130,44 @@ def _degenerate(files: Sequence[tuple[str, str]]) -> list[str]:
     return out
 
 
+def _model_seed(path: str) -> tuple[str, str]:
+    m = SEED_FILE.match(path)
+    return (m["model"], m["seed"]) if m else (path, "")
+
+
+def _coordinate(part: str) -> str:
+    m = COORDINATE.match(part)
+    return f"{SYMBOL[m['name']]}={m['value']}" if m else part
+
+
+def degenerate_summary(flagged: Sequence[str], checked: Sequence[str]) -> str:
+    """``degenerate: tv ρ=0.6 seeds 0,1,3,4; tv ρ=1 all``: the flagged files grouped by model (the
+    path before its seed folder), each named by the path parts that tell the checked models apart,
+    with its flagged seeds (``all`` when every checked seed of that model is flagged)."""
+    if not flagged:
+        return ""
+    models = sorted({_model_seed(f)[0] for f in [*checked, *flagged]})
+    parts = [m.split("/") for m in models]
+    width = min(len(p) for p in parts)
+    varying = [i for i in range(width) if len({p[i] for p in parts}) > 1] or [width - 1]
+    groups: dict[str, list[str]] = {}
+    for f in flagged:
+        model, seed = _model_seed(f)
+        groups.setdefault(model, []).append(seed)
+    items = []
+    for model, seeds in sorted(groups.items()):
+        split = model.split("/")
+        name = " ".join(_coordinate(split[i]) for i in varying if i < len(split))
+        every = {s for m, s in map(_model_seed, checked) if m == model}
+        shown = "all" if every and every <= set(seeds) else "seeds " + ",".join(sorted(set(seeds), key=_seed_order))
+        items.append(f"{name} {shown}")
+    return "degenerate: " + "; ".join(items)
+
+
+def _seed_order(seed: str) -> tuple[int, str]:
+    return (int(seed), seed) if seed.isdigit() else (-1, seed)
+
+
 def _measure(cell: ClaimCell, direction: int) -> dict[str, Any]:
     """Effect, interval and seed count of one cell (the formula of its type, above)."""
     if isinstance(cell, PairedCell):
@@ -141,16 +187,18 @@ def claim_row(claim: Claim, cell: ClaimCell | None, gates: Mapping[str, bool]) -
            "treatment": claim.treatment, "refs": ", ".join(claim.refs)}  # fmt: skip
     if cell is None:
         return {**row, "effect": math.nan, "ci_low": math.nan, "ci_high": math.nan, "n_seeds": 0,
-                "verdict": "n/a", "flags": ""}  # fmt: skip
+                "verdict": "n/a", "flags": "", "flag_files": ""}  # fmt: skip
     res = _measure(cell, claim.direction)
     if isinstance(cell, PairedCell):
         base_sel, treat_sel = res.pop("selected")
         row["baseline"] = (cell.baseline_label or row["baseline"]) + (f" [{base_sel}]" if base_sel else "")
         row["treatment"] = (cell.treatment_label or row["treatment"]) + (f" [{treat_sel}]" if treat_sel else "")
     degenerate = _degenerate(cell.degenerate) if isinstance(cell, PairedCell) else []
-    flags = [f"degenerate model: {f}" for f in degenerate]
-    flags += [f"failed gate {g}: {GATES[g].text}" for g in claim.gates if not gates.get(g, True)]
-    return {**row, **res, "verdict": verdict(res["ci_low"], res["ci_high"]), "flags": "; ".join(flags)}
+    checked = [f for f, _ in cell.degenerate] if isinstance(cell, PairedCell) else []
+    flags = [degenerate_summary(degenerate, checked)] if degenerate else []
+    flags += [f"failed gate {g}" for g in claim.gates if not gates.get(g, True)]  # its text: under the table
+    return {**row, **res, "verdict": verdict(res["ci_low"], res["ci_high"]), "flags": "; ".join(flags),
+            "flag_files": "; ".join(degenerate)}  # fmt: skip
 
 
 def evaluate_gates(specs: Mapping[str, GateSpec]) -> dict[str, bool]:
@@ -183,13 +231,13 @@ def claims_table(cells: Mapping[str, Sequence[ClaimCell]], gate_specs: Mapping[s
 
 def claims_markdown(frame: pd.DataFrame, gates: Mapping[str, bool]) -> str:
     """The report's first section: one line per claim with its verdict, effect and interval."""
-    lines = ["| claim | paper says | paper's number | benchmark | baseline | treatment | effect [95% CI] "
-             "| seeds | verdict | flags |", "|" + " --- |" * 10]  # fmt: skip
+    lines = ["| claim | paper says (its number; tables) | benchmark | baseline | treatment | effect [95% CI] "
+             "| seeds | verdict | flags |", "|" + " --- |" * 9]  # fmt: skip
     for r in frame.to_dict("records"):
         ci = "" if math.isnan(r["ci_low"]) else f" [{r['ci_low']:.3g}, {r['ci_high']:.3g}]"
         effect = "" if math.isnan(r["effect"]) else f"{r['effect']:.3g}{ci}"
         refs = ", ".join(f"[{x}](tables/{x}.md)" for x in str(r["refs"]).split(", ") if x)
-        lines.append(f"| {r['claim']} | {r['says']} ({refs}) | {r['paper_number']} | {r['benchmark']} | "
+        lines.append(f"| {r['claim']} | {r['says']} ({r['paper_number']}; {refs}) | {r['benchmark']} | "
                      f"{r['baseline']} | {r['treatment']} | {effect} | {r['n_seeds']} | **{r['verdict']}** | "
                      f"{r['flags']} |")  # fmt: skip
     gate_lines = [f"- gate `{g}` ({GATES[g].text}): {'passed' if ok else '**failed**'}" for g, ok in gates.items()]

@@ -146,7 +146,7 @@ class Claim:
 
 DR, DIST = "DR-RLHF", "distillation"
 _RM, _DPO, _PPO = "BTL RM", "Std. DPO", "BTL RM, Std. PPO"
-_SEL = "rho chosen on validation"
+_SEL = "ρ by validation"
 CLAIMS: tuple[Claim, ...] = (
     Claim("a1", DR, "DR reward model beats BTL out of distribution", "Table 1: RewardBench avg BTL 71.8 vs "
           "TV rho=0.4 74.7", "accuracy (%)", _RM, f"DR RM (TV, {_SEL})", "rewardbench", refs=("table1",),
