@@ -7,7 +7,7 @@ CORES ?= 2
 CONFIG ?= config.yaml
 TARGET ?= all
 
-.PHONY: install install-dev small-real demo all-tables prefetch mlflow-ui test lint bench clean-results
+.PHONY: install install-dev small-real demo all-tables ablation prefetch mlflow-ui test lint bench clean-results
 
 # The CPU torch wheel is pinned first so that nothing pulls the multi-GB CUDA build.
 $(BIN)/python:
@@ -46,6 +46,11 @@ demo: $(VENV)/.installed
 # tables to the claims' rows, report.rows: claims); models already trained are reused.
 all-tables: $(VENV)/.installed
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores $(CORES) --rerun-incomplete $(TARGET) --configfile $(CONFIG) --config 'report={rows: all}'
+
+# Why the DR reward models collapse: the label-noise ablation alone (the report of `make demo` holds
+# it too), results/<config name>/ablation/label_noise.md (docs/claims.md).
+ablation: $(VENV)/.installed
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores $(CORES) --rerun-incomplete label_noise_ablation --configfile $(CONFIG)
 
 # Every hub model the config names, downloaded once into the Hugging Face cache (run it on a
 # cluster's login node, e.g. `make prefetch CONFIG=configs/paper.yaml`); the jobs then run offline.

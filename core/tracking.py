@@ -12,8 +12,9 @@ SQLite-backed experiment go to ``<db dir>/mlartifacts/<experiment>``, stored rel
 working directory when the store's URI is (``sqlite:///results/mlflow.db``): a copied ``results/``
 keeps its artifacts wherever the UI is started beside it, as it keeps its store.
 
-What a researcher sees (README, MLflow): every experiment opens on its runs (the
-:data:`EXPERIMENT_KIND` tag); a job that FINISHED supersedes every earlier run of the same job
+What a researcher sees (README, MLflow): every experiment is of the model-training kind (the
+:data:`EXPERIMENT_KIND` tag; MLflow 3.17's UI follows its workflow switch instead, which the link
+of :func:`experiment_url` sets, ``make mlflow-ui``); a job that FINISHED supersedes every earlier run of the same job
 (``supersede``: tag ``superseded_by``, then deleted, restorable with ``mlflow runs restore``), so
 the experiment's runs hold one run per job; an evaluation run links the run that trained its model
 (:meth:`RunLogger.link_training_run`: tag ``train_run_id`` and a link in each run's description).
@@ -84,7 +85,7 @@ FLUSH_S = 120.0
 KILLED_FLUSH_S = 10.0
 #: step metrics held while the store is unreachable; beyond this the oldest are dropped (with a warning)
 MAX_PENDING_METRICS = 200_000
-#: MLflow 3 opens an experiment of this kind on its runs (without it: on a GenAI traces overview)
+#: an experiment of the model-training kind (MLflow 3 versions that read the tag open it on its runs)
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 #: a run's description in the MLflow UI (markdown)
 NOTE_TAG = "mlflow.note.content"

@@ -76,6 +76,30 @@ rule claims:
         "../workflow_scripts/make_claims.py"
 
 
+if SPECS.ablation():
+
+    rule label_noise_ablation:
+        """Why the DR reward models collapse: the reward-model TV grid once more without label noise
+        (a nested run on the derived config <name>-label-t0), beside this world's (core.report.ablation)."""
+        input:
+            SPECS.ablation_inputs(),
+        output:
+            md=PATHS.ablation("md"),
+            json=PATHS.ablation("json"),
+            config=PATHS.ablation("yaml"),
+        params:
+            **light(config=config),  # launched as one process (not through accelerate)
+        log:
+            PATHS.log("ablation/label_noise"),
+        threads: P.threads("train")
+        resources:
+            **P.resources("train"),
+        conda:
+            P.conda_env("train")
+        script:
+            "../workflow_scripts/label_noise_ablation.py"
+
+
 rule report:
     """Every table and figure of both papers (and the theory experiments) in one document, and
     one MLflow run holding them all as artifacts."""

@@ -1,10 +1,14 @@
 """The report jobs of the workflow, one per rule: a paper table (:func:`table`), a figure
-(:func:`figure`), the claims table (:func:`claims`) and the document (:func:`report`), each from
-the typed spec its rule's params carry (core.report.spec_types) and the metrics files it names."""
+(:func:`figure`), the claims table (:func:`claims`), the label-noise ablation
+(:func:`label_noise_ablation`) and the document (:func:`report`), each from the typed spec its
+rule's params carry (core.report.spec_types) and the metrics files it names."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 from core.jobs.job import Job
 from core.jobs.metrics import tracked_run
@@ -38,6 +42,39 @@ def claims(job: Job) -> None:
     write_claims(from_data(job.params["cells"]), from_data(job.params["gates"]), job.out("csv"), job.out("md"))
 
 
+def label_noise_ablation(job: Job) -> None:
+    """Rule ``label_noise_ablation`` (core.report.ablation): the config's reward-model TV grid once
+    more in its world without label noise, then per label temperature, benchmark and rho the
+    degenerate DR seeds and the paired DR - BTL difference with its 95% interval (``json``, ``md``).
+
+    The noise-free world is another config (``<name>-label-t0``, ``yaml``: its own world, data and
+    models under ``results/<name>-label-t0/``), so its models are built by a nested Snakemake run on
+    this working directory: the same rules, cached and resumed like any (``--rerun-incomplete``: a
+    killed training job continues from its checkpoint), on files disjoint from this DAG's (``--nolock``:
+    this Snakemake holds the directory's lock), on the job's threads."""
+    import yaml
+
+    from core.atomic import atomic_write_text
+    from core.jobs.metrics import write_json
+    from core.plan import Pipeline
+    from core.report.ablation import ablation_markdown, ablation_rows, noise_free, rm_files
+
+    cfg = job.params["config"]
+    ablated = Pipeline(noise_free(cfg))
+    atomic_write_text(job.out("config"), yaml.safe_dump(ablated.cfg, sort_keys=False))
+    targets = sorted({f for b in ablated.dr_benchmarks() for fs in rm_files(ablated, b).values() for f in fs})
+    snakefile = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(job.script))), "Snakefile")
+    cmd = [sys.executable, "-m", "snakemake", "-s", snakefile, "-d", os.getcwd(), "--cores", str(job.threads),
+           "--nolock", "--rerun-incomplete", *targets, "--configfile", job.out("config")]  # fmt: skip
+    subprocess.run(cmd, check=True)
+    with tracked_run(job) as run:
+        rows = ablation_rows(Path.cwd(), Pipeline(cfg)) + ablation_rows(Path.cwd(), ablated)
+        write_json(job.out("json"), rows)
+        atomic_write_text(job.out("md"), ablation_markdown(rows))
+        for path in (job.out("md"), job.out("json")):
+            run.log_artifact(path)
+
+
 def report(job: Job) -> None:
     """Rule ``report``: every table and figure of both papers and the theory experiments in one
     document (``report.md`` + a self-contained ``report.html``), and one MLflow run holding them
@@ -54,7 +91,7 @@ def report(job: Job) -> None:
     with tracked_run(job) as run:
         title = f"robust-rlhf: both papers' tables and figures ({name})"
         write_report(job.out("md"), job.out("html"), title, intro, job.params["sections"])
-        for key in ("claims", "tables", "csvs", "figures", "theory"):
+        for key in ("claims", "ablation", "tables", "csvs", "figures", "theory"):
             for path in job.inputs(key):
                 run.log_artifact(path, os.path.dirname(os.path.relpath(path, os.path.dirname(job.out("md")))))
         run.log_artifact(job.out("md"))

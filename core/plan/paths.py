@@ -105,6 +105,10 @@ class Paths:
         """The claims table (core.report.claims): every claim's measured verdict."""
         return f"{self.root}/claims.{ext}"
 
+    def ablation(self, ext: str = "md") -> str:
+        """The label-noise ablation (core.report.ablation): ``md``, ``json``, and ``yaml`` (its noise-free config)."""
+        return f"{self.root}/ablation/label_noise.{ext}"
+
     def report(self, ext: str = "md") -> str:
         return f"{self.root}/report.{ext}"
 

@@ -92,8 +92,11 @@ def report_inputs(paths: Paths, tables: list[str], figures: list[str], theory: l
     }
 
 
-def report_sections(tables: list[str], figures: list[str], theory: list[str]) -> list[dict]:
-    """The document's outline: headings with tables / figures in paper order."""
+def report_sections(
+    tables: list[str], figures: list[str], theory: list[str], ablation: str | None = None
+) -> list[dict]:
+    """The document's outline: headings with tables / figures in paper order; ``ablation`` (the
+    label-noise ablation's table, core.report.ablation) follows the claims table."""
     dr = [{"table": f"tables/{n}.md"} for n in DR_ORDER if n in tables]
     distill: list[dict] = []
     for fig, tabs in DISTILL_ORDER:
@@ -105,7 +108,10 @@ def report_sections(tables: list[str], figures: list[str], theory: list[str]) ->
         items += [{"figure": f"figures/theory_{n}.png"},
                   {"summary": f"metrics/theory/{n}.json", "csv": f"tables/theory_{n}.csv"}]  # fmt: skip
     return [
-        {"heading": "Claims: what this run says about each paper's claims", "items": [{"table": "claims.md"}]},
+        {
+            "heading": "Claims: what this run says about each paper's claims",
+            "items": [{"table": "claims.md"}, *([{"table": ablation}] if ablation else [])],
+        },  # fmt: skip
         {"heading": "Training budgets: loss curves", "items": [{"figure": "figures/learning_curves.png"}]},
         {"heading": "Distributionally robust RLHF (DR paper)", "items": dr},
         {"heading": "Reward-model distillation and pessimism (distillation paper)", "items": distill},

@@ -24,7 +24,7 @@ class Specs:
     """The specs of one config (a :class:`core.plan.workflow.Pipeline`), each built once."""
 
     def __init__(self, pipeline: Any) -> None:
-        self.cfg, self.paths = pipeline.cfg, pipeline.paths
+        self.pipeline, self.cfg, self.paths = pipeline, pipeline.cfg, pipeline.paths
         self.dr, self.distill = DRTables(pipeline), DistillTables(pipeline)
         self.claim_plan = ClaimPlan(pipeline)
         self._tables: dict[str, Table | SettingsTable] | None = None
@@ -77,8 +77,22 @@ class Specs:
     def theory_names(self) -> list[str]:
         return list(self.cfg["theory"]["experiments"])
 
+    def ablation(self) -> bool:
+        """Whether the report holds the label-noise ablation (a synthetic world and ``report.ablation``)."""
+        return self.cfg["data"]["kind"] == "synthetic" and bool(self.cfg["report"].get("ablation", False))
+
+    def ablation_inputs(self) -> list[str]:
+        """The config's own reward-model TV grid files the ablation sets beside the noise-free world's."""
+        from core.report.ablation import rm_files
+
+        return sorted(
+            {f for b in self.pipeline.dr_benchmarks() for fs in rm_files(self.pipeline, b).values() for f in fs}
+        )
+
     def report_inputs(self) -> dict[str, list[str]]:
-        return report_outline.report_inputs(self.paths, list(self.tables()), self.figures(), self.theory_names())
+        inputs = report_outline.report_inputs(self.paths, list(self.tables()), self.figures(), self.theory_names())
+        return {**inputs, "ablation": [self.paths.ablation("md")] if self.ablation() else []}
 
     def report_sections(self) -> list[dict]:
-        return report_outline.report_sections(list(self.tables()), self.figures(), self.theory_names())
+        names = (list(self.tables()), self.figures(), self.theory_names())
+        return report_outline.report_sections(*names, ablation="ablation/label_noise.md" if self.ablation() else None)
