@@ -48,9 +48,10 @@ all-tables: $(VENV)/.installed
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores $(CORES) --rerun-incomplete $(TARGET) --configfile $(CONFIG) --config 'report={rows: all}'
 
 # Why the DR reward models collapse: the label-noise ablation alone (the report of `make demo` holds
-# it too), results/<config name>/ablation/label_noise.md (docs/claims.md).
+# it too), results/<config name>/ablation/label_noise.md (docs/claims.md); any synthetic-world config.
+# Its job runs the noise-free world's grid as a nested run on the job's threads: here all the cores.
 ablation: $(VENV)/.installed
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores $(CORES) --rerun-incomplete label_noise_ablation --configfile $(CONFIG)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores $(CORES) --set-threads label_noise_ablation=$(CORES) --rerun-incomplete label_noise_ablation --configfile $(CONFIG)
 
 # Every hub model the config names, downloaded once into the Hugging Face cache (run it on a
 # cluster's login node, e.g. `make prefetch CONFIG=configs/paper.yaml`); the jobs then run offline.

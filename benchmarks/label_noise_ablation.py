@@ -34,8 +34,8 @@ def main() -> None:
     name = yaml.safe_load(Path(args.configfile).read_text(encoding="utf-8"))["name"]
     start = time.time()
     cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", args.workdir, "--cores",
-           str(args.cores), "--rerun-incomplete", "label_noise_ablation", "--config", "report={ablation: true}",
-           "--configfile", str(Path(args.configfile).resolve())]  # fmt: skip
+           str(args.cores), "--set-threads", f"label_noise_ablation={args.cores}", "--rerun-incomplete",
+           "label_noise_ablation", "--configfile", str(Path(args.configfile).resolve())]  # fmt: skip
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     print(f"label-noise ablation: {time.time() - start:.0f} s")
     print((Path(args.workdir) / Paths(f"results/{name}").ablation("md")).read_text(encoding="utf-8"))

@@ -76,11 +76,12 @@ rule claims:
         "../workflow_scripts/make_claims.py"
 
 
-if SPECS.ablation():
+if SPECS.ablation_rule():
 
     rule label_noise_ablation:
         """Why the DR reward models collapse: the reward-model TV grid once more without label noise
-        (a nested run on the derived config <name>-label-t0), beside this world's (core.report.ablation)."""
+        (a nested run on the derived config <name>-label-t0), beside this world's (core.report.ablation).
+        Every synthetic world has it (`make ablation`); the report holds it where report.ablation is set."""
         input:
             SPECS.ablation_inputs(),
         output:

@@ -9,12 +9,14 @@ import math
 
 import pytest
 import yaml
-from test_workflow import REPO, smoke_config, snakemake
+from test_workflow import REPO, _make_dry_run, job_stats, smoke_config, snakemake, write_config
 
 from core.eval.results import write_metrics
 from core.plan import Pipeline
 from core.plan.config import validate_config
 from core.report.ablation import ablation_markdown, ablation_rows, noise_free
+from core.report.report import assemble_markdown
+from tests.conftest import packaged_as_hub
 
 SEEDS = [0, 1, 2]
 
@@ -63,6 +65,8 @@ def test_rows_hold_degenerate_seeds_and_the_paired_difference_with_its_interval(
     assert "Without label noise the collapse shrinks" in text
     same = ablation_markdown(rows + [{**r, "label_temperature": 0.0, "degenerate_seeds": [0, 1, 2]}])
     assert "does not shrink: label noise does not explain it" in same
+    none = ablation_markdown([{**r, "degenerate_seeds": []}, {**r, "label_temperature": 0.0, "degenerate_seeds": []}])
+    assert "no collapse for label noise to explain" in none and "does not shrink" not in none
     assert f"label temperature 0.5: {r['diff']:+.2f} [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]" in text
     assert "| 0.5 | id | 0.5 | 70.0 | 58.0 | -12.00 [" in text and "| 0,1 |" in text
 
@@ -79,15 +83,54 @@ def test_the_noise_free_config_changes_only_the_labels_and_the_grid():
     assert cfg["data"]["world"].get("label_temperature") != 0.0  # the input is not changed
 
 
-def test_the_ablation_is_a_target_of_synthetic_configs_and_follows_the_claims_table(tmp_path):
+def test_every_synthetic_world_has_the_rule_and_report_ablation_puts_it_after_the_claims_table():
     on, off = pipeline(smoke(ablation=True)).specs, pipeline(smoke()).specs
+    assert on.ablation_rule() and off.ablation_rule()  # `make ablation` works for any synthetic world
     assert on.ablation() and not off.ablation()
     claims = on.report_sections()[0]
     assert claims["items"] == [{"table": "claims.md"}, {"table": "ablation/label_noise.md"}]
     assert on.report_inputs()["ablation"] == ["results/smoke/ablation/label_noise.md"]
     assert off.report_inputs()["ablation"] == [] and off.report_sections()[0]["items"] == [{"table": "claims.md"}]
-    real = yaml.safe_load((REPO / "configs" / "small-real-lm.yaml").read_text())
+    real = packaged_as_hub(yaml.safe_load((REPO / "configs" / "small-real-lm.yaml").read_text()))
     real["report"]["ablation"] = True
-    assert not Pipeline(real).specs.ablation()  # no world to take the label noise out of
-    proc = snakemake(tmp_path, "-n", "label_noise_ablation", "--configfile", str(REPO / "config.yaml"), timeout=300)
-    assert proc.returncode == 0 and "label_noise_ablation" in proc.stdout, proc.stderr[-2000:]
+    assert not Pipeline(real).specs.ablation_rule() and not Pipeline(real).specs.ablation()  # no label noise to remove
+
+
+def test_make_ablation_and_make_demo_build_the_rule_on_the_default_config(tmp_path):
+    """`make ablation`'s command plans the rule (with the main grid's reward models it reads), and
+    `make demo` plans it once too: config.yaml sets report.ablation."""
+    assert _make_dry_run(tmp_path, "ablation")["label_noise_ablation"] == 1
+    stats = _make_dry_run(tmp_path, "demo")
+    assert stats["label_noise_ablation"] == 1 and stats["report"] == 1, stats
+
+
+def test_a_real_data_config_has_no_ablation_rule_even_when_asked(tmp_path):
+    cfg = packaged_as_hub(yaml.safe_load((REPO / "configs" / "small-real-lm.yaml").read_text()))
+    for spec in cfg["data"]["sources"].values():
+        if not (REPO / spec["source"]).exists():
+            pytest.skip(f"small-real-lm.yaml: its data {spec['source']} is not beside this checkout")
+        spec["source"] = str(REPO / spec["source"])
+    cfg["report"]["ablation"] = True
+    config = write_config(tmp_path / "real.yaml", cfg)
+    dag = snakemake(tmp_path, "-n", "all", "--configfile", str(config), timeout=300)
+    assert dag.returncode == 0 and "report" in job_stats(dag.stdout), (dag.stdout + dag.stderr)[-2000:]
+    assert "label_noise_ablation" not in dag.stdout
+    alone = snakemake(tmp_path, "-n", "label_noise_ablation", "--configfile", str(config), timeout=300)
+    assert alone.returncode != 0 and "No rule to produce label_noise_ablation" in alone.stdout + alone.stderr
+
+
+def test_the_report_holds_the_ablation_below_the_claims_table(tmp_path):
+    """The report's claims section as the report rule writes it (core.report.report) with the
+    ablation's file present: its findings and table follow the claims table, before the next section."""
+    p = pipeline(smoke(ablation=True))
+    write_grid(tmp_path, p, {0.0: [0.60, 0.70, 0.80], 0.5: [0.50, 0.50, 0.74]}, {0.5: (0, 1)})
+    root = tmp_path / p.paths.root
+    (root / "claims.md").write_text("### Claims\n\n| claim | verdict |\n| --- | --- |\n| a | reproduced |\n")
+    (root / "ablation").mkdir()
+    (root / "ablation" / "label_noise.md").write_text(ablation_markdown(ablation_rows(tmp_path, p)))
+    (root / "ablation" / "label_noise.json").write_text("[]")
+    sections = p.specs.report_sections()[:1] + [{"heading": "Next", "items": []}]
+    md = assemble_markdown("R", "", sections, str(root))
+    claims, ablation, after = md.index("| a | reproduced |"), md.index("the label-noise ablation"), md.index("## Next")
+    assert claims < ablation < md.index("| 0.5 | id | 0.5 | 70.0 | 58.0 | -12.00 [") < after
+    assert "label temperature 0.5: 2 of 3." in md and "*Source: `ablation/label_noise.md` (and `.json`).*" in md

@@ -122,25 +122,72 @@ def test_degenerate_models_and_failed_gates_are_flagged_beside_the_verdict(tmp_p
 
 def test_degenerate_flags_are_summarised_per_grid_point_and_the_table_reads_in_one_screen(tmp_path):
     """The issue's a1 row: DR reward models degenerate at rho 0.6 (seeds 0,1,3,4) and 1.0 (all) read
-    ``degenerate: tv ρ=0.6 seeds 0,1,3,4; tv ρ=1 all``; every markdown row but its claim text fits
-    160 columns; the CSV keeps each file."""
-    from core.report.claims import claims_markdown
+    ``degenerate: ρ=0.6 seeds 0,1,3,4; ρ=1 all`` (rho alone tells the cell's models apart); every
+    row of claims.md and of the report's HTML table but its claim text fits 160 columns; claims.csv
+    keeps each file, in flag_files."""
+    import html
+    import re
+
+    from core.report.claims import write_claims
+    from core.report.report import markdown_to_html
 
     def grid(div: str, rho: str, flagged=()) -> list[str]:
-        folder = tmp_path / f"metrics/dr/rm/unfiltered/{div}/rho{rho}"
+        folder = tmp_path / f"results/demo/metrics/dr/rm/unfiltered/{div}/rho{rho}"
         return [metrics_file(folder / f"seed{s}/rewardbench.json", 0.5 + s / 100, s in flagged) for s in SEEDS]
 
     base, chosen = grid("none", "0"), grid("tv", "0.2")
     bad = grid("tv", "0.6", flagged=(0, 1, 3, 4)) + grid("tv", "1", flagged=SEEDS)
     checked = [(f, "metrics/spread/degenerate") for f in base + chosen + bad]
-    cell = paired_cell("a1", base, chosen, degenerate=checked)
-    frame = claims_table({"a1": [cell]}, {})
-    a1 = row(frame, "a1")
-    assert a1["flags"] == "degenerate: tv ρ=0.6 seeds 0,1,3,4; tv ρ=1 all"
-    assert len(a1["flag_files"].split("; ")) == 9 and all(f in a1["flag_files"] for f in bad if "seed2" not in f)
-    for line in claims_markdown(frame, {}).splitlines():
-        if line.startswith("| ") and "paper says" not in line:
-            assert len(line) - len(line.split(" | ")[1]) <= 160, line
+    pick = Selection((Candidate("ρ=0.2", tuple(chosen), tuple(chosen)),), "metrics/accuracy")
+    cell = PairedCell("a1", "rewardbench", "metrics/scores/overall", SeedFiles(tuple(base)), pick, scale=100,
+                      degenerate=tuple(checked))  # fmt: skip
+    frame = write_claims({"a1": [cell]}, {}, str(tmp_path / "claims.csv"), str(tmp_path / "claims.md"))
+    assert row(frame, "a1")["flags"] == "degenerate: ρ=0.6 seeds 0,1,3,4; ρ=1 all"
+    csv = pd.read_csv(tmp_path / "claims.csv").set_index("claim")
+    assert csv.loc["a1", "flag_files"].split("; ") == [f for f in bad if "rho0.6/seed2" not in f]  # each file
+    markdown = (tmp_path / "claims.md").read_text()
+    assert "rewardbench.json" not in markdown and "ρ=0.6 seeds 0,1,3,4" in markdown  # only the summary
+    rows = [line for line in markdown.splitlines() if line.startswith("| ") and "paper says" not in line]
+    assert rows and all(len(line) - len(line.split(" | ")[1]) <= 160 for line in rows), rows
+    for tr in re.findall(r"<tr>(.*?)</tr>", markdown_to_html(markdown, str(tmp_path), "t"), flags=re.S)[1:]:
+        cells = [html.unescape(re.sub(r"<[^>]+>", "", c)) for c in re.findall(r"<td[^>]*>(.*?)</td>", tr, re.S)]
+        assert "json" not in tr and len(" | ".join(cells[:1] + cells[2:])) <= 160, cells
+
+
+@pytest.mark.parametrize(
+    ("checked", "flagged", "summary"),
+    [
+        # PPO: the baseline (no variant, no divergence, rho 0) and a treatment grid point both flagged
+        (
+            [f"ppo/none/none/rho0/seed{s}/id.json" for s in SEEDS]
+            + [f"ppo/vA/tv/rho{r}/seed{s}/id.json" for r in ("0.2", "1") for s in SEEDS],
+            ["ppo/none/none/rho0/seed2/id.json", *[f"ppo/vA/tv/rho1/seed{s}/id.json" for s in SEEDS]],
+            "degenerate: ρ=0 seed 2; ρ=1 all",
+        ),  # fmt: skip
+        # one model on two benchmarks: the benchmark tells them apart
+        (
+            [f"rm/tv/rho{r}/seed{s}/{b}.json" for r in ("0", "0.6") for b in ("hhh", "id") for s in SEEDS],
+            ["rm/tv/rho0.6/seed0/hhh.json", "rm/tv/rho0.6/seed1/hhh.json", "rm/tv/rho0/seed3/id.json"],
+            "degenerate: ρ=0 id seed 3; ρ=0.6 hhh seeds 0,1",
+        ),  # fmt: skip
+        # grid points sort by number; files named <model>_s<N>_<bench>.json
+        (
+            [f"m/beta{b}_s{s}_oracle.json" for b in ("0.1", "0.05", "10") for s in SEEDS],
+            [f"m/beta{b}_s{s}_oracle.json" for b in ("10", "0.05") for s in SEEDS],
+            "degenerate: β=0.05 all; β=10 all",
+        ),
+        # names before coordinates: the divergence goes, rho stays; a plain name where nothing else differs
+        (
+            [f"x/{d}/rho0.5/seed{s}/id.json" for d in ("tv", "chi2") for s in SEEDS],
+            ["x/chi2/rho0.5/seed4/id.json"],
+            "degenerate: chi2 seed 4",
+        ),  # fmt: skip
+    ],
+)
+def test_degenerate_summary_names_each_flagged_model_by_what_tells_it_apart(checked, flagged, summary):
+    from core.report.claims import degenerate_summary
+
+    assert degenerate_summary(flagged, checked) == summary
 
 
 def theory_csv(path, exponent: float, noise: float = 0.02, reps: int = 6) -> str:

@@ -23,6 +23,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from tests.conftest import packaged_as_hub
+
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = REPO / ".venv" / "bin"
 SNAKEMAKE = str(VENV_BIN / "snakemake") if (VENV_BIN / "snakemake").exists() else "snakemake"
@@ -154,8 +156,9 @@ def test_shipped_configs_validate_against_the_schema(tmp_path):
 def test_every_shipped_config_resolves_its_dag(tmp_path, config):
     """Each configs/*.yaml passes the schema and its DAG resolves offline (small-real-lm.yaml's
     alpaca-eval format was once missing from the schema's list). Local data paths are relative to
-    the checkout, where the workflow runs: made absolute here for a run in another folder."""
-    cfg = yaml.safe_load((REPO / "configs" / config).read_text())
+    the checkout, where the workflow runs: made absolute here for a run in another folder; packaged
+    models not installed are named by their hub ids (conftest.packaged_as_hub)."""
+    cfg = packaged_as_hub(yaml.safe_load((REPO / "configs" / config).read_text()))
     for spec in (cfg.get("data", {}).get("sources") or {}).values():
         local = REPO / spec["source"]
         if spec["source"].startswith(".") and not local.exists():

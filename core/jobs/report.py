@@ -51,7 +51,14 @@ def label_noise_ablation(job: Job) -> None:
     models under ``results/<name>-label-t0/``), so its models are built by a nested Snakemake run on
     this working directory: the same rules, cached and resumed like any (``--rerun-incomplete``: a
     killed training job continues from its checkpoint), on files disjoint from this DAG's (``--nolock``:
-    this Snakemake holds the directory's lock), on the job's threads."""
+    this Snakemake holds the directory's lock), on the job's threads (``make ablation`` gives it all
+    the cores with ``--set-threads``). Why nested and not in this DAG: every rule, path and param is
+    derived from one config (core.plan.Pipeline of ``config``); the noise-free world needs its own
+    whole chain (world, splits, tokenizer, pretraining, SFT, reward models, evaluation) under its own
+    config, which the rules would otherwise have to take as a second, per-job config, a change to every
+    rule for one experiment. Nested, the noise-free jobs are the ordinary rules on the ordinary
+    config they would have if run by hand (``snakemake --configfile .../label_noise.yaml``), so
+    their outputs, rerun triggers and resumption are exactly those of the main grid's."""
     import yaml
 
     from core.atomic import atomic_write_text

@@ -92,9 +92,8 @@ class ClaimPlan(CellPlan):
         models = [lo(s) for s in self.p.seeds()] + [hi(s) for s in self.p.seeds()]
         return PairedCell(claim.id, bench, self.bench_key("metrics", bench), self.seed_cell(lo, bench),
                           self.seed_cell(hi, bench), scale=100,
-                          baseline_label=f"{'BTL RM' if grid[0] == 0 else 'DR RM'} ({div}, ρ={fmt(grid[0])}, "
-                                         f"variant '{v}')",
-                          treatment_label=f"DR RM ({div}, ρ={fmt(grid[-1])}, variant '{v}')",
+                          baseline_label=f"{'BTL RM' if grid[0] == 0 else 'DR RM'} ({div}, ρ={fmt(grid[0])}, {v})",
+                          treatment_label=f"DR RM ({div}, ρ={fmt(grid[-1])}, {v})",
                           degenerate=tuple((p.metrics(m, bench), "metrics/spread/degenerate")
                                            for m in models))  # fmt: skip
 

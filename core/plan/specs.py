@@ -77,9 +77,15 @@ class Specs:
     def theory_names(self) -> list[str]:
         return list(self.cfg["theory"]["experiments"])
 
+    def ablation_rule(self) -> bool:
+        """Whether the DAG has the rule ``label_noise_ablation`` (``make ablation``): a synthetic world,
+        whose label noise can be taken out, with a TV grid for ``report.rm_variant``."""
+        grid = self.cfg["dr"]["reward"]["grids"].get(self.cfg["report"].get("rm_variant"), {}).get("tv", [])
+        return self.cfg["data"]["kind"] == "synthetic" and any(r > 0 for r in grid)
+
     def ablation(self) -> bool:
-        """Whether the report holds the label-noise ablation (a synthetic world and ``report.ablation``)."""
-        return self.cfg["data"]["kind"] == "synthetic" and bool(self.cfg["report"].get("ablation", False))
+        """Whether the report's claims section holds the label-noise ablation (``report.ablation``)."""
+        return self.ablation_rule() and bool(self.cfg["report"].get("ablation", False))
 
     def ablation_inputs(self) -> list[str]:
         """The config's own reward-model TV grid files the ablation sets beside the noise-free world's."""

@@ -105,9 +105,12 @@ def _findings(rows: Sequence[Mapping[str, Any]]) -> list[str]:
            f"DR - BTL at ρ = {rhos[0]:g} on `{first}` (accuracy points, 95% interval): {diffs}."]  # fmt: skip
     if len(counts) == 2:
         (noisy, _), (clean, _) = counts[temperatures[0]], counts[temperatures[-1]]
-        out.append("Without label noise the collapse "
-                   + ("shrinks, as the label-noise mechanism predicts." if clean < noisy else
-                      "does not shrink: label noise does not explain it."))  # fmt: skip
+        if noisy == 0:
+            out.append("With label noise no DR model is degenerate there: no collapse for label noise to explain.")
+        else:
+            out.append("Without label noise the collapse "
+                       + ("shrinks, as the label-noise mechanism predicts." if clean < noisy else
+                          "does not shrink: label noise does not explain it."))  # fmt: skip
     return out
 
 

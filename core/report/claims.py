@@ -15,14 +15,15 @@ this config; :func:`claims_table` computes
   ``opposite`` (below 0), ``inconclusive`` (contains 0, or no interval), ``n/a`` (not in this
   config);
 * ``flags`` — degenerate models (near-constant scores), summarised per model (:func:`degenerate_summary`:
-  ``degenerate: tv ρ=0.6 seeds 0,1,3,4; tv ρ=1 all``), and failed sanity gates the claim rests on;
-  the degenerate models' files in ``flag_files`` (the CSV only). A flag never changes the verdict:
-  a collapse is a finding, shown beside it.
+  ``degenerate: ρ=0.6 seeds 0,1,3,4; ρ=1 all``), and failed sanity gates the claim rests on, by name
+  (their text under the table); the degenerate models' files in ``flag_files`` (the CSV only). A flag
+  never changes the verdict: a collapse is a finding, shown beside it.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -130,9 +131,14 @@ def _degenerate(files: Sequence[tuple[str, str]]) -> list[str]:
     return out
 
 
-def _model_seed(path: str) -> tuple[str, str]:
+def _model_seed(path: str) -> tuple[tuple[str, ...], str]:
+    """A seed's file as (its model: the path parts before the seed, then the benchmark after it;
+    ``<model>/seed<N>/<bench>.json`` or ``<model>_s<N>_<bench>.json``, its seed); a file without a
+    seed is a model of its own, seed ``""``."""
     m = SEED_FILE.match(path)
-    return (m["model"], m["seed"]) if m else (path, "")
+    if not m:
+        return tuple(path.split("/")), ""
+    return (*m["model"].split("/"), os.path.splitext(path[m.end() :].lstrip("/_"))[0]), m["seed"]
 
 
 def _coordinate(part: str) -> str:
@@ -140,32 +146,62 @@ def _coordinate(part: str) -> str:
     return f"{SYMBOL[m['name']]}={m['value']}" if m else part
 
 
+def _part_order(part: str) -> tuple[str, float, str]:
+    """Sort key of a path part: grid coordinates by their number (``rho0.6`` before ``rho1``)."""
+    m = COORDINATE.match(part)
+    try:
+        return (m["name"], float(m["value"]), part) if m else (part, 0.0, part)
+    except ValueError:  # not a number after all (``rho1-2``)
+        return (part, 0.0, part)
+
+
+def _telling_parts(models: Sequence[tuple[str, ...]]) -> list[int]:
+    """The fewest positions (greedily) whose parts still tell every model apart: of the positions
+    that differ, plain names (``tv``, ``vA``) are dropped before grid coordinates (``rho0.6``)."""
+    varying = [i for i in range(len(models[0])) if len({m[i] for m in models}) > 1]
+    if not varying:
+        return [len(models[0]) - 2]  # one model: its last path part before the seed
+
+    def distinct(kept: list[int]) -> bool:
+        return len({tuple(m[i] for i in kept) for m in models}) == len(models)
+
+    kept = list(varying)
+    for i in sorted(varying, key=lambda i: (any(COORDINATE.match(m[i]) for m in models), -i)):
+        if distinct([k for k in kept if k != i]):
+            kept.remove(i)
+    return kept
+
+
+def _seeds_shown(flagged: set[str], checked: set[str]) -> str:
+    """``all`` (every checked seed of the model flagged), ``seed 3`` or ``seeds 0,1,3,4``."""
+    if checked <= flagged:
+        return "all"
+    seeds = sorted(flagged, key=lambda s: (len(s), s))
+    return ("seed " if len(seeds) == 1 else "seeds ") + ",".join(seeds)
+
+
 def degenerate_summary(flagged: Sequence[str], checked: Sequence[str]) -> str:
-    """``degenerate: tv ρ=0.6 seeds 0,1,3,4; tv ρ=1 all``: the flagged files grouped by model (the
-    path before its seed folder), each named by the path parts that tell the checked models apart,
-    with its flagged seeds (``all`` when every checked seed of that model is flagged)."""
+    """``degenerate: ρ=0.6 seeds 0,1,3,4; ρ=1 all``: the flagged files grouped by model (the path
+    before its seed, and its benchmark), each model named by the fewest of those parts that tell the
+    checked models apart (:func:`_telling_parts`), with its flagged seeds (``all`` when every
+    checked seed of that model is flagged)."""
     if not flagged:
         return ""
-    models = sorted({_model_seed(f)[0] for f in [*checked, *flagged]})
-    parts = [m.split("/") for m in models]
-    width = min(len(p) for p in parts)
-    varying = [i for i in range(width) if len({p[i] for p in parts}) > 1] or [width - 1]
-    groups: dict[str, list[str]] = {}
-    for f in flagged:
+    seeds: dict[tuple[str, ...], tuple[set[str], set[str]]] = {}  # model: (checked seeds, flagged seeds)
+    bad_files = set(flagged)
+    for f in [*checked, *flagged]:
         model, seed = _model_seed(f)
-        groups.setdefault(model, []).append(seed)
+        seeds.setdefault(model, (set(), set()))[f in bad_files].add(seed)
+    depth = max(len(m) for m in seeds)  # align the benchmark (last) of paths of different depth
+    padded = {m: m[:-1] + ("",) * (depth - len(m)) + m[-1:] for m in seeds}
+    kept = _telling_parts(sorted(padded.values()))
     items = []
-    for model, seeds in sorted(groups.items()):
-        split = model.split("/")
-        name = " ".join(_coordinate(split[i]) for i in varying if i < len(split))
-        every = {s for m, s in map(_model_seed, checked) if m == model}
-        shown = "all" if every and every <= set(seeds) else "seeds " + ",".join(sorted(set(seeds), key=_seed_order))
-        items.append(f"{name} {shown}")
+    for model in sorted(seeds, key=lambda m: [_part_order(p) for p in padded[m]]):
+        every, bad = seeds[model][0] | seeds[model][1], seeds[model][1]
+        if bad:
+            name = " ".join(_coordinate(padded[model][i]) for i in kept if padded[model][i])
+            items.append(" ".join(x for x in (name, "" if bad == {""} else _seeds_shown(bad, every)) if x))
     return "degenerate: " + "; ".join(items)
-
-
-def _seed_order(seed: str) -> tuple[int, str]:
-    return (int(seed), seed) if seed.isdigit() else (-1, seed)
 
 
 def _measure(cell: ClaimCell, direction: int) -> dict[str, Any]:

@@ -45,6 +45,13 @@ def _summary_line(root: str, item: Mapping[str, Any]) -> str:
     return f"**{name}** — checks {checks}. {shown}. Per-replicate table: [`{item['csv']}`]({item['csv']})."
 
 
+def _source(root: str, table: str) -> str:
+    """A table's file and its data file beside it (``.csv``, or ``.json`` as the ablation's), if any."""
+    stem = os.path.splitext(table)[0]
+    data = next((ext for ext in (".csv", ".json") if os.path.exists(os.path.join(root, stem + ext))), None)
+    return f"`{table}`" + (f" (and `{data}`)" if data else "")
+
+
 def assemble_markdown(title: str, intro: str, sections: Sequence[Mapping[str, Any]], root: str) -> str:
     """The report's Markdown; every referenced file must exist under ``root``."""
     lines = [f"# {title}", ""]
@@ -65,7 +72,7 @@ def assemble_markdown(title: str, intro: str, sections: Sequence[Mapping[str, An
                 if not text.startswith("#"):
                     name = os.path.splitext(os.path.basename(item["table"]))[0]
                     text = f"### {name}\n\n{text}"
-                lines += [_heading_shift(text, 0), "", f"*Source: `{item['table']}` (and `.csv`).*", ""]
+                lines += [_heading_shift(text, 0), "", f"*Source: {_source(root, item['table'])}.*", ""]
             elif "figure" in item:
                 path = os.path.join(root, item["figure"])
                 if not os.path.exists(path):
