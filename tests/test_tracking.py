@@ -382,6 +382,8 @@ def test_run_names_lead_with_what_tells_runs_apart():
 
     wc = {"variant": "unfiltered", "div": "tv", "rho": "0.2", "seed": "3"}
     assert run_title("train_rm_dr", wc) == "rm tv ρ=0.2 s3 unfiltered"
+    assert run_title("eval_rm_dr", {**wc, "rmset": "rm"}) == "eval rm tv ρ=0.2 s3 unfiltered"  # the default set
+    assert run_title("train_rm_dr", {**wc, "rmset": "rm_ppo"}) == "rm rm_ppo tv ρ=0.2 s3 unfiltered"
     assert run_title("eval_ppo", {**wc, "version": "vA"}) == "eval ppo vA tv ρ=0.2 s3 unfiltered"
     distill = {"method": "edpo", "bias": "0.3", "beta": "0.1", "gamma": "anneal", "seed": "0"}
     assert run_title("train_distill_policy", distill) == "distill edpo bias=0.3 β=0.1 anneal s0"

@@ -41,15 +41,19 @@ RULE_WORDS = {"train_rm_dr": "rm", "eval_rm_dr": "eval rm", "train_dpo_dr": "dpo
               "train_distill_rm": "distill rm", "train_oracle_rm": "oracle rm"}  # fmt: skip
 #: wildcards in the order a run's name shows them (what tells the runs of one table apart first;
 #: the variant, which picks the table, last), and their formats
-WILDCARD_ORDER = ("method", "version", "div", "rho", "bias", "beta", "gamma", "member", "name", "seed", "variant")
+WILDCARD_ORDER = ("method", "rmset", "version", "div", "rho", "bias", "beta", "gamma", "member", "name", "seed",
+                  "variant")  # fmt: skip
 WILDCARD_FORMAT = {"rho": "ρ={}", "beta": "β={}", "bias": "bias={}", "seed": "s{}"}
+#: wildcard values a name leaves out: the default one of their rule (a DR reward model's set ``rm``)
+WILDCARD_DEFAULT = {("rmset", "rm")}
 
 
 def run_title(rule: str, wildcards: Mapping[str, Any]) -> str:
     """A run's name in MLflow, leading with what tells it apart: ``rm tv ρ=0.2 s3 unfiltered`` for
     ``train_rm_dr[div=tv,rho=0.2,seed=3,variant=unfiltered]`` (the rule and every wildcard stay in
     the run's tags and params)."""
-    keys = sorted(wildcards, key=lambda k: (WILDCARD_ORDER.index(k) if k in WILDCARD_ORDER else len(WILDCARD_ORDER), k))
+    shown = [k for k in wildcards if (k, str(wildcards[k])) not in WILDCARD_DEFAULT]
+    keys = sorted(shown, key=lambda k: (WILDCARD_ORDER.index(k) if k in WILDCARD_ORDER else len(WILDCARD_ORDER), k))
     words = [WILDCARD_FORMAT.get(k, "{}" if k in WILDCARD_ORDER else f"{k}={{}}").format(wildcards[k]) for k in keys]
     return " ".join([RULE_WORDS.get(rule, rule.removeprefix("train_").replace("_", " ")), *words])
 
