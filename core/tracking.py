@@ -419,13 +419,21 @@ def _schema_lock(uri: str) -> Iterator[None]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
+def _absolute_sqlite(uri: str) -> str:
+    """A relative SQLite URI made absolute (from the working directory): MLflow keeps one engine
+    per URI string in a process, so a relative one would reach the file of an earlier directory."""
+    if uri.startswith("sqlite:///") and not os.path.isabs(uri[len("sqlite:///") :]):
+        return "sqlite:///" + os.path.abspath(uri[len("sqlite:///") :])
+    return uri
+
+
 def _open_client(uri: str) -> Any:
     """An ``MlflowClient`` whose store (and, for a new SQLite file, its tables) exists."""
     from mlflow.tracking import MlflowClient
 
     def attempt() -> Any:
         with _schema_lock(uri):
-            client = MlflowClient(tracking_uri=uri)
+            client = MlflowClient(tracking_uri=_absolute_sqlite(uri))
             client.search_experiments(max_results=1)  # forces store creation / migration under the lock
             return client
 
@@ -514,7 +522,7 @@ def experiment_url(uri: str, experiment: str, address: str) -> str | None:
     3's workflow switch on "Model training"), or None when the store has no such experiment."""
     from mlflow.tracking import MlflowClient
 
-    found = MlflowClient(tracking_uri=uri).get_experiment_by_name(experiment)
+    found = MlflowClient(tracking_uri=_absolute_sqlite(uri)).get_experiment_by_name(experiment)
     if found is None:
         return None
     return f"{address.rstrip('/')}/#/experiments/{found.experiment_id}?workflowType=machine_learning"

@@ -92,9 +92,7 @@ if SPECS.ablation_rule():
             **light(config=config),  # launched as one process (not through accelerate)
         log:
             PATHS.log("ablation/label_noise"),
-        # its nested run trains 16 jobs on these threads: up to 8 of the workflow's cores, so that on a
-        # laptop it is not a one-core tail after everything else has finished
-        threads: max(P.threads("train"), min(workflow.cores, 8))
+        threads: P.threads("train")  # its nested run's cores (`make ablation` sets all with --set-threads)
         resources:
             **P.resources("train"),
         conda:

@@ -130,12 +130,14 @@ def test_an_experiment_opens_on_its_runs_and_keeps_artifacts_relative(tmp_path, 
 
     monkeypatch.chdir(tmp_path)
     uri = "sqlite:///results/mlflow.db"
-    MlflowClient(tracking_uri=uri).create_experiment("older")  # created without the kind tag
+    MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'results' / 'mlflow.db'}").create_experiment(
+        "older"
+    )  # no kind tag
     for name in ("shared", "older"):
         with mlflow_run(name, "one", tracking_uri=uri) as run:
             (tmp_path / "note.txt").write_text("hello")
             run.log_artifact(tmp_path / "note.txt")
-    client = MlflowClient(tracking_uri=uri)
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'results' / 'mlflow.db'}")
     for name in ("shared", "older"):
         assert client.get_experiment_by_name(name).tags["mlflow.experimentKind"] == "custom_model_development"
     experiment = client.get_experiment_by_name("shared")
@@ -145,7 +147,7 @@ def test_an_experiment_opens_on_its_runs_and_keeps_artifacts_relative(tmp_path, 
     shutil.copytree(tmp_path / "results", tmp_path / "copy" / "results")
     shutil.rmtree(tmp_path / "results")
     monkeypatch.chdir(tmp_path / "copy")
-    moved = MlflowClient(tracking_uri=uri)
+    moved = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'copy' / 'results' / 'mlflow.db'}")  # the copy's
     assert [a.path for a in moved.list_artifacts(run.info.run_id)] == ["note.txt"]
     assert Path(moved.download_artifacts(run.info.run_id, "note.txt", str(tmp_path))).read_text() == "hello"
 
