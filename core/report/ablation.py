@@ -12,7 +12,6 @@ accuracy points, its mean over seeds with the 95% Student-t interval ``mean +- t
 from __future__ import annotations
 
 import copy
-import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -20,14 +19,13 @@ from typing import Any
 
 import numpy as np
 
-from core.report.tables import t_quantile
+from core.data.synthetic import WorldConfig
+from core.report.tables import paired_interval, read_metric, read_number
 
 __all__ = ["ablation_markdown", "ablation_rows", "noise_free", "rm_files"]
 
 #: the ablated world's label temperature (labels are the oracle's argmax)
 NOISE_FREE = 0.0
-#: the world's label temperature when the config does not set it (core.data.synthetic)
-DEFAULT_TEMPERATURE = 0.5
 
 
 def noise_free(cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -52,15 +50,16 @@ def rm_files(p: Any, bench: str) -> dict[float, list[str]]:
 
 
 def _score(path: Path, bench: str) -> tuple[float, bool]:
-    m = json.loads(path.read_text(encoding="utf-8"))["metrics"]
-    value = m["accuracy"] if bench == "id" else m["scores"]["overall"]
-    return 100 * float(value), bool(m.get("spread", {}).get("degenerate", False))
+    """A reward model's accuracy in points (``id``: pairwise, else the overall score) and its degeneracy flag."""
+    value = read_number(path, "metrics/accuracy" if bench == "id" else "metrics/scores/overall")
+    return 100 * value, read_metric(path, "metrics/spread/degenerate") is True
 
 
 def ablation_rows(workdir: Path, p: Any) -> list[dict[str, Any]]:
     """One row per benchmark and DR rho of the config behind ``p``: BTL and DR means, the paired
-    DR - BTL difference (mean, 95% interval, seeds) and the seeds whose DR model is degenerate."""
-    temperature = float(p.cfg["data"]["world"].get("label_temperature", DEFAULT_TEMPERATURE))
+    DR - BTL difference (mean, 95% interval, seeds: core.report.tables.paired_interval) and the
+    seeds whose DR model is degenerate."""
+    temperature = float(p.cfg["data"]["world"].get("label_temperature", WorldConfig.label_temperature))
     rows = []
     for bench in p.dr_benchmarks():
         files = rm_files(p, bench)
@@ -69,13 +68,11 @@ def ablation_rows(workdir: Path, p: Any) -> list[dict[str, Any]]:
             if rho == 0.0:
                 continue
             scored = [_score(workdir / f, bench) for f in fs]
-            diffs = np.array([v for v, _ in scored]) - np.array(base)
-            n, degenerate = len(diffs), [s for s, (_, d) in zip(p.seeds(), scored, strict=True) if d]
-            half = t_quantile(n) * diffs.std(ddof=1) / math.sqrt(n) if n > 1 else math.nan
+            diff, low, high, n = paired_interval([v - b for (v, _), b in zip(scored, base, strict=True)])
+            degenerate = [s for s, (_, d) in zip(p.seeds(), scored, strict=True) if d]
             rows.append({"label_temperature": temperature, "benchmark": bench, "rho": rho,
                          "btl": float(np.mean(base)), "dr": float(np.mean([v for v, _ in scored])),
-                         "diff": float(diffs.mean()), "ci_low": float(diffs.mean() - half),
-                         "ci_high": float(diffs.mean() + half), "n_seeds": n,
+                         "diff": diff, "ci_low": low, "ci_high": high, "n_seeds": n,
                          "degenerate_seeds": degenerate})  # fmt: skip
     return rows
 

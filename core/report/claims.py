@@ -43,7 +43,13 @@ from core.report.spec_types import (
     Selection,
     SlopeCell,
 )
-from core.report.tables import read_metric, read_number, reported_files, select_candidate, t_quantile
+from core.report.tables import (
+    paired_interval,
+    read_metric,
+    read_number,
+    reported_files,
+    select_candidate,
+)
 
 __all__ = ["VERDICTS", "claim_row", "claims_table", "degenerate_summary", "evaluate_gates", "verdict", "write_claims"]
 
@@ -82,12 +88,7 @@ def _paired(cell: PairedCell, direction: int) -> dict[str, Any]:
     treat, treat_label = _side_values(cell.treatment, key, scale)
     if len(base) != len(treat):
         raise ValueError(f"claim {cell.id}: {len(base)} baseline seeds vs {len(treat)} treated")
-    diffs = np.asarray([direction * (t - b) for b, t in zip(base, treat, strict=True)], dtype=float)
-    n, effect = len(diffs), float(diffs.mean())
-    lo = hi = math.nan
-    if n > 1:
-        half = t_quantile(n) * float(diffs.std(ddof=1)) / math.sqrt(n)
-        lo, hi = effect - half, effect + half
+    effect, lo, hi, n = paired_interval([direction * (t - b) for b, t in zip(base, treat, strict=True)])
     return {"effect": effect, "ci_low": lo, "ci_high": hi, "n_seeds": n, "selected": (base_label, treat_label)}
 
 

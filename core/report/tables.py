@@ -98,6 +98,19 @@ def t_quantile(n: int) -> float:
     return float(t.ppf(0.975, n - 1))
 
 
+def paired_interval(diffs: Sequence[float]) -> tuple[float, float, float, int]:
+    """``(mean, low, high, n)`` of per-seed paired differences: the mean and its 95% Student-t
+    interval ``mean +- t_{0.975, n-1} sd / sqrt(n)`` (NaN bounds with one seed)."""
+    import numpy as np
+
+    values = np.asarray(diffs, dtype=float)
+    n, mean = len(values), float(values.mean())
+    if n < 2:
+        return mean, math.nan, math.nan, n
+    half = t_quantile(n) * float(values.std(ddof=1)) / math.sqrt(n)
+    return mean, mean - half, mean + half, n
+
+
 @dataclass
 class Cell:
     """One table entry: seed mean, 95% interval (NaN when none), seed count, runs, selection."""
