@@ -92,6 +92,8 @@ def test_every_synthetic_world_has_the_rule_and_report_ablation_puts_it_after_th
     assert on.report_inputs()["ablation"] == ["results/smoke/ablation/label_noise.md"]
     assert off.report_inputs()["ablation"] == [] and off.report_sections()[0]["items"] == [{"table": "claims.md"}]
     real = packaged_as_hub(yaml.safe_load((REPO / "configs" / "small-real-lm.yaml").read_text()))
+    for spec in real["data"]["sources"].values():  # a folder that exists wherever the checkout is
+        spec["source"] = str(REPO / "tests" / "fixtures" / "data" / "hhh_alignment")
     real["report"]["ablation"] = True
     assert not Pipeline(real).specs.ablation_rule() and not Pipeline(real).specs.ablation()  # no label noise to remove
 
